@@ -1,0 +1,53 @@
+//! The store's one error type. Callers branch on it, so it is an enum, not a string.
+
+use super::{EventId, ExpectedRevision, Revision, StreamId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream was not where the writer expected: someone else appended first.
+    #[error("stream {stream}: expected {expected}, but its last revision is {}", actual.map_or("none (no stream)".to_string(), |r| r.to_string()))]
+    WrongExpectedRevision {
+        stream: StreamId,
+        expected: ExpectedRevision,
+        actual: Option<Revision>,
+    },
+    /// An event id is already stored with a different payload or at another place.
+    #[error("event id {event_id} is already stored with a different payload or in another place (stream {stream})")]
+    IdConflict { event_id: EventId, stream: StreamId },
+    #[error("stream {0} not found")]
+    StreamNotFound(StreamId),
+    #[error("append of {size} bytes exceeds the limit of {limit} bytes; nothing was written")]
+    TooLarge { size: usize, limit: usize },
+    #[error("invalid stream id {name:?}: {why}")]
+    InvalidStreamId { name: String, why: String },
+    #[error("invalid position token {token:?}: expected two numbers joined by '-', e.g. 42-0")]
+    InvalidPosition { token: String },
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+    /// The backend could not be reached or gave up; retrying may succeed. For an append the
+    /// outcome is unknown: retry with the same event ids and expected revision.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data that cannot be decoded. Never retried, never skipped.
+    #[error("event store data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if made again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(format!("sqlite: {e}"))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Unavailable(format!("postgres: {e}"))
+    }
+}

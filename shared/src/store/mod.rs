@@ -1,0 +1,73 @@
+//! The append-only event log that roller and trail are folds over.
+//!
+//! One trait, [`EventStore`], with the same guarantees from every backend:
+//! 1. a batch appended to one stream is atomic;
+//! 2. expected-revision checks are exact and revisions are dense from 0;
+//! 3. a retry with the same event ids (and the same `Exact` revision) is a no-op success,
+//!    while a reused id with another payload is an [`StoreError::IdConflict`];
+//! 4. `read_all` and subscriptions follow commit order with strictly increasing positions and
+//!    never reveal a position lower than one already revealed (appends are serialised, and a
+//!    position is allocated inside the lock that is held through commit);
+//! 5. subscriptions resume after an exclusive position and always emit `CaughtUp`;
+//! 6. `Ok` from `append` means durable (fsync'd).
+//!
+//! The conformance suite in `shared/tests/conformance.rs` checks all of this per backend.
+
+mod error;
+mod plan;
+pub mod postgres;
+pub mod sqlite;
+mod subscription;
+pub mod testing;
+mod types;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub use error::StoreError;
+pub use types::*;
+
+/// Default cap on one append's payload (data and metadata of all its events), in bytes.
+pub const DEFAULT_MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
+
+/// The event log. Object-safe: services hold an `Arc<dyn EventStore>`.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if `expected` holds.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// One page of a stream. A stream with no events is [`StoreError::StreamNotFound`].
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        read: StreamRead,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events of the whole log after `after` (exclusive), in commit order.
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        limit: usize,
+        filter: &ReadFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// History after `after` (exclusive), then [`SubscriptionMessage::CaughtUp`], then live
+    /// events as they commit. The stream ends after yielding an error; resubscribe from the
+    /// last position handled.
+    fn subscribe_all(
+        &self,
+        after: Option<Position>,
+        filter: ReadFilter,
+    ) -> BoxStream<'static, Result<SubscriptionMessage, StoreError>>;
+
+    /// The position of the last committed event, `None` for an empty log.
+    async fn head(&self) -> Result<Option<Position>, StoreError>;
+
+    /// A short human description: backend and location, for logs and `ionroller up`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,110 @@
+//! Helpers shared by the store test suites: event builders and per-backend fixtures.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use chrono::{DateTime, Utc};
+use ionroller_shared::store::postgres::{PgOptions, PgStore};
+use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
+use ionroller_shared::store::{EventId, EventMetadata, NewEvent, StreamId};
+use serde_json::json;
+use uuid::Uuid;
+
+pub fn stream(name: &str) -> StreamId {
+    StreamId::new(name).expect("test stream names are valid")
+}
+
+/// A timestamp with microsecond precision, which every backend stores exactly.
+pub fn at_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_micros(micros).expect("valid test timestamp")
+}
+
+pub fn event(id: EventId, event_type: &str, data: serde_json::Value) -> NewEvent {
+    NewEvent {
+        id,
+        event_type: event_type.to_string(),
+        schema_version: 1,
+        data,
+        metadata: EventMetadata {
+            actor: "tester@example.com".to_string(),
+            correlation_id: Uuid::from_u128(7),
+            causation_id: Some(Uuid::from_u128(8)),
+            occurred_at: at_micros(1_764_000_000_123_456),
+        },
+    }
+}
+
+/// `n` fresh events of type `t` numbered from `first`.
+pub fn events(n: usize, first: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| event(EventId::random(), "t", json!({ "n": first + i })))
+        .collect()
+}
+
+/// The PostgreSQL server the test command started, if any. In CI its absence fails the test;
+/// elsewhere the test is skipped, loudly.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("IONROLLER_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("IONROLLER_TEST_PG_URL is not set in CI: the PostgreSQL tests cannot be skipped there; run them through scripts/test.sh");
+            }
+            eprintln!("\n*** SKIPPING PostgreSQL test: IONROLLER_TEST_PG_URL is not set. Run scripts/test.sh to start a throwaway PostgreSQL. ***\n");
+            None
+        }
+    }
+}
+
+/// A fresh SQLite log in its own temporary directory; `open` may be called again to reopen it.
+pub struct SqliteFixture {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteFixture {
+    pub fn new() -> Option<Self> {
+        Some(SqliteFixture {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        })
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("events.sqlite")
+    }
+
+    pub async fn open(&self) -> SqliteStore {
+        self.open_with(SqliteOptions::default()).await
+    }
+
+    pub async fn open_with(&self, options: SqliteOptions) -> SqliteStore {
+        SqliteStore::open(self.path(), options).expect("open the SQLite store")
+    }
+}
+
+/// A fresh schema in the test PostgreSQL; `open` may be called again to reconnect to it.
+pub struct PgFixture {
+    url: String,
+    schema: String,
+}
+
+impl PgFixture {
+    pub fn new() -> Option<Self> {
+        let url = pg_url()?;
+        Some(PgFixture {
+            url,
+            schema: format!("t_{}", Uuid::new_v4().simple()),
+        })
+    }
+
+    pub async fn open(&self) -> PgStore {
+        self.open_with(PgOptions::new(&self.url)).await
+    }
+
+    pub async fn open_with(&self, options: PgOptions) -> PgStore {
+        PgStore::open(PgOptions {
+            url: self.url.clone(),
+            schema: self.schema.clone(),
+            ..options
+        })
+        .await
+        .expect("open the PostgreSQL store")
+    }
+}
