@@ -282,13 +282,18 @@ impl Statements {
                 .await?,
             heads: client
                 .prepare(&format!(
-                    "SELECT stream, max(revision) FROM {t} WHERE stream = ANY($1) GROUP BY stream"
+                    // One index probe per stream (newest revision first), whatever its length.
+                    "SELECT s, (SELECT revision FROM {t} WHERE stream = s ORDER BY revision DESC LIMIT 1)
+                     FROM unnest($1::text[]) AS s"
                 ))
                 .await?,
             stored: client
                 .prepare(&format!(
-                    "SELECT event_id, stream, revision, position, event_type, schema_version, data::text
-                     FROM {t} WHERE event_id = ANY($1)"
+                    // A join from the ids keeps one index probe per id even under a generic
+                    // plan, where `event_id = ANY($1)` may turn into a scan of the whole log.
+                    "SELECT e.event_id, e.stream, e.revision, e.position, e.event_type,
+                            e.schema_version, e.data::text
+                     FROM unnest($1::uuid[]) AS q(id) JOIN {t} e ON e.event_id = q.id"
                 ))
                 .await?,
             insert: client
@@ -396,8 +401,9 @@ async fn write_group(
     let mut heads = HashMap::new();
     for row in head_rows {
         let stream: String = row.try_get(0)?;
-        let head: i64 = row.try_get(1)?;
-        heads.insert(corrupt_stream(stream)?, Revision(head as u64));
+        if let Some(head) = row.try_get::<_, Option<i64>>(1)? {
+            heads.insert(corrupt_stream(stream)?, Revision(head as u64));
+        }
     }
     let mut stored = HashMap::new();
     for row in stored_rows {

@@ -345,3 +345,75 @@ pub enum SubscriptionMessage {
     /// as the checkpoint so a rare filter does not replay them after a restart.
     Checkpoint(Position),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_are_validated_with_a_reason() {
+        for ok in ["svc", "service:checkout/env-v2@1", "a_b.c"] {
+            assert!(StreamId::new(ok).is_ok(), "{ok}");
+        }
+        let cases = [
+            ("", "must not be empty"),
+            ("$all", "reserved"),
+            ("has space", "contains ' '"),
+            ("ünï", "contains 'ü'"),
+        ];
+        for (name, why) in cases {
+            match StreamId::new(name) {
+                Err(StoreError::InvalidStreamId { why: got, .. }) => {
+                    assert!(got.contains(why), "{name:?}: {got}")
+                }
+                other => panic!("{name:?} accepted: {other:?}"),
+            }
+        }
+        assert!(StreamId::new("x".repeat(MAX_STREAM_ID_LEN)).is_ok());
+        assert!(StreamId::new("x".repeat(MAX_STREAM_ID_LEN + 1)).is_err());
+        assert!(serde_json::from_str::<StreamId>("\"bad id\"").is_err());
+    }
+
+    #[test]
+    fn positions_order_and_round_trip_as_tokens() {
+        let a = Position::new(5, 9);
+        let b = Position::new(6, 0);
+        assert!(Position::START < a && a < b);
+        assert_eq!(Position::from_token(&a.to_token()).unwrap(), a);
+        assert_eq!(serde_json::to_string(&b).unwrap(), "\"6-0\"");
+        for bad in [
+            "",
+            "5",
+            "5-",
+            "-5",
+            "a-b",
+            "1-2-3",
+            "18446744073709551616-0",
+        ] {
+            assert!(Position::from_token(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expectations_admit_the_right_heads() {
+        use ExpectedRevision::*;
+        let table = [
+            (Any, None, true),
+            (Any, Some(3), true),
+            (NoStream, None, true),
+            (NoStream, Some(0), false),
+            (StreamExists, None, false),
+            (StreamExists, Some(0), true),
+            (Exact(Revision(2)), Some(2), true),
+            (Exact(Revision(2)), Some(3), false),
+            (Exact(Revision(0)), None, false),
+        ];
+        for (expected, head, admits) in table {
+            assert_eq!(
+                expected.admits(head.map(Revision)),
+                admits,
+                "{expected} vs {head:?}"
+            );
+        }
+    }
+}
