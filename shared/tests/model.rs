@@ -73,7 +73,7 @@ impl Model {
             .iter()
             .filter(|e| e.0 == stream)
             .map(|e| Revision(e.1))
-            .last()
+            .next_back()
     }
 }
 
