@@ -27,7 +27,7 @@ free_port() {
 # Runs a command as the PostgreSQL owner: initdb refuses to run as root.
 pg_as_owner() {
   if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi

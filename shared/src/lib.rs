@@ -6,4 +6,6 @@
 //!   [`store::postgres`] is for teams that already run PostgreSQL. The types and the pure
 //!   group-commit planner in [`store`] do no I/O; only the backend modules touch a database.
 
+pub mod config;
+pub mod events;
 pub mod store;

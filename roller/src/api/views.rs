@@ -1,0 +1,245 @@
+//! What `GET /v1/services/{service}` answers: desired and live state, for people and the CLI.
+
+use chrono::{DateTime, Utc};
+use ionroller_shared::config::Pause;
+use ionroller_shared::events::{AlarmView, EnvironmentStatus, Health, Plan, RolloutId};
+use serde::{Deserialize, Serialize};
+
+use crate::core::state::{Outcome, RolloutKind, RolloutRecord, ServiceState, Stage};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub config_version: Option<u32>,
+    pub stable_version: Option<String>,
+    pub environments: Vec<EnvironmentStatusView>,
+    pub traffic: Vec<TrafficShare>,
+    pub rollout: Option<RolloutView>,
+    pub alarms: Vec<AlarmView>,
+    pub history: Vec<RolloutRecordView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EnvironmentStatusView {
+    pub name: String,
+    pub version: String,
+    pub config_version: u32,
+    pub status: Option<EnvironmentStatus>,
+    pub health: Option<Health>,
+    pub instances: usize,
+    pub healthy_instances: usize,
+    pub url: Option<String>,
+    pub unused_since: Option<DateTime<Utc>>,
+    pub terminated: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrafficShare {
+    pub environment: String,
+    pub version: Option<String>,
+    /// 0.0 to 1.0 of in-service registered instances.
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub id: RolloutId,
+    pub kind: String,
+    pub version: String,
+    pub from_version: Option<String>,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub stage: String,
+    /// 1-based step number, when shifting or pausing.
+    pub step: Option<usize>,
+    pub step_count: usize,
+    pub step_percent: Option<u8>,
+    pub paused: bool,
+    pub waiting_for: String,
+    pub plan: Option<Plan>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RolloutRecordView {
+    pub id: RolloutId,
+    pub version: String,
+    pub from_version: Option<String>,
+    pub requested_by: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    /// `completed`, `rolled_back` or `superseded`.
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+impl From<&RolloutRecord> for RolloutRecordView {
+    fn from(r: &RolloutRecord) -> Self {
+        let (outcome, detail) = match &r.outcome {
+            Outcome::Completed => ("completed", None),
+            Outcome::RolledBack { cause } => ("rolled_back", Some(cause.summary())),
+            Outcome::Superseded { by } => ("superseded", Some(format!("by rollout {by}"))),
+        };
+        RolloutRecordView {
+            id: r.id,
+            version: r.version.clone(),
+            from_version: r.from_version.clone(),
+            requested_by: r.requested_by.clone(),
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+            outcome: outcome.to_string(),
+            detail,
+        }
+    }
+}
+
+pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus {
+    let environments = state
+        .environments
+        .values()
+        .map(|e| {
+            let observed = e.observed.as_ref();
+            EnvironmentStatusView {
+                name: e.name.clone(),
+                version: e.version.clone(),
+                config_version: e.config_version,
+                status: observed.map(|v| v.status),
+                health: observed.map(|v| v.health),
+                instances: observed.map_or(0, |v| v.instances.len()),
+                healthy_instances: observed
+                    .map_or(0, |v| v.instances.iter().filter(|i| i.healthy).count()),
+                url: observed.and_then(|v| v.url.clone()),
+                unused_since: e.unused_since,
+                terminated: e.terminated,
+            }
+        })
+        .collect();
+    let traffic = state
+        .traffic_shares()
+        .into_iter()
+        .map(|(environment, share)| TrafficShare {
+            version: state
+                .environments
+                .get(&environment)
+                .map(|e| e.version.clone()),
+            environment,
+            share,
+        })
+        .collect();
+    let rollout = state.rollout.as_ref().map(|r| {
+        let plan = r.plan.as_ref();
+        let step_count = plan.map_or(0, |p| p.steps.len());
+        let step = match &r.stage {
+            Stage::Shifting { step } | Stage::StepDone { step, .. } => Some(*step),
+            _ => None,
+        };
+        let from_version = r
+            .from
+            .as_ref()
+            .and_then(|f| state.environments.get(f))
+            .map(|e| e.version.clone());
+        RolloutView {
+            id: r.id,
+            kind: match r.kind {
+                RolloutKind::Release => "release".into(),
+                RolloutKind::Rollback => "rollback".into(),
+            },
+            version: r.version.clone(),
+            from_version,
+            requested_by: r.requested_by.clone(),
+            requested_at: r.requested_at,
+            stage: match &r.stage {
+                Stage::Launching => "launching",
+                Stage::TestEndpoint => "test_endpoint",
+                Stage::Shifting { .. } => "shifting",
+                Stage::StepDone { .. } => "step_done",
+                Stage::Reverting { .. } => "reverting",
+            }
+            .to_string(),
+            step: step.map(|s| s + 1),
+            step_count,
+            step_percent: step.and_then(|s| plan.and_then(|p| p.steps.get(s)).map(|s| s.percent)),
+            paused: r.paused,
+            waiting_for: waiting_for(state, now),
+            plan: r.plan.clone(),
+        }
+    });
+    ServiceStatus {
+        service: state.service.clone(),
+        config_version: state.latest_config().map(|c| c.version),
+        stable_version: state.stable_version().map(str::to_string),
+        environments,
+        traffic,
+        rollout,
+        alarms: state.alarms.values().cloned().collect(),
+        history: state
+            .history
+            .iter()
+            .rev()
+            .map(RolloutRecordView::from)
+            .collect(),
+    }
+}
+
+/// What the current rollout waits for, in words.
+fn waiting_for(state: &ServiceState, now: DateTime<Utc>) -> String {
+    let Some(r) = &state.rollout else {
+        return "nothing".into();
+    };
+    if r.paused {
+        return "resume (paused by request)".into();
+    }
+    let target = r.target().and_then(|t| state.environments.get(t));
+    match &r.stage {
+        Stage::Launching => match target.and_then(|t| t.observed.as_ref()) {
+            None => format!("environment {} to be created", r.target().unwrap_or("?")),
+            Some(v) => format!(
+                "environment {} to become healthy ({:?}, {:?})",
+                v.name, v.status, v.health
+            ),
+        },
+        Stage::TestEndpoint => format!(
+            "promote: test the new environment at {}",
+            target
+                .and_then(|t| t.observed.as_ref())
+                .and_then(|v| v.url.clone())
+                .unwrap_or_else(|| "its own URL".into())
+        ),
+        Stage::Shifting { step } => {
+            let percent = r
+                .plan
+                .as_ref()
+                .and_then(|p| p.steps.get(*step))
+                .map_or(100, |s| s.percent);
+            format!("load balancer to reach {percent}% on the new environment")
+        }
+        Stage::StepDone { step, at } => {
+            let pause = r
+                .plan
+                .as_ref()
+                .and_then(|p| p.steps.get(*step))
+                .and_then(|s| s.pause);
+            match pause {
+                Some(Pause::UntilPromoted) => {
+                    let label = r
+                        .plan
+                        .as_ref()
+                        .map_or("step", |p| p.steps[*step].label.as_str());
+                    format!(
+                        "promote ({label} at {}%)",
+                        r.plan.as_ref().map_or(0, |p| p.steps[*step].percent)
+                    )
+                }
+                Some(Pause::For(d)) => {
+                    let left = (d.0.as_secs_f64() - (now - *at).num_milliseconds() as f64 / 1000.0)
+                        .max(0.0);
+                    format!("pause, {left:.0}s left")
+                }
+                None => "completion".into(),
+            }
+        }
+        Stage::Reverting { cause } => format!(
+            "traffic to return to the previous version ({})",
+            cause.summary()
+        ),
+    }
+}

@@ -1,0 +1,743 @@
+//! The `ionroller` command line: `up` runs the service; everything else is a client of its API.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
+use ionroller_shared::store::EventStore;
+use serde_json::{json, Value};
+
+use crate::api::views::ServiceStatus;
+use crate::api::{app, AppState, ACTOR_HEADER};
+use crate::clock::{Clock, SystemClock};
+use crate::cloud::sim::SimCloud;
+use crate::shell::Roller;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+#[derive(Parser)]
+#[command(
+    name = "ionroller",
+    version,
+    about = "Ship Docker-image releases to AWS, gradually and reversibly"
+)]
+pub struct Cli {
+    /// The roller's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the roller on the embedded event store and the simulated cloud.
+    Up {
+        /// Where the event log and the simulated cloud keep their files.
+        #[arg(long, default_value = ".ionroller")]
+        data_dir: PathBuf,
+        /// Address for the API (loopback by default).
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: String,
+        /// How often each service is observed and reconciled, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Service configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Release a version and follow it until it completes (exit 0) or rolls back (exit 1).
+    Release {
+        service: String,
+        version: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Release even though a configured alarm is firing (recorded).
+        #[arg(long)]
+        override_alarms: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Release the previous version again (fast while its environment is warm); during a
+    /// rollout without --to, send traffic back.
+    Rollback {
+        service: String,
+        #[arg(long = "to")]
+        to_version: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Hold the rollout where it is.
+    Pause {
+        service: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Resume {
+        service: String,
+    },
+    /// End the current wait: canary, test endpoint or pause.
+    Promote {
+        service: String,
+    },
+    /// Move traffic back to the previous version.
+    Abort {
+        service: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Environments, traffic split, and the rollout in progress.
+    Status {
+        service: String,
+    },
+    /// Services with a saved config.
+    Services,
+    /// The service's events; with --follow, keep printing new ones.
+    Events {
+        service: String,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// The steps, pauses and worst-case duration a release would take.
+    Plan {
+        service: String,
+        version: String,
+    },
+    /// Drive the simulated cloud (demos and what-ifs).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Args)]
+struct FollowArgs {
+    /// Return once the request is accepted instead of following progress.
+    #[arg(long)]
+    no_follow: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a commented template to start from.
+    Init {
+        service: String,
+    },
+    /// Save FILE as the service's next config version (`//` comment lines are allowed).
+    Set {
+        service: String,
+        file: PathBuf,
+    },
+    Get {
+        service: String,
+    },
+    History {
+        service: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Set a CloudWatch alarm's state: ALARM, OK or INSUFFICIENT_DATA.
+    Alarm {
+        name: String,
+        state: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        value: Option<f64>,
+    },
+    /// Make environments of SERVICE at VERSION turn Red.
+    FailEnv { service: String, version: String },
+    /// Terminate an environment behind the roller's back (drift).
+    TerminateEnv { environment: String },
+    /// Deregister an instance behind the roller's back (drift).
+    Deregister { instance: String },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let client = Client::new(&cli.server)?;
+    match cli.command {
+        Command::Up {
+            data_dir,
+            listen,
+            interval_ms,
+        } => {
+            up(data_dir, &listen, Duration::from_millis(interval_ms)).await?;
+            Ok(0)
+        }
+        Command::Config(c) => config(&client, c).await,
+        Command::Release {
+            service,
+            version,
+            reason,
+            override_alarms,
+            follow,
+        } => {
+            let accepted = client
+                .post(&format!("/v1/services/{service}/releases"), &json!({ "version": version, "reason": reason, "override_alarms": override_alarms }))
+                .await?;
+            let id = accepted["rollout_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            println!("Releasing {service} {version} (rollout {id})");
+            if follow.no_follow {
+                return Ok(0);
+            }
+            follow_rollout(&client, &service, &id).await
+        }
+        Command::Rollback {
+            service,
+            to_version,
+            reason,
+            follow,
+        } => {
+            let accepted = client
+                .post(
+                    &format!("/v1/services/{service}/rollback"),
+                    &json!({ "to_version": to_version, "reason": reason }),
+                )
+                .await?;
+            let id = accepted["rollout_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match accepted["action"].as_str() {
+                Some("abort") => println!("Rolling back the rollout in progress of {service}: traffic returns to the previous version"),
+                _ => println!("Rolling {service} back to {} (rollout {id})", accepted["version"].as_str().unwrap_or("?")),
+            }
+            if follow.no_follow {
+                return Ok(0);
+            }
+            follow_rollout(&client, &service, &id).await
+        }
+        Command::Pause { service, reason } => {
+            simple(&client, &service, "pause", json!({ "reason": reason })).await
+        }
+        Command::Resume { service } => simple(&client, &service, "resume", json!({})).await,
+        Command::Promote { service } => simple(&client, &service, "promote", json!({})).await,
+        Command::Abort { service, reason } => {
+            simple(&client, &service, "abort", json!({ "reason": reason })).await
+        }
+        Command::Status { service } => {
+            let status: ServiceStatus =
+                serde_json::from_value(client.get(&format!("/v1/services/{service}")).await?)?;
+            print!("{}", render_status(&status));
+            Ok(0)
+        }
+        Command::Services => {
+            let list = client.get("/v1/services").await?;
+            for name in list["services"].as_array().into_iter().flatten() {
+                println!("{}", name.as_str().unwrap_or_default());
+            }
+            Ok(0)
+        }
+        Command::Events { service, follow } => events(&client, &service, follow).await,
+        Command::Plan { service, version } => {
+            let plan = client
+                .get(&format!("/v1/services/{service}/plan?version={version}"))
+                .await?;
+            print!("{}", render_plan(&plan));
+            Ok(0)
+        }
+        Command::Sim(s) => {
+            let answer = match s {
+                SimCommand::Alarm {
+                    name,
+                    state,
+                    reason,
+                    value,
+                } => client
+                    .post(
+                        &format!("/v1/sim/alarms/{name}"),
+                        &json!({ "state": state.to_uppercase(), "reason": reason, "value": value }),
+                    )
+                    .await?,
+                SimCommand::FailEnv { service, version } => {
+                    client
+                        .post(
+                            "/v1/sim/fail-env",
+                            &json!({ "service": service, "version": version }),
+                        )
+                        .await?
+                }
+                SimCommand::TerminateEnv { environment } => {
+                    client
+                        .post(
+                            "/v1/sim/terminate-env",
+                            &json!({ "environment": environment }),
+                        )
+                        .await?
+                }
+                SimCommand::Deregister { instance } => {
+                    client
+                        .post("/v1/sim/deregister", &json!({ "instance": instance }))
+                        .await?
+                }
+            };
+            println!("{answer}");
+            Ok(0)
+        }
+    }
+}
+
+/// Runs the roller and its API until Ctrl-C (or SIGTERM).
+pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let store = SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
+        .context("open the embedded event store")?;
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
+        .context("open the simulated cloud")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    println!("ionroller is up");
+    println!("  API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)");
+    println!("  event store:  {}", store.describe());
+    println!("  cloud:        simulated ({})", sim.path().display());
+    println!("  try:          ionroller config set hello examples/hello.json && ionroller release hello v1");
+    let _ = std::io::stdout().flush();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let roller = Roller::new(store.clone(), Arc::new(sim.clone()), clock.clone());
+    let mut roller_stop = stop_rx.clone();
+    let roller_task = tokio::spawn(roller.run(interval, async move {
+        let _ = roller_stop.wait_for(|s| *s).await;
+    }));
+    let state = AppState {
+        store,
+        clock,
+        sim: Some(sim),
+    };
+    let mut server_stop = stop_rx;
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
+    let server_task = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    println!("ionroller: stopping");
+    let _ = stop_tx.send(true);
+    let _ = roller_task.await;
+    server_task
+        .await
+        .context("join the API server")?
+        .context("serve the API")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    actor: String,
+}
+
+impl Client {
+    fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .build()
+                .context("build the HTTP client")?,
+            actor: whoami(),
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .header(ACTOR_HEADER, &self.actor)
+            .send()
+            .await
+            .with_context(|| format!("reach the roller at {} (is `ionroller up` running? set --server or IONROLLER_URL)", self.base))?;
+        let status = response.status();
+        let text = response.text().await.context("read the roller's answer")?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let message = body["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| body.to_string());
+            let mut out = format!("{status}: {message}");
+            for p in body["problems"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "\n  - {}: {}",
+                    p["field"].as_str().unwrap_or("?"),
+                    p["problem"].as_str().unwrap_or("?")
+                ));
+            }
+            bail!(out);
+        }
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
+    async fn put_text(&self, path: &str, body: String) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .put(format!("{}{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+}
+
+/// Who is issuing commands: `IONROLLER_ACTOR`, else git's user.email, else $USER.
+fn whoami() -> String {
+    if let Ok(actor) = std::env::var("IONROLLER_ACTOR") {
+        if !actor.is_empty() {
+            return actor;
+        }
+    }
+    let git = std::process::Command::new("git")
+        .args(["config", "user.email"])
+        .output();
+    if let Ok(out) = git {
+        let email = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !email.is_empty() {
+            return email;
+        }
+    }
+    std::env::var("USER").unwrap_or_else(|_| "anonymous".into())
+}
+
+async fn simple(client: &Client, service: &str, what: &str, body: Value) -> anyhow::Result<i32> {
+    client
+        .post(&format!("/v1/services/{service}/{what}"), &body)
+        .await?;
+    println!("{what}: accepted for {service}");
+    Ok(0)
+}
+
+const TEMPLATE: &str = include_str!("../../examples/template.jsonc");
+
+async fn config(client: &Client, command: ConfigCommand) -> anyhow::Result<i32> {
+    match command {
+        ConfigCommand::Init { service } => {
+            print!("{}", TEMPLATE.replace("SERVICE", &service));
+            Ok(0)
+        }
+        ConfigCommand::Set { service, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let answer = client
+                .put_text(
+                    &format!("/v1/services/{service}/config"),
+                    strip_comments(&text),
+                )
+                .await?;
+            println!(
+                "Saved config version {} of {service}",
+                answer["config_version"]
+            );
+            Ok(0)
+        }
+        ConfigCommand::Get { service } => {
+            let answer = client
+                .get(&format!("/v1/services/{service}/config"))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&answer["config"])?);
+            Ok(0)
+        }
+        ConfigCommand::History { service } => {
+            let answer = client
+                .get(&format!("/v1/services/{service}/configs"))
+                .await?;
+            for c in answer["configs"].as_array().into_iter().flatten() {
+                println!(
+                    "version {}  saved {} by {}",
+                    c["config_version"],
+                    c["saved_at"].as_str().unwrap_or("?"),
+                    c["saved_by"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Drops whole-line `//` comments, so templates can explain themselves.
+pub fn strip_comments(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Polls the service until the rollout ends; prints a line whenever the picture changes.
+async fn follow_rollout(client: &Client, service: &str, rollout_id: &str) -> anyhow::Result<i32> {
+    let started = Instant::now();
+    let mut last_line = String::new();
+    loop {
+        let status: ServiceStatus =
+            serde_json::from_value(client.get(&format!("/v1/services/{service}")).await?)?;
+        if let Some(done) = status
+            .history
+            .iter()
+            .find(|h| h.id.to_string() == rollout_id)
+        {
+            let elapsed = started.elapsed().as_secs();
+            return Ok(match done.outcome.as_str() {
+                "completed" => {
+                    println!(
+                        "[{elapsed:>4}s] completed: {} {} serves all traffic",
+                        service, done.version
+                    );
+                    0
+                }
+                other => {
+                    println!(
+                        "[{elapsed:>4}s] {}: {}",
+                        other.replace('_', " "),
+                        done.detail.clone().unwrap_or_default()
+                    );
+                    1
+                }
+            });
+        }
+        let line = progress_line(&status);
+        if line != last_line {
+            println!("[{:>4}s] {line}", started.elapsed().as_secs());
+            last_line = line;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn bar(share: f64, width: usize) -> String {
+    let filled = (share * width as f64).round() as usize;
+    format!(
+        "{}{}",
+        "█".repeat(filled.min(width)),
+        "░".repeat(width - filled.min(width))
+    )
+}
+
+/// One line: stage and step, the traffic split as a bar, the new environment's health, and
+/// what the rollout waits for.
+pub fn progress_line(status: &ServiceStatus) -> String {
+    let Some(r) = &status.rollout else {
+        return "waiting for the roller to pick up the request".into();
+    };
+    let new_share = status
+        .traffic
+        .iter()
+        .filter(|t| t.version.as_deref() == Some(r.version.as_str()))
+        .fold(0.0, |sum, t| sum + t.share);
+    let step = match (r.step, r.step_percent) {
+        (Some(s), Some(p)) => format!("step {s}/{} ({p}%)", r.step_count),
+        _ => r.stage.replace('_', " "),
+    };
+    let env = r
+        .plan
+        .as_ref()
+        .and_then(|p| status.environments.iter().find(|e| e.name == p.environment))
+        .map(|e| {
+            format!(
+                "{} {:?} {}/{}",
+                e.name,
+                e.health.unwrap_or(ionroller_shared::events::Health::Grey),
+                e.healthy_instances,
+                e.instances
+            )
+        })
+        .unwrap_or_else(|| "environment pending".into());
+    format!(
+        "{step:<18} {} {:>3.0}% {} | {} · waiting for {}",
+        bar(new_share, 20),
+        new_share * 100.0,
+        r.version,
+        env,
+        r.waiting_for
+    )
+}
+
+pub fn render_status(s: &ServiceStatus) -> String {
+    let mut out = format!(
+        "{}  config v{}  stable {}\n",
+        s.service,
+        s.config_version.map_or("-".into(), |v| v.to_string()),
+        s.stable_version.clone().unwrap_or_else(|| "none".into())
+    );
+    out.push_str("traffic:\n");
+    if s.traffic.is_empty() {
+        out.push_str("  (nothing registered)\n");
+    }
+    for t in &s.traffic {
+        out.push_str(&format!(
+            "  {} {:>3.0}% {} ({})\n",
+            bar(t.share, 20),
+            t.share * 100.0,
+            t.version.clone().unwrap_or_default(),
+            t.environment
+        ));
+    }
+    out.push_str("environments:\n");
+    for e in s.environments.iter().filter(|e| !e.terminated) {
+        out.push_str(&format!(
+            "  {:<32} {:<10} {}/{} {}/{} healthy{}\n",
+            e.name,
+            e.version,
+            e.status.map_or("unseen".into(), |s| format!("{s:?}")),
+            e.health.map_or("-".into(), |h| format!("{h:?}")),
+            e.healthy_instances,
+            e.instances,
+            e.unused_since
+                .map(|t| format!(", unused since {}", t.format("%H:%M:%S")))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(r) = &s.rollout {
+        out.push_str(&format!(
+            "rollout {} of {}: {} · waiting for {}\n",
+            r.id,
+            r.version,
+            progress_line(s),
+            r.waiting_for
+        ));
+    }
+    for a in &s.alarms {
+        out.push_str(&format!("alarm {}: {:?} ({})\n", a.name, a.state, a.reason));
+    }
+    if let Some(h) = s.history.first() {
+        out.push_str(&format!(
+            "last rollout: {} {} {}\n",
+            h.version,
+            h.outcome,
+            h.detail.clone().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+fn render_plan(answer: &Value) -> String {
+    let plan = &answer["plan"];
+    let mut out = format!(
+        "Releasing {} {} (config v{}) into {}{}\n",
+        answer["service"].as_str().unwrap_or("?"),
+        answer["version"].as_str().unwrap_or("?"),
+        answer["config_version"],
+        plan["environment"].as_str().unwrap_or("?"),
+        if plan["reuses_warm_environment"].as_bool() == Some(true) {
+            " (warm: no launch)"
+        } else {
+            ""
+        }
+    );
+    if plan["test_endpoint"].as_bool() == Some(true) {
+        out.push_str("  test endpoint: waits for a promote before any customer traffic\n");
+    }
+    for (i, s) in plan["steps"].as_array().into_iter().flatten().enumerate() {
+        out.push_str(&format!(
+            "  {}. {} {}%{}\n",
+            i + 1,
+            s["label"].as_str().unwrap_or("step"),
+            s["percent"],
+            match &s["pause"] {
+                Value::Null => String::new(),
+                p => format!(", then pause {}", p.as_str().unwrap_or("?")),
+            }
+        ));
+    }
+    out.push_str(&match plan["worst_case_secs"].as_u64() {
+        Some(s) => format!(
+            "  worst case: {s}s (each stage up to the {} progress deadline)\n",
+            plan["progress_deadline"].as_str().unwrap_or("?")
+        ),
+        None => "  worst case: open-ended (waits for a person to promote)\n".into(),
+    });
+    out
+}
+
+async fn events(client: &Client, service: &str, follow: bool) -> anyhow::Result<i32> {
+    let response = client
+        .http
+        .get(format!("{}/v1/services/{service}/events", client.base))
+        .send()
+        .await
+        .with_context(|| format!("reach the roller at {}", client.base))?;
+    if !response.status().is_success() {
+        bail!(
+            "{}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut event_name = String::new();
+    while let Some(chunk) = body.next().await {
+        buffer.push_str(&String::from_utf8_lossy(
+            &chunk.context("read the event stream")?,
+        ));
+        while let Some(end) = buffer.find('\n') {
+            let line = buffer[..end].trim_end_matches('\r').to_string();
+            buffer.drain(..=end);
+            if let Some(name) = line.strip_prefix("event:") {
+                event_name = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                if event_name == "caught-up" {
+                    if !follow {
+                        return Ok(0);
+                    }
+                    continue;
+                }
+                let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                println!(
+                    "{} #{:<4} {:<24} {:<20} {}",
+                    v["occurred_at"].as_str().unwrap_or("?"),
+                    v["revision"],
+                    v["type"].as_str().unwrap_or("?"),
+                    v["actor"].as_str().unwrap_or("?"),
+                    v["data"]
+                );
+            }
+        }
+    }
+    Ok(0)
+}

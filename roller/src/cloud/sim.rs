@@ -1,0 +1,396 @@
+//! A simulated Elastic Beanstalk + load balancer + CloudWatch, for demos, what-ifs and tests.
+//!
+//! Environments take `launch_secs` to become Ready and `healthy_secs` more to turn Green (or
+//! Red, for versions told to fail). Its state lives in a JSON file beside the event log, so a
+//! restarted roller sees the same "cloud", as it would see AWS. People change it through
+//! `ionroller sim ...` (alarms, failures, drift).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::events::{
+    Action, AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView,
+    RegisteredInstance,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Cloud, CloudError};
+use crate::clock::Clock;
+use crate::core::CloudView;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimSettings {
+    pub launch_secs: f64,
+    pub healthy_secs: f64,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            launch_secs: 2.0,
+            healthy_secs: 1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct SimState {
+    settings: SimSettings,
+    environments: BTreeMap<String, SimEnvironment>,
+    load_balancers: BTreeMap<String, BTreeSet<String>>,
+    alarms: BTreeMap<String, AlarmView>,
+    /// `service/version` pairs whose environments turn Red.
+    failing: BTreeSet<String>,
+    /// How many CreateEnvironment calls actually created something (for tests).
+    creations: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SimEnvironment {
+    service: String,
+    version: String,
+    config_version: u32,
+    instances: u32,
+    created_at: DateTime<Utc>,
+    failing: bool,
+    terminated_at: Option<DateTime<Utc>>,
+}
+
+impl SimEnvironment {
+    fn status(&self, settings: &SimSettings, now: DateTime<Utc>) -> (EnvironmentStatus, Health) {
+        if self.terminated_at.is_some() {
+            return (EnvironmentStatus::Terminated, Health::Grey);
+        }
+        let age = (now - self.created_at).num_milliseconds() as f64 / 1000.0;
+        if age < settings.launch_secs {
+            (EnvironmentStatus::Launching, Health::Grey)
+        } else if age < settings.launch_secs + settings.healthy_secs {
+            (EnvironmentStatus::Ready, Health::Grey)
+        } else if self.failing {
+            (EnvironmentStatus::Ready, Health::Red)
+        } else {
+            (EnvironmentStatus::Ready, Health::Green)
+        }
+    }
+
+    fn instance_ids(&self, name: &str) -> Vec<String> {
+        (0..self.instances)
+            .map(|i| format!("i-{name}-{i}"))
+            .collect()
+    }
+}
+
+/// The simulated cloud. Cheap to clone; every change is saved to its file before returning.
+#[derive(Clone)]
+pub struct SimCloud {
+    path: PathBuf,
+    state: Arc<Mutex<SimState>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl SimCloud {
+    /// Opens the simulation saved at `path`, or starts an empty one there.
+    pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, CloudError> {
+        let path = path.as_ref().to_path_buf();
+        let state = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                CloudError::Unavailable(format!(
+                    "simulated cloud file {} is unreadable: {e}",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
+            Err(e) => {
+                return Err(CloudError::Unavailable(format!(
+                    "read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Ok(SimCloud {
+            path,
+            state: Arc::new(Mutex::new(state)),
+            clock,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with_state<T>(
+        &self,
+        change: impl FnOnce(&mut SimState, DateTime<Utc>) -> Result<T, CloudError>,
+    ) -> Result<T, CloudError> {
+        let now = self.clock.now();
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| CloudError::Unavailable("simulated cloud lock poisoned".into()))?;
+        let mut next = state.clone();
+        let result = change(&mut next, now)?;
+        save(&self.path, &next)?;
+        *state = next;
+        Ok(result)
+    }
+
+    pub fn set_settings(&self, settings: SimSettings) -> Result<(), CloudError> {
+        self.with_state(|s, _| {
+            s.settings = settings;
+            Ok(())
+        })
+    }
+
+    /// Sets an alarm's state, as CloudWatch would after evaluating its metric.
+    pub fn set_alarm(
+        &self,
+        name: &str,
+        state: AlarmState,
+        reason: Option<String>,
+        value: Option<f64>,
+    ) -> Result<(), CloudError> {
+        self.with_state(|s, now| {
+            let reason = reason.unwrap_or_else(|| match state {
+                AlarmState::Alarm => "Threshold Crossed (simulated)".to_string(),
+                AlarmState::Ok => "Threshold not crossed (simulated)".to_string(),
+                AlarmState::InsufficientData => "No datapoints (simulated)".to_string(),
+            });
+            s.alarms.insert(
+                name.to_string(),
+                AlarmView {
+                    name: name.to_string(),
+                    state,
+                    reason,
+                    value,
+                    updated_at: now,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// Environments of `service` at `version` (existing and future) turn Red instead of Green.
+    pub fn fail_version(&self, service: &str, version: &str) -> Result<(), CloudError> {
+        self.with_state(|s, _| {
+            s.failing.insert(format!("{service}/{version}"));
+            for env in s.environments.values_mut() {
+                if env.service == service && env.version == version {
+                    env.failing = true;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Drift: terminates an environment behind the roller's back.
+    pub fn terminate_outside(&self, environment: &str) -> Result<(), CloudError> {
+        self.with_state(|s, now| terminate(s, environment, now).map(|_| ()))
+    }
+
+    /// Drift: deregisters an instance behind the roller's back.
+    pub fn deregister_outside(&self, instance: &str) -> Result<(), CloudError> {
+        self.with_state(|s, _| {
+            for members in s.load_balancers.values_mut() {
+                members.remove(instance);
+            }
+            Ok(())
+        })
+    }
+
+    /// How many environments were really created (not found already existing).
+    pub fn creations(&self) -> u64 {
+        self.state.lock().map(|s| s.creations).unwrap_or(0)
+    }
+
+    /// Names of the live environments of a service.
+    pub fn live_environments(&self, service: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| {
+                s.environments
+                    .iter()
+                    .filter(|(_, e)| e.service == service && e.terminated_at.is_none())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn save(path: &Path, state: &SimState) -> Result<(), CloudError> {
+    let text = serde_json::to_string_pretty(state)
+        .map_err(|e| CloudError::Unavailable(format!("encode simulated cloud: {e}")))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| CloudError::Unavailable(format!("save {}: {e}", path.display())))
+}
+
+fn terminate(
+    s: &mut SimState,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> Result<String, CloudError> {
+    let Some(env) = s.environments.get_mut(environment) else {
+        return Err(CloudError::Rejected {
+            code: "InvalidParameterValue".into(),
+            message: format!("No Environment found for EnvironmentName = '{environment}'."),
+        });
+    };
+    if env.terminated_at.is_some() {
+        return Ok(format!("{environment} was already terminated"));
+    }
+    env.terminated_at = Some(now);
+    let ids: BTreeSet<String> = env.instance_ids(environment).into_iter().collect();
+    for members in s.load_balancers.values_mut() {
+        members.retain(|i| !ids.contains(i));
+    }
+    Ok(format!("terminated {environment}"))
+}
+
+/// Which live environment an instance belongs to, with its health.
+fn owner<'a>(s: &'a SimState, instance: &str) -> Option<(&'a String, &'a SimEnvironment)> {
+    s.environments.iter().find(|(name, e)| {
+        e.terminated_at.is_none() && e.instance_ids(name).iter().any(|i| i == instance)
+    })
+}
+
+#[async_trait]
+impl Cloud for SimCloud {
+    async fn observe(
+        &self,
+        service: &str,
+        config: &ServiceConfig,
+    ) -> Result<CloudView, CloudError> {
+        let now = self.clock.now();
+        let s = self
+            .state
+            .lock()
+            .map_err(|_| CloudError::Unavailable("simulated cloud lock poisoned".into()))?;
+        let environments = s
+            .environments
+            .iter()
+            .filter(|(_, e)| e.service == service)
+            .map(|(name, e)| {
+                let (status, health) = e.status(&s.settings, now);
+                let instances = if status == EnvironmentStatus::Terminated {
+                    Vec::new()
+                } else {
+                    e.instance_ids(name)
+                        .into_iter()
+                        .map(|id| InstanceView {
+                            id,
+                            healthy: health == Health::Green,
+                        })
+                        .collect()
+                };
+                EnvironmentView {
+                    name: name.clone(),
+                    version: e.version.clone(),
+                    config_version: e.config_version,
+                    status,
+                    health,
+                    instances,
+                    url: Some(format!("http://{name}.sim.local")),
+                }
+            })
+            .collect();
+        let lb = config.endpoint.load_balancer.name.clone();
+        let registrations = s
+            .load_balancers
+            .get(&lb)
+            .into_iter()
+            .flatten()
+            .map(|id| RegisteredInstance {
+                id: id.clone(),
+                in_service: owner(&s, id)
+                    .is_some_and(|(_, e)| e.status(&s.settings, now).1 == Health::Green),
+            })
+            .collect();
+        let alarms = config
+            .rollout
+            .alarms
+            .iter()
+            .map(|name| {
+                s.alarms.get(name).cloned().unwrap_or_else(|| AlarmView {
+                    name: name.clone(),
+                    state: AlarmState::Ok,
+                    reason: "never set in the simulation".into(),
+                    value: None,
+                    updated_at: DateTime::<Utc>::UNIX_EPOCH,
+                })
+            })
+            .collect();
+        Ok(CloudView {
+            environments,
+            load_balancer: lb,
+            registrations,
+            alarms,
+        })
+    }
+
+    async fn execute(&self, service: &str, action: &Action) -> Result<String, CloudError> {
+        self.with_state(|s, now| match action {
+            Action::CreateEnvironment {
+                environment,
+                version,
+                config_version,
+                config,
+            } => {
+                if s.environments
+                    .get(environment)
+                    .is_some_and(|e| e.terminated_at.is_none())
+                {
+                    return Ok(format!("{environment} already exists"));
+                }
+                let failing = s.failing.contains(&format!("{service}/{version}"));
+                s.environments.insert(
+                    environment.clone(),
+                    SimEnvironment {
+                        service: service.to_string(),
+                        version: version.clone(),
+                        config_version: *config_version,
+                        instances: config.instances.min,
+                        created_at: now,
+                        failing,
+                        terminated_at: None,
+                    },
+                );
+                s.creations += 1;
+                Ok(format!("created {environment}"))
+            }
+            Action::RegisterInstances {
+                load_balancer,
+                instances,
+            } => {
+                if let Some(unknown) = instances.iter().find(|i| owner(s, i).is_none()) {
+                    return Err(CloudError::Rejected {
+                        code: "InvalidInstance".into(),
+                        message: format!("instance {unknown} is not running"),
+                    });
+                }
+                let members = s.load_balancers.entry(load_balancer.clone()).or_default();
+                members.extend(instances.iter().cloned());
+                Ok(format!("registered {} on {load_balancer}", instances.len()))
+            }
+            Action::DeregisterInstances {
+                load_balancer,
+                instances,
+            } => {
+                let members = s.load_balancers.entry(load_balancer.clone()).or_default();
+                for i in instances {
+                    members.remove(i);
+                }
+                Ok(format!(
+                    "deregistered {} from {load_balancer}",
+                    instances.len()
+                ))
+            }
+            Action::TerminateEnvironment { environment } => terminate(s, environment, now),
+        })
+    }
+}

@@ -1,0 +1,450 @@
+//! `decide`: from a service's state and the time, the events to append next. Pure.
+//!
+//! Decisions are events: a step starting, a rollout completing, or an `action-intended` that
+//! the shell then executes. While any intended action has no outcome yet, `decide` returns
+//! nothing, so at most one batch of cloud actions is ever in flight per service, and a
+//! restarted roller first finishes (idempotently) what it had recorded.
+//!
+//! Two invariants hold for every action decided here (and are property-tested):
+//! - instances are registered only from an environment that is Ready, Green and whose
+//!   instances are all healthy;
+//! - deregistration never takes the in-service registered capacity below the service's
+//!   minimum instance count (or below what the desired set itself holds, if that is less).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ionroller_shared::config::{Pause, ServiceConfig};
+use ionroller_shared::events::{
+    Action, AlarmState, EnvironmentStatus, Health, RollbackCause, ServiceEvent,
+};
+
+use super::plan::{action_id, compute_plan};
+use super::state::{action_key, ActionStatus, Rollout, RolloutKind, ServiceState, Stage};
+
+/// A failed action is retried after 2^attempt seconds (capped), up to this many attempts.
+const MAX_ATTEMPTS: u32 = 8;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub fn decide(state: &ServiceState, now: DateTime<Utc>) -> Vec<ServiceEvent> {
+    let Some(latest) = state.latest_config() else {
+        return Vec::new();
+    };
+    if state.pending_actions().next().is_some() {
+        return Vec::new();
+    }
+    match &state.rollout {
+        Some(rollout) => {
+            let config = state
+                .config(rollout.config_version)
+                .map_or(&latest.config, |c| &c.config);
+            decide_rollout(state, rollout, config, now)
+        }
+        None => decide_steady(state, &latest.config, now),
+    }
+}
+
+fn decide_rollout(
+    state: &ServiceState,
+    rollout: &Rollout,
+    config: &ServiceConfig,
+    now: DateTime<Utc>,
+) -> Vec<ServiceEvent> {
+    let Some(plan) = &rollout.plan else {
+        return Vec::new();
+    };
+    let id = rollout.id;
+    let target = state.environments.get(&plan.environment);
+    let lb = &config.endpoint.load_balancer.name;
+    let min = config.instances.min as usize;
+
+    if let Stage::Reverting { cause } = &rollout.stage {
+        let desired = desired_registrations(state, rollout.from.as_deref(), None, 0);
+        return match traffic_action(state, &desired, lb, min) {
+            Some(action) => intend(state, action, now),
+            None if registrations_match(state, &desired) => vec![ServiceEvent::RolledBack {
+                rollout_id: id,
+                cause: cause.clone(),
+            }],
+            None => Vec::new(),
+        };
+    }
+
+    // Automatic rollback: a configured alarm in ALARM. With an override, alarms that were
+    // already firing when the release was requested are ignored; new ones still count.
+    let firing = config.rollout.alarms.iter().find_map(|name| {
+        state.alarms.get(name).filter(|a| {
+            a.state == AlarmState::Alarm
+                && !(rollout.override_alarms && a.updated_at <= rollout.requested_at)
+        })
+    });
+    if let Some(alarm) = firing {
+        return rollback(
+            id,
+            RollbackCause::Alarm {
+                alarm: alarm.clone(),
+            },
+        );
+    }
+    if let Some(view) = target.and_then(|t| t.observed.as_ref()) {
+        let failed = view.health == Health::Red
+            || (view.status == EnvironmentStatus::Terminated && rollout.stage != Stage::Launching);
+        if failed {
+            return rollback(
+                id,
+                RollbackCause::EnvironmentFailed {
+                    environment: view.name.clone(),
+                    health: view.health,
+                },
+            );
+        }
+    }
+    let deadline = plan.progress_deadline;
+    let waited = (now - rollout.stage_since).to_std().unwrap_or_default();
+    if !rollout.waits_for_a_person() && waited > deadline.0 {
+        return rollback(
+            id,
+            RollbackCause::DeadlineExceeded {
+                stage: stage_name(&rollout.stage),
+                deadline,
+            },
+        );
+    }
+    if rollout.paused {
+        return Vec::new();
+    }
+
+    match &rollout.stage {
+        Stage::Launching => {
+            let Some(target) = target else {
+                return Vec::new();
+            };
+            let live = target
+                .observed
+                .as_ref()
+                .is_some_and(|v| v.status != EnvironmentStatus::Terminated);
+            if !live {
+                let action = Action::CreateEnvironment {
+                    environment: target.name.clone(),
+                    version: rollout.version.clone(),
+                    config_version: rollout.config_version,
+                    config: Box::new(config.clone()),
+                };
+                // Once a create succeeded, wait to observe it rather than create again.
+                let created = state
+                    .last_action(&action_key(&action))
+                    .is_some_and(|r| r.status == ActionStatus::Succeeded);
+                return if created {
+                    Vec::new()
+                } else {
+                    intend(state, action, now)
+                };
+            }
+            if !target.is_healthy() {
+                return Vec::new();
+            }
+            if plan.test_endpoint {
+                vec![ServiceEvent::TestEndpointReady {
+                    rollout_id: id,
+                    url: target.observed.as_ref().and_then(|v| v.url.clone()),
+                }]
+            } else {
+                start_step(rollout, 0)
+            }
+        }
+        Stage::TestEndpoint => {
+            if rollout.promoted {
+                start_step(rollout, 0)
+            } else {
+                Vec::new()
+            }
+        }
+        Stage::Shifting { step } => {
+            let percent = plan.steps.get(*step).map_or(100, |s| s.percent);
+            let desired = desired_registrations(
+                state,
+                rollout.from.as_deref(),
+                target.map(|t| t.name.as_str()),
+                percent,
+            );
+            match traffic_action(state, &desired, lb, min) {
+                Some(action) => intend(state, action, now),
+                None if registrations_match(state, &desired) => vec![ServiceEvent::StepCompleted {
+                    rollout_id: id,
+                    step: *step,
+                }],
+                None => Vec::new(),
+            }
+        }
+        Stage::StepDone { step, at } => {
+            if step + 1 >= plan.steps.len() {
+                return vec![ServiceEvent::RolloutCompleted { rollout_id: id }];
+            }
+            match plan.steps[*step].pause {
+                None => start_step(rollout, step + 1),
+                Some(Pause::For(d)) => {
+                    let elapsed = (now - *at).to_std().unwrap_or_default();
+                    if elapsed >= d.0 {
+                        start_step(rollout, step + 1)
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Some(Pause::UntilPromoted) => {
+                    if rollout.promoted {
+                        start_step(rollout, step + 1)
+                    } else {
+                        Vec::new()
+                    }
+                }
+            }
+        }
+        Stage::Reverting { .. } => Vec::new(),
+    }
+}
+
+fn decide_steady(
+    state: &ServiceState,
+    config: &ServiceConfig,
+    now: DateTime<Utc>,
+) -> Vec<ServiceEvent> {
+    let lb = &config.endpoint.load_balancer.name;
+    let min = config.instances.min as usize;
+    if let Some(stable) = state
+        .stable
+        .as_ref()
+        .and_then(|s| state.environments.get(s))
+    {
+        if stable.terminated {
+            // Someone else terminated the serving environment: bring the version back.
+            return repair(state, config, &stable.version, now);
+        }
+        let desired = desired_registrations(state, Some(&stable.name), None, 0);
+        if let Some(action) = traffic_action(state, &desired, lb, min) {
+            let mut events = vec![ServiceEvent::DriftDetected {
+                description: format!(
+                    "the load balancer {lb} does not match {}: {}",
+                    stable.name,
+                    action.describe()
+                ),
+            }];
+            events.extend(intend(state, action, now));
+            return events;
+        }
+    }
+    let keep_old_for = config.rollout.keep_old_for.0;
+    let mut events = Vec::new();
+    for env in state.environments.values() {
+        if env.terminated || state.stable.as_deref() == Some(env.name.as_str()) {
+            continue;
+        }
+        match env.unused_since {
+            None => events.push(ServiceEvent::EnvironmentMarkedUnused {
+                environment: env.name.clone(),
+            }),
+            Some(since) if (now - since).to_std().unwrap_or_default() >= keep_old_for => {
+                let action = Action::TerminateEnvironment {
+                    environment: env.name.clone(),
+                };
+                let done = state
+                    .last_action(&action_key(&action))
+                    .is_some_and(|r| r.status == ActionStatus::Succeeded);
+                if !done && events.is_empty() {
+                    return intend(state, action, now);
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    events
+}
+
+/// The stable environment vanished: release its version again, as a rollout of its own.
+fn repair(
+    state: &ServiceState,
+    config: &ServiceConfig,
+    version: &str,
+    now: DateTime<Utc>,
+) -> Vec<ServiceEvent> {
+    let revision = state.revision.map_or(0, |r| r.0);
+    let rollout_id = action_id(
+        &state.service,
+        Some(revision),
+        &format!("repair:{version}"),
+        0,
+    );
+    let environment = super::plan::environment_name(&state.service, version, rollout_id);
+    let plan = compute_plan(config, &RolloutKind::Release, environment, false);
+    let _ = now;
+    vec![
+        ServiceEvent::DriftDetected {
+            description: format!(
+                "environment {} serving {version} was terminated outside ionroller; releasing {version} again",
+                state.stable.clone().unwrap_or_default()
+            ),
+        },
+        ServiceEvent::ReleaseRequested {
+            rollout_id,
+            version: version.to_string(),
+            reason: Some("repair: serving environment terminated outside ionroller".into()),
+            override_alarms: false,
+        },
+        ServiceEvent::PlanComputed { rollout_id, plan },
+    ]
+}
+
+fn rollback(rollout_id: uuid::Uuid, cause: RollbackCause) -> Vec<ServiceEvent> {
+    vec![ServiceEvent::RollbackStarted { rollout_id, cause }]
+}
+
+fn start_step(rollout: &Rollout, step: usize) -> Vec<ServiceEvent> {
+    let percent = rollout
+        .plan
+        .as_ref()
+        .and_then(|p| p.steps.get(step))
+        .map_or(100, |s| s.percent);
+    vec![ServiceEvent::StepStarted {
+        rollout_id: rollout.id,
+        step,
+        percent,
+    }]
+}
+
+fn stage_name(stage: &Stage) -> String {
+    match stage {
+        Stage::Launching => "launching the new environment".into(),
+        Stage::TestEndpoint => "test endpoint".into(),
+        Stage::Shifting { step } => format!("traffic step {}", step + 1),
+        Stage::StepDone { step, .. } => format!("pause after step {}", step + 1),
+        Stage::Reverting { .. } => "rollback".into(),
+    }
+}
+
+/// Records the intent to act, unless a failed attempt of the same action is still backing off.
+fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<ServiceEvent> {
+    let key = action_key(&action);
+    let attempt = match state.last_action(&key) {
+        Some(last) => match &last.status {
+            ActionStatus::Failed { at, .. } => {
+                if last.attempt >= MAX_ATTEMPTS {
+                    return Vec::new(); // The progress deadline ends the rollout.
+                }
+                let backoff = Duration::from_secs(1 << last.attempt.min(6)).min(MAX_BACKOFF);
+                if (now - *at).to_std().unwrap_or_default() < backoff {
+                    return Vec::new();
+                }
+                last.attempt + 1
+            }
+            _ => 1,
+        },
+        None => 1,
+    };
+    let revision = state.revision.map(|r| r.0);
+    vec![ServiceEvent::ActionIntended {
+        action_id: action_id(&state.service, revision, &key, attempt),
+        attempt,
+        action,
+    }]
+}
+
+/// The instances that should be registered: `percent` of the target's healthy capacity and
+/// the complementary share of the previous environment's.
+pub fn desired_registrations(
+    state: &ServiceState,
+    from: Option<&str>,
+    target: Option<&str>,
+    percent: u8,
+) -> BTreeSet<String> {
+    let percent = percent.min(100) as usize;
+    let mut desired = BTreeSet::new();
+    if let Some(t) = target.and_then(|t| state.environments.get(t)) {
+        let healthy = t.healthy_instances();
+        let n = (healthy.len() * percent).div_ceil(100);
+        desired.extend(healthy.into_iter().take(n));
+    }
+    if percent < 100 {
+        if let Some(f) = from.and_then(|f| state.environments.get(f)) {
+            if !f.terminated {
+                let all = f.instance_ids();
+                let keep = all.len() - all.len() * percent / 100;
+                desired.extend(all.into_iter().take(keep));
+            }
+        }
+    }
+    desired
+}
+
+fn registrations_match(state: &ServiceState, desired: &BTreeSet<String>) -> bool {
+    state.registrations.len() == desired.len()
+        && desired
+            .iter()
+            .all(|i| state.registrations.get(i).copied().unwrap_or(false))
+}
+
+/// The next load-balancer change towards `desired`: register first, and deregister only once
+/// everything desired is in service, never below the minimum in-service capacity.
+fn traffic_action(
+    state: &ServiceState,
+    desired: &BTreeSet<String>,
+    lb: &str,
+    min: usize,
+) -> Option<Action> {
+    let registerable: BTreeSet<String> = state
+        .environments
+        .values()
+        .flat_map(|e| e.healthy_instances())
+        .collect();
+    let to_register: Vec<String> = desired
+        .iter()
+        .filter(|i| !state.registrations.contains_key(*i) && registerable.contains(*i))
+        .cloned()
+        .collect();
+    if !to_register.is_empty() {
+        return Some(Action::RegisterInstances {
+            load_balancer: lb.to_string(),
+            instances: to_register,
+        });
+    }
+    let desired_waiting = desired
+        .iter()
+        .any(|i| state.registrations.get(i) == Some(&false));
+    if desired_waiting {
+        return None; // Let new registrations pass the health check first.
+    }
+    let mut to_deregister: Vec<(&String, bool)> = state
+        .registrations
+        .iter()
+        .filter(|(i, _)| !desired.contains(*i))
+        .map(|(i, s)| (i, *s))
+        .collect();
+    if to_deregister.is_empty() {
+        return None;
+    }
+    // Out-of-service instances carry no capacity: remove them first, freely.
+    to_deregister.sort_by_key(|(i, in_service)| (*in_service, (*i).clone()));
+    let in_service_now = state.registrations.values().filter(|s| **s).count();
+    let desired_in_service = desired
+        .iter()
+        .filter(|i| state.registrations.get(*i) == Some(&true))
+        .count();
+    let floor = min.min(desired_in_service);
+    let mut removable = in_service_now.saturating_sub(floor);
+    let mut chosen = Vec::new();
+    for (instance, in_service) in to_deregister {
+        if in_service {
+            if removable == 0 {
+                break;
+            }
+            removable -= 1;
+        }
+        chosen.push(instance.clone());
+    }
+    if chosen.is_empty() {
+        return None;
+    }
+    Some(Action::DeregisterInstances {
+        load_balancer: lb.to_string(),
+        instances: chosen,
+    })
+}

@@ -1,0 +1,16 @@
+//! The roller's pure core: no I/O, no clock reads, no randomness.
+//!
+//! - [`state::evolve`] folds one event into a [`state::ServiceState`];
+//! - [`observe::observe`] turns a cloud observation into the events that record what changed;
+//! - [`decide::decide`] turns a state and the time into the next events, including the
+//!   `action-intended` events the shell executes;
+//! - [`plan`] computes a release's steps and the deterministic names and ids.
+
+pub mod decide;
+pub mod observe;
+pub mod plan;
+pub mod state;
+
+pub use decide::decide;
+pub use observe::{observe, CloudView};
+pub use state::{evolve, ServiceState};

@@ -1,0 +1,78 @@
+//! `observe`: what changed between the state and what the cloud shows now. Pure.
+//!
+//! Only changes become events, so a quiet service adds nothing to the log however often it
+//! is observed.
+
+use ionroller_shared::events::{
+    AlarmView, EnvironmentStatus, EnvironmentView, RegisteredInstance, ServiceEvent,
+};
+
+use super::state::ServiceState;
+
+/// One observation of a service's part of the cloud.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CloudView {
+    /// The service's environments (found by their `ionroller:service` tag).
+    pub environments: Vec<EnvironmentView>,
+    pub load_balancer: String,
+    pub registrations: Vec<RegisteredInstance>,
+    pub alarms: Vec<AlarmView>,
+}
+
+pub fn observe(state: &ServiceState, view: &CloudView) -> Vec<ServiceEvent> {
+    let mut events = Vec::new();
+    for env in &view.environments {
+        let known = state.environments.get(&env.name);
+        if known.and_then(|k| k.observed.as_ref()) != Some(env) {
+            events.push(ServiceEvent::EnvironmentObserved {
+                environment: env.clone(),
+            });
+        }
+        if env.status == EnvironmentStatus::Terminated && known.is_some_and(|k| !k.terminated) {
+            events.push(ServiceEvent::EnvironmentTerminated {
+                environment: env.name.clone(),
+            });
+        }
+    }
+    // Environments the cloud no longer lists at all are gone.
+    for env in state.environments.values() {
+        let listed = view.environments.iter().any(|v| v.name == env.name);
+        if let (false, false, Some(observed)) = (listed, env.terminated, &env.observed) {
+            let mut gone = observed.clone();
+            gone.status = EnvironmentStatus::Terminated;
+            gone.instances.clear();
+            events.push(ServiceEvent::EnvironmentObserved { environment: gone });
+            events.push(ServiceEvent::EnvironmentTerminated {
+                environment: env.name.clone(),
+            });
+        }
+    }
+    let mut registrations = view.registrations.clone();
+    registrations.sort();
+    let current: Vec<RegisteredInstance> = state
+        .registrations
+        .iter()
+        .map(|(id, in_service)| RegisteredInstance {
+            id: id.clone(),
+            in_service: *in_service,
+        })
+        .collect();
+    if registrations != current {
+        events.push(ServiceEvent::RegistrationsObserved {
+            load_balancer: view.load_balancer.clone(),
+            instances: registrations,
+        });
+    }
+    for alarm in &view.alarms {
+        let changed = state
+            .alarms
+            .get(&alarm.name)
+            .is_none_or(|known| known.state != alarm.state);
+        if changed {
+            events.push(ServiceEvent::AlarmObserved {
+                alarm: alarm.clone(),
+            });
+        }
+    }
+    events
+}

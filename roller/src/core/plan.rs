@@ -1,0 +1,181 @@
+//! What a release would do, and the deterministic names and ids the roller uses.
+
+use std::time::Duration;
+
+use ionroller_shared::config::{Pause, ServiceConfig};
+use ionroller_shared::events::{Plan, PlanStep, RolloutId};
+use ionroller_shared::store::StreamId;
+use uuid::Uuid;
+
+use super::state::RolloutKind;
+
+/// Namespace for ionroller's name-based (v5) UUIDs.
+const NAMESPACE: Uuid = Uuid::from_u128(0x6a0e_1b2c_9d4f_4e7a_8c3b_5f1e_2d7a_9c40);
+
+/// The environment a rollout creates. Derived from the rollout, so a retried or repeated
+/// create finds the environment instead of making a second one. Elastic Beanstalk allows 4 to
+/// 40 letters, digits and hyphens.
+pub fn environment_name(service: &str, version: &str, rollout_id: RolloutId) -> String {
+    let mut clean: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    clean.truncate(40 - service.len().min(23) - 8);
+    let clean = clean.trim_matches('-');
+    let short = &rollout_id.simple().to_string()[..6];
+    let name = if clean.is_empty() {
+        format!("{service}-{short}")
+    } else {
+        format!("{service}-{clean}-{short}")
+    };
+    name.replace("--", "-")
+}
+
+/// An event id derived from where and what it is: a retried append of the same decision gets
+/// the same id (and the store makes it a no-op); another event at that revision does not.
+pub fn event_id(
+    stream: &StreamId,
+    revision: u64,
+    event_type: &str,
+    data: &serde_json::Value,
+) -> Uuid {
+    let text = format!("{stream}@{revision}:{event_type}:{data}");
+    Uuid::new_v5(&NAMESPACE, text.as_bytes())
+}
+
+/// An action id derived from the service, the revision it was decided at, and the action.
+pub fn action_id(service: &str, revision: Option<u64>, key: &str, attempt: u32) -> Uuid {
+    let text = format!("{service}@{revision:?}:{key}#{attempt}");
+    Uuid::new_v5(&NAMESPACE, text.as_bytes())
+}
+
+/// The steps and pauses a release would take, and its worst-case duration.
+pub fn compute_plan(
+    config: &ServiceConfig,
+    kind: &RolloutKind,
+    environment: String,
+    reuses_warm_environment: bool,
+) -> Plan {
+    let policy = &config.rollout;
+    // Rollbacks and warm switches are for getting back fast: one step, no waits.
+    let fast = reuses_warm_environment || *kind == RolloutKind::Rollback;
+    let mut steps = Vec::new();
+    if fast {
+        steps.push(PlanStep {
+            label: "switch".into(),
+            percent: 100,
+            pause: None,
+        });
+    } else {
+        if let Some(canary) = &policy.canary {
+            steps.push(PlanStep {
+                label: "canary".into(),
+                percent: canary.percent,
+                pause: Some(canary.pause),
+            });
+        }
+        for percent in &policy.steps {
+            steps.push(PlanStep {
+                label: "step".into(),
+                percent: *percent,
+                pause: Some(policy.pause),
+            });
+        }
+        if let Some(last) = steps.last_mut() {
+            last.pause = None;
+        }
+    }
+    let test_endpoint = policy.test_endpoint && !fast;
+    let deadline = policy.progress_deadline.0;
+    let mut worst = Some(Duration::ZERO);
+    let stages = steps.len() as u32 + u32::from(!reuses_warm_environment);
+    worst = worst.map(|w| w + deadline * stages);
+    if test_endpoint {
+        worst = None;
+    }
+    for step in &steps {
+        match step.pause {
+            Some(Pause::UntilPromoted) => worst = None,
+            Some(Pause::For(d)) => worst = worst.map(|w| w + d.0),
+            None => {}
+        }
+    }
+    Plan {
+        environment,
+        reuses_warm_environment,
+        test_endpoint,
+        steps,
+        worst_case_secs: worst.map(|d| d.as_secs()),
+        progress_deadline: policy.progress_deadline,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ionroller_shared::config::parse_service_config;
+
+    fn example() -> ServiceConfig {
+        parse_service_config(include_str!("../../../examples/hello.json")).expect("valid example")
+    }
+
+    #[test]
+    fn environment_names_fit_beanstalk_and_are_stable() {
+        let id = Uuid::from_u128(0xabcdef);
+        let a = environment_name("hello", "v1.2.3", id);
+        assert_eq!(a, environment_name("hello", "v1.2.3", id));
+        assert_eq!(a, "hello-v1-2-3-000000");
+        let long = environment_name(&"s".repeat(23), &"V".repeat(40), id);
+        assert!(long.len() <= 40, "{long}");
+        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(!long.ends_with('-') && !long.contains("--"));
+        assert_ne!(
+            a,
+            environment_name("hello", "v1.2.3", Uuid::from_u128(0xabcdf0 << 100))
+        );
+    }
+
+    #[test]
+    fn plans_follow_the_policy() {
+        let config = example();
+        let plan = compute_plan(&config, &RolloutKind::Release, "env".into(), false);
+        let steps: Vec<(String, u8, Option<Pause>)> = plan
+            .steps
+            .iter()
+            .map(|s| (s.label.clone(), s.percent, s.pause))
+            .collect();
+        let three = Pause::For(ionroller_shared::config::HumanDuration(
+            Duration::from_secs(3),
+        ));
+        assert_eq!(
+            steps,
+            vec![
+                ("canary".into(), 10, Some(Pause::UntilPromoted)),
+                ("step".into(), 25, Some(three)),
+                ("step".into(), 50, Some(three)),
+                ("step".into(), 100, None),
+            ]
+        );
+        assert_eq!(plan.worst_case_secs, None, "the canary waits for a person");
+
+        let mut timed = config.clone();
+        timed.rollout.canary = None;
+        let plan = compute_plan(&timed, &RolloutKind::Release, "env".into(), false);
+        // launch + 3 steps, each up to the 2m deadline, plus two 3s pauses
+        assert_eq!(plan.worst_case_secs, Some(4 * 120 + 6));
+
+        let warm = compute_plan(&config, &RolloutKind::Release, "env".into(), true);
+        assert_eq!(warm.steps.len(), 1);
+        assert_eq!(warm.steps[0].percent, 100);
+        assert_eq!(warm.worst_case_secs, Some(120));
+        let rollback = compute_plan(&config, &RolloutKind::Rollback, "env".into(), false);
+        assert_eq!(rollback.steps.len(), 1);
+        assert!(!rollback.test_endpoint);
+    }
+}

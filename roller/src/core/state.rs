@@ -1,0 +1,603 @@
+//! A service's state, and `evolve`: the fold of its events into that state.
+//!
+//! Nothing here reads a clock: an event's time is the `occurred_at` its writer recorded.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use ionroller_shared::config::{Pause, ServiceConfig};
+use ionroller_shared::events::{
+    Action, ActionId, AlarmView, EnvironmentStatus, EnvironmentView, Health, Plan, RollbackCause,
+    RolloutId, ServiceEvent,
+};
+use ionroller_shared::store::Revision;
+use serde::Serialize;
+
+/// How many finished rollouts a state keeps (for rollback targets and status); trail keeps all.
+const HISTORY: usize = 20;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ServiceState {
+    pub service: String,
+    /// The last event folded in; appends expect exactly this.
+    #[serde(skip)]
+    pub revision: Option<Revision>,
+    pub configs: Vec<ConfigVersion>,
+    pub environments: BTreeMap<String, Environment>,
+    /// Instances registered behind the endpoint's load balancer, and whether each is in service.
+    pub registrations: BTreeMap<String, bool>,
+    pub alarms: BTreeMap<String, AlarmView>,
+    /// The environment that serves all traffic when no rollout is under way.
+    pub stable: Option<String>,
+    pub rollout: Option<Rollout>,
+    pub actions: BTreeMap<ActionId, ActionRecord>,
+    pub history: Vec<RolloutRecord>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigVersion {
+    pub version: u32,
+    pub config: ServiceConfig,
+    pub saved_at: DateTime<Utc>,
+    pub saved_by: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub version: String,
+    pub config_version: u32,
+    /// What the cloud last showed, if it has shown it yet.
+    pub observed: Option<EnvironmentView>,
+    pub unused_since: Option<DateTime<Utc>>,
+    pub terminated: bool,
+}
+
+impl Environment {
+    /// Ready, Green, and at least one instance, all healthy: fit to take traffic.
+    pub fn is_healthy(&self) -> bool {
+        self.observed.as_ref().is_some_and(|v| {
+            v.status == EnvironmentStatus::Ready
+                && v.health == Health::Green
+                && !v.instances.is_empty()
+                && v.instances.iter().all(|i| i.healthy)
+        })
+    }
+
+    /// Instance ids, sorted, that may take traffic.
+    pub fn healthy_instances(&self) -> Vec<String> {
+        if !self.is_healthy() {
+            return Vec::new();
+        }
+        self.instance_ids()
+    }
+
+    pub fn instance_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .observed
+            .iter()
+            .flat_map(|v| v.instances.iter().map(|i| i.id.clone()))
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutKind {
+    Release,
+    Rollback,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rollout {
+    pub id: RolloutId,
+    pub kind: RolloutKind,
+    pub version: String,
+    pub config_version: u32,
+    pub requested_by: String,
+    pub requested_at: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub override_alarms: bool,
+    /// Filled by `plan-computed`, appended with the request.
+    pub plan: Option<Plan>,
+    /// The environment serving traffic when the rollout began.
+    pub from: Option<String>,
+    pub stage: Stage,
+    pub stage_since: DateTime<Utc>,
+    pub paused: bool,
+    /// A promote arrived for the current wait.
+    pub promoted: bool,
+}
+
+impl Rollout {
+    pub fn target(&self) -> Option<&str> {
+        self.plan.as_ref().map(|p| p.environment.as_str())
+    }
+
+    /// Whether progress waits on a person (so the progress deadline does not run).
+    pub fn waits_for_a_person(&self) -> bool {
+        self.paused
+            || match &self.stage {
+                Stage::TestEndpoint => true,
+                Stage::StepDone { step, .. } => self
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p.steps.get(*step))
+                    .is_some_and(|s| s.pause == Some(Pause::UntilPromoted)),
+                _ => false,
+            }
+    }
+}
+
+struct NewRollout {
+    id: RolloutId,
+    kind: RolloutKind,
+    version: String,
+    reason: Option<String>,
+    override_alarms: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// The new environment is being created and becoming healthy.
+    Launching,
+    /// Healthy at its own URL, waiting for a promote before customer traffic.
+    TestEndpoint,
+    /// Traffic is moving to the step's share.
+    Shifting { step: usize },
+    /// The step's share is reached; pausing before the next.
+    StepDone { step: usize, at: DateTime<Utc> },
+    /// Traffic is moving back to the previous environment.
+    Reverting { cause: RollbackCause },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ActionRecord {
+    pub action: Action,
+    /// Identifies "the same action" across retries: kind and target.
+    pub key: String,
+    pub attempt: u32,
+    pub status: ActionStatus,
+    pub intended_at: DateTime<Utc>,
+    pub rollout_id: Option<RolloutId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ActionStatus {
+    Pending,
+    Succeeded,
+    Failed { error: String, at: DateTime<Utc> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RolloutRecord {
+    pub id: RolloutId,
+    pub version: String,
+    pub from_version: Option<String>,
+    pub environment: Option<String>,
+    pub requested_by: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    RolledBack { cause: RollbackCause },
+    Superseded { by: RolloutId },
+}
+
+/// The identifying key of an action: retries of one intention share it.
+pub fn action_key(action: &Action) -> String {
+    match action {
+        Action::CreateEnvironment { environment, .. } => format!("create:{environment}"),
+        Action::RegisterInstances { instances, .. } => format!("register:{}", instances.join(",")),
+        Action::DeregisterInstances { instances, .. } => {
+            format!("deregister:{}", instances.join(","))
+        }
+        Action::TerminateEnvironment { environment } => format!("terminate:{environment}"),
+    }
+}
+
+impl ServiceState {
+    pub fn new(service: impl Into<String>) -> Self {
+        ServiceState {
+            service: service.into(),
+            ..ServiceState::default()
+        }
+    }
+
+    pub fn latest_config(&self) -> Option<&ConfigVersion> {
+        self.configs.last()
+    }
+
+    pub fn config(&self, version: u32) -> Option<&ConfigVersion> {
+        self.configs.iter().find(|c| c.version == version)
+    }
+
+    /// The version serving all traffic, if a rollout has ever completed.
+    pub fn stable_version(&self) -> Option<&str> {
+        let env = self.environments.get(self.stable.as_deref()?)?;
+        Some(env.version.as_str())
+    }
+
+    /// A live (not terminated) environment running `version` with `config_version`.
+    pub fn warm_environment(&self, version: &str, config_version: u32) -> Option<&Environment> {
+        self.environments.values().find(|e| {
+            e.version == version
+                && e.config_version == config_version
+                && !e.terminated
+                && e.observed
+                    .as_ref()
+                    .is_some_and(|v| v.status != EnvironmentStatus::Terminated)
+        })
+    }
+
+    pub fn pending_actions(&self) -> impl Iterator<Item = (&ActionId, &ActionRecord)> {
+        self.actions
+            .iter()
+            .filter(|(_, r)| r.status == ActionStatus::Pending)
+    }
+
+    /// The latest record of an action with this key.
+    pub fn last_action(&self, key: &str) -> Option<&ActionRecord> {
+        self.actions
+            .values()
+            .filter(|r| r.key == key)
+            .max_by_key(|r| (r.intended_at, r.attempt))
+    }
+
+    /// Traffic share per environment (by registered, in-service instances).
+    pub fn traffic_shares(&self) -> BTreeMap<String, f64> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut total = 0;
+        for (instance, in_service) in &self.registrations {
+            if !in_service {
+                continue;
+            }
+            total += 1;
+            let owner = self
+                .environments
+                .values()
+                .find(|e| e.instance_ids().contains(instance))
+                .map_or_else(|| "(unknown)".to_string(), |e| e.name.clone());
+            *counts.entry(owner).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(env, n)| (env, n as f64 / total.max(1) as f64))
+            .collect()
+    }
+
+    fn finish_rollout(&mut self, at: DateTime<Utc>, outcome: Outcome) {
+        let Some(rollout) = self.rollout.take() else {
+            return;
+        };
+        let from_version = rollout
+            .from
+            .as_ref()
+            .and_then(|f| self.environments.get(f))
+            .map(|e| e.version.clone());
+        let target = rollout.target().map(str::to_string);
+        match &outcome {
+            Outcome::Completed => {
+                if let Some(from) = &rollout.from {
+                    if Some(from) != target.as_ref() {
+                        self.mark_unused(from, at);
+                    }
+                }
+                if let Some(t) = &target {
+                    if let Some(env) = self.environments.get_mut(t) {
+                        env.unused_since = None;
+                    }
+                }
+                self.stable = target.clone();
+            }
+            Outcome::RolledBack { .. } | Outcome::Superseded { .. } => {
+                if let Some(t) = &target {
+                    if self.stable.as_ref() != Some(t) {
+                        self.mark_unused(t, at);
+                    }
+                }
+            }
+        }
+        self.history.push(RolloutRecord {
+            id: rollout.id,
+            version: rollout.version,
+            from_version,
+            environment: target,
+            requested_by: rollout.requested_by,
+            started_at: rollout.requested_at,
+            ended_at: at,
+            outcome,
+        });
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
+        }
+        // Outcomes of finished rollouts' actions are history too; keep the map small.
+        self.actions
+            .retain(|_, r| r.status == ActionStatus::Pending);
+    }
+
+    fn mark_unused(&mut self, env: &str, at: DateTime<Utc>) {
+        if let Some(e) = self.environments.get_mut(env) {
+            if e.unused_since.is_none() {
+                e.unused_since = Some(at);
+            }
+        }
+    }
+
+    fn start_rollout(&mut self, request: NewRollout, at: DateTime<Utc>, actor: &str) {
+        let Some(config_version) = self.latest_config().map(|c| c.version) else {
+            return;
+        };
+        self.rollout = Some(Rollout {
+            id: request.id,
+            kind: request.kind,
+            version: request.version,
+            config_version,
+            requested_by: actor.to_string(),
+            requested_at: at,
+            reason: request.reason,
+            override_alarms: request.override_alarms,
+            plan: None,
+            from: self.stable.clone(),
+            stage: Stage::Launching,
+            stage_since: at,
+            paused: false,
+            promoted: false,
+        });
+    }
+
+    fn set_stage(&mut self, stage: Stage, at: DateTime<Utc>) {
+        if let Some(r) = self.rollout.as_mut() {
+            r.stage = stage;
+            r.stage_since = at;
+            r.promoted = false;
+        }
+    }
+}
+
+/// Folds one event into the state. `at` is the event's `occurred_at`, `actor` its writer.
+pub fn evolve(
+    state: &mut ServiceState,
+    event: &ServiceEvent,
+    revision: Revision,
+    at: DateTime<Utc>,
+    actor: &str,
+) {
+    state.revision = Some(revision);
+    let current =
+        |state: &ServiceState, id: &RolloutId| state.rollout.as_ref().is_some_and(|r| r.id == *id);
+    match event {
+        ServiceEvent::ConfigSaved {
+            config_version,
+            config,
+        } => state.configs.push(ConfigVersion {
+            version: *config_version,
+            config: (**config).clone(),
+            saved_at: at,
+            saved_by: actor.to_string(),
+        }),
+        ServiceEvent::ReleaseRequested {
+            rollout_id,
+            version,
+            reason,
+            override_alarms,
+        } => state.start_rollout(
+            NewRollout {
+                id: *rollout_id,
+                kind: RolloutKind::Release,
+                version: version.clone(),
+                reason: reason.clone(),
+                override_alarms: *override_alarms,
+            },
+            at,
+            actor,
+        ),
+        ServiceEvent::RollbackRequested {
+            rollout_id,
+            to_version,
+            reason,
+        } => state.start_rollout(
+            NewRollout {
+                id: *rollout_id,
+                kind: RolloutKind::Rollback,
+                version: to_version.clone(),
+                reason: reason.clone(),
+                override_alarms: false,
+            },
+            at,
+            actor,
+        ),
+        ServiceEvent::PlanComputed { rollout_id, plan } => {
+            if current(state, rollout_id) {
+                let env = plan.environment.clone();
+                if let Some(r) = state.rollout.as_mut() {
+                    r.plan = Some(plan.clone());
+                    let (version, config_version) = (r.version.clone(), r.config_version);
+                    let e = state
+                        .environments
+                        .entry(env.clone())
+                        .or_insert_with(|| Environment {
+                            name: env,
+                            version,
+                            config_version,
+                            observed: None,
+                            unused_since: None,
+                            terminated: false,
+                        });
+                    e.unused_since = None;
+                }
+            }
+        }
+        ServiceEvent::PauseRequested { .. } => {
+            if let Some(r) = state.rollout.as_mut() {
+                r.paused = true;
+            }
+        }
+        ServiceEvent::ResumeRequested {} => {
+            if let Some(r) = state.rollout.as_mut() {
+                r.paused = false;
+            }
+        }
+        ServiceEvent::PromoteRequested {} => {
+            if let Some(r) = state.rollout.as_mut() {
+                r.promoted = true;
+            }
+        }
+        ServiceEvent::AbortRequested { reason } => {
+            let cause = RollbackCause::Aborted {
+                by: actor.to_string(),
+                reason: reason.clone(),
+            };
+            if state
+                .rollout
+                .as_ref()
+                .is_some_and(|r| !matches!(r.stage, Stage::Reverting { .. }))
+            {
+                state.set_stage(Stage::Reverting { cause }, at);
+                if let Some(r) = state.rollout.as_mut() {
+                    r.paused = false;
+                }
+            }
+        }
+        ServiceEvent::ActionIntended {
+            action_id,
+            attempt,
+            action,
+        } => {
+            state.actions.insert(
+                *action_id,
+                ActionRecord {
+                    action: action.clone(),
+                    key: action_key(action),
+                    attempt: *attempt,
+                    status: ActionStatus::Pending,
+                    intended_at: at,
+                    rollout_id: state.rollout.as_ref().map(|r| r.id),
+                },
+            );
+        }
+        ServiceEvent::ActionSucceeded { action_id, .. } => {
+            if let Some(r) = state.actions.get_mut(action_id) {
+                r.status = ActionStatus::Succeeded;
+            }
+        }
+        ServiceEvent::ActionFailed {
+            action_id, error, ..
+        } => {
+            if let Some(r) = state.actions.get_mut(action_id) {
+                r.status = ActionStatus::Failed {
+                    error: error.clone(),
+                    at,
+                };
+            }
+        }
+        ServiceEvent::EnvironmentObserved { environment } => {
+            let e = state
+                .environments
+                .entry(environment.name.clone())
+                .or_insert_with(|| Environment {
+                    name: environment.name.clone(),
+                    version: environment.version.clone(),
+                    config_version: environment.config_version,
+                    observed: None,
+                    unused_since: None,
+                    terminated: false,
+                });
+            if environment.status == EnvironmentStatus::Terminated {
+                e.terminated = true;
+            }
+            e.observed = Some(environment.clone());
+        }
+        ServiceEvent::RegistrationsObserved { instances, .. } => {
+            state.registrations = instances
+                .iter()
+                .map(|i| (i.id.clone(), i.in_service))
+                .collect();
+        }
+        ServiceEvent::AlarmObserved { alarm } => {
+            state.alarms.insert(alarm.name.clone(), alarm.clone());
+        }
+        ServiceEvent::TestEndpointReady { rollout_id, .. } => {
+            if current(state, rollout_id) {
+                state.set_stage(Stage::TestEndpoint, at);
+            }
+        }
+        ServiceEvent::StepStarted {
+            rollout_id, step, ..
+        } => {
+            if current(state, rollout_id) {
+                state.set_stage(Stage::Shifting { step: *step }, at);
+            }
+        }
+        ServiceEvent::StepCompleted { rollout_id, step } => {
+            if current(state, rollout_id) {
+                state.set_stage(Stage::StepDone { step: *step, at }, at);
+            }
+        }
+        ServiceEvent::RolloutCompleted { rollout_id } => {
+            if current(state, rollout_id) {
+                state.finish_rollout(at, Outcome::Completed);
+            }
+        }
+        ServiceEvent::RollbackStarted { rollout_id, cause } => {
+            if current(state, rollout_id) {
+                state.set_stage(
+                    Stage::Reverting {
+                        cause: cause.clone(),
+                    },
+                    at,
+                );
+            }
+        }
+        ServiceEvent::RolledBack { rollout_id, cause } => {
+            if current(state, rollout_id) {
+                state.finish_rollout(
+                    at,
+                    Outcome::RolledBack {
+                        cause: cause.clone(),
+                    },
+                );
+            }
+        }
+        ServiceEvent::RolloutSuperseded { rollout_id, by } => {
+            if current(state, rollout_id) {
+                state.finish_rollout(at, Outcome::Superseded { by: *by });
+            }
+        }
+        ServiceEvent::EnvironmentMarkedUnused { environment } => state.mark_unused(environment, at),
+        ServiceEvent::EnvironmentTerminated { environment } => {
+            if let Some(e) = state.environments.get_mut(environment) {
+                e.terminated = true;
+            }
+            // A terminated stable environment stays `stable`: decide sees it and repairs.
+        }
+        ServiceEvent::DriftDetected { .. } => {}
+    }
+}
+
+/// Folds a stored event; events of types this build does not know only advance the revision.
+pub fn apply_recorded(
+    state: &mut ServiceState,
+    event: &ionroller_shared::store::RecordedEvent,
+) -> Result<(), String> {
+    match ServiceEvent::from_recorded(event)? {
+        Some(decoded) => evolve(
+            state,
+            &decoded,
+            event.revision,
+            event.metadata.occurred_at,
+            &event.metadata.actor,
+        ),
+        None => state.revision = Some(event.revision),
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! The imperative shell around the pure core: read new events, observe, decide, record intent,
+//! act, record the outcome. Everything it knows comes from the log; the in-memory states are
+//! caches of folds, rebuilt from the log on start.
+//!
+//! Crash safety: an action is executed only after its `action-intended` event is durable, and
+//! a restarted roller executes every intent that has no outcome yet before deciding anything
+//! else. Actions are idempotent (deterministic environment names), so an action that ran just
+//! before a crash runs again harmlessly. Appends expect the exact revision the decision was
+//! made at, so a concurrent command makes the roller re-read and re-decide instead of acting
+//! on a stale state.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ionroller_shared::events::{service_of, service_stream, ServiceEvent};
+use ionroller_shared::store::{
+    EventMetadata, EventStore, ExpectedRevision, Position, ReadFilter, Revision, StoreError,
+    StreamId, StreamRead,
+};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::cloud::Cloud;
+use crate::core::plan::event_id;
+use crate::core::state::apply_recorded;
+use crate::core::{decide, observe, ServiceState};
+
+pub const ROLLER_ACTOR: &str = "roller";
+const PAGE: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RollerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An event that cannot be decoded: the service stops here rather than skip it.
+    #[error("service {service}: event at revision {revision} cannot be folded: {why}")]
+    Poison {
+        service: String,
+        revision: Revision,
+        why: String,
+    },
+}
+
+pub struct Roller {
+    store: Arc<dyn EventStore>,
+    cloud: Arc<dyn Cloud>,
+    clock: Arc<dyn Clock>,
+    services: BTreeMap<String, ServiceState>,
+    discovered_until: Option<Position>,
+}
+
+impl Roller {
+    pub fn new(store: Arc<dyn EventStore>, cloud: Arc<dyn Cloud>, clock: Arc<dyn Clock>) -> Self {
+        Roller {
+            store,
+            cloud,
+            clock,
+            services: BTreeMap::new(),
+            discovered_until: None,
+        }
+    }
+
+    /// Reconciles every service each `interval` until `shutdown` resolves.
+    pub async fn run(mut self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "reconcile pass failed");
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// One reconcile pass over every known service.
+    pub async fn pass(&mut self) -> Result<(), RollerError> {
+        self.discover().await?;
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            if let Err(e) = self.reconcile(&name).await {
+                tracing::warn!(service = %name, error = %e, "reconcile failed");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn state(&self, service: &str) -> Option<&ServiceState> {
+        self.services.get(service)
+    }
+
+    /// Finds services that saved a config since the last look.
+    async fn discover(&mut self) -> Result<(), RollerError> {
+        let filter = ReadFilter {
+            stream_prefix: Some(ionroller_shared::events::SERVICE_STREAM_PREFIX.into()),
+            event_types: vec!["config-saved".into()],
+        };
+        loop {
+            // Everything up to the head is visible to the read that follows it.
+            let head = self.store.head().await?;
+            let page = self
+                .store
+                .read_all(self.discovered_until, PAGE, &filter)
+                .await?;
+            for event in &page {
+                if let Some(service) = service_of(&event.stream) {
+                    self.services
+                        .entry(service.to_string())
+                        .or_insert_with(|| ServiceState::new(service));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => self.discovered_until = Some(last.position),
+                _ => {
+                    self.discovered_until = head.max(self.discovered_until);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// One service: finish recorded intents, observe, decide, act.
+    pub async fn reconcile(&mut self, service: &str) -> Result<(), RollerError> {
+        self.catch_up(service).await?;
+        self.execute_pending(service).await?;
+        let Some(config) = self.fold(service).latest_config().map(|c| c.config.clone()) else {
+            return Ok(());
+        };
+        match self.cloud.observe(service, &config).await {
+            Ok(view) => {
+                let changes = observe(self.fold(service), &view);
+                if !self.append(service, changes).await? {
+                    return Ok(());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(service, error = %e, "observing the cloud failed");
+                return Ok(());
+            }
+        }
+        let now = self.clock.now();
+        let decisions = decide(self.fold(service), now);
+        if !self.append(service, decisions).await? {
+            return Ok(());
+        }
+        self.execute_pending(service).await
+    }
+
+    fn fold(&mut self, service: &str) -> &ServiceState {
+        self.services
+            .entry(service.to_string())
+            .or_insert_with(|| ServiceState::new(service))
+    }
+
+    async fn execute_pending(&mut self, service: &str) -> Result<(), RollerError> {
+        let pending: Vec<_> = self
+            .fold(service)
+            .pending_actions()
+            .map(|(id, r)| (*id, r.attempt, r.action.clone()))
+            .collect();
+        for (action_id, attempt, action) in pending {
+            tracing::info!(service, action = %action.describe(), attempt, "executing");
+            let outcome = match self.cloud.execute(service, &action).await {
+                Ok(detail) => ServiceEvent::ActionSucceeded {
+                    action_id,
+                    attempt,
+                    detail,
+                },
+                Err(e) => {
+                    tracing::warn!(service, action = %action.describe(), error = %e, "action failed");
+                    ServiceEvent::ActionFailed {
+                        action_id,
+                        attempt,
+                        error: e.to_string(),
+                    }
+                }
+            };
+            if !self.append(service, vec![outcome]).await? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends at the exact revision folded so far. `Ok(false)` when someone else appended
+    /// first: the state is refreshed and the caller should decide again later.
+    async fn append(
+        &mut self,
+        service: &str,
+        events: Vec<ServiceEvent>,
+    ) -> Result<bool, RollerError> {
+        if events.is_empty() {
+            return Ok(true);
+        }
+        let stream = service_stream(service)?;
+        let state = self.fold(service);
+        let revision = state.revision;
+        let correlation_id = state
+            .rollout
+            .as_ref()
+            .map_or_else(|| service_correlation(&stream), |r| r.id);
+        let occurred_at = self.clock.now();
+        let first = revision.map_or(0, |r| r.0 + 1);
+        let batch = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let (event_type, data) = event.encode();
+                let id = event_id(&stream, first + i as u64, &event_type, &data);
+                event.to_new_event(
+                    ionroller_shared::store::EventId(id),
+                    EventMetadata {
+                        actor: ROLLER_ACTOR.to_string(),
+                        correlation_id: event.rollout_id().unwrap_or(correlation_id),
+                        causation_id: None,
+                        occurred_at,
+                    },
+                )
+            })
+            .collect();
+        let result = self
+            .store
+            .append(&stream, ExpectedRevision::after(revision), batch)
+            .await;
+        match result {
+            Ok(_) => {
+                self.catch_up(service).await?;
+                Ok(true)
+            }
+            Err(StoreError::WrongExpectedRevision { .. } | StoreError::IdConflict { .. }) => {
+                self.catch_up(service).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn catch_up(&mut self, service: &str) -> Result<(), RollerError> {
+        let stream = service_stream(service)?;
+        let store = self.store.clone();
+        let state = self
+            .services
+            .entry(service.to_string())
+            .or_insert_with(|| ServiceState::new(service));
+        catch_up(store.as_ref(), &stream, state).await
+    }
+}
+
+/// Folds whatever the stream holds beyond `state.revision` into `state`.
+pub async fn catch_up(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    state: &mut ServiceState,
+) -> Result<(), RollerError> {
+    loop {
+        let from = state.revision.map_or(0, |r| r.0 + 1);
+        let page = match store
+            .read_stream(stream, StreamRead::forward(PAGE).from(Revision(from)))
+            .await
+        {
+            Ok(page) => page,
+            Err(StoreError::StreamNotFound(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        for event in &page {
+            apply_recorded(state, event).map_err(|why| RollerError::Poison {
+                service: state.service.clone(),
+                revision: event.revision,
+                why,
+            })?;
+        }
+        if page.len() < PAGE {
+            return Ok(());
+        }
+    }
+}
+
+fn service_correlation(stream: &StreamId) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, stream.as_str().as_bytes())
+}

@@ -1,0 +1,543 @@
+//! The declarative service configuration (JSON), and its validation.
+//!
+//! A config says how a service runs; the version to run comes from each release. Every save is
+//! a new, immutable config version recorded as a `config-saved` event.
+//! [`parse_service_config`] returns *every* problem at once, each naming the field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub endpoint: EndpointConfig,
+    /// `[registry/]account/name`, without a tag: the tag is the release's version.
+    pub image: String,
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub run_args: Vec<String>,
+    pub instances: InstanceConfig,
+    #[serde(default = "default_health_check_path")]
+    pub health_check_path: String,
+    #[serde(default)]
+    pub aws: AwsConfig,
+    pub rollout: RolloutPolicy,
+}
+
+fn default_health_check_path() -> String {
+    "/health".to_string()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// The customer-facing URL, for people; traffic goes through `load_balancer`.
+    #[serde(default)]
+    pub url: Option<String>,
+    pub load_balancer: LoadBalancerConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct LoadBalancerConfig {
+    pub kind: LoadBalancerKind,
+    /// Classic ELB name, or the ALB listener ARN.
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancerKind {
+    /// Register and deregister instances; share = new instances ÷ all registered.
+    Classic,
+    /// Weighted target groups on one listener: exact percentages.
+    Alb,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    pub container: u16,
+    pub host: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceConfig {
+    #[serde(rename = "type")]
+    pub instance_type: String,
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A role to assume for this service's account.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    #[serde(default)]
+    pub solution_stack: Option<String>,
+    #[serde(default)]
+    pub deployment_bucket: Option<String>,
+    /// Passed to Elastic Beanstalk as they are.
+    #[serde(default)]
+    pub option_settings: Vec<OptionSetting>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionSetting {
+    pub namespace: String,
+    pub option_name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutPolicy {
+    /// Percent of the new environment's capacity behind the endpoint at each step; the last
+    /// must be 100. E.g. `[25, 50, 100]`.
+    pub steps: Vec<u8>,
+    /// How long to wait after each step but the last.
+    #[serde(default = "default_pause")]
+    pub pause: Pause,
+    /// An optional first step with its own pause.
+    #[serde(default)]
+    pub canary: Option<CanaryPolicy>,
+    /// Before any customer traffic, the new environment waits at its own URL for a promote.
+    #[serde(default)]
+    pub test_endpoint: bool,
+    /// How long the previous environment stays warm for a fast rollback.
+    #[serde(default = "default_keep_old_for")]
+    pub keep_old_for: HumanDuration,
+    /// A stage (launch, a traffic step) that takes longer than this aborts the rollout.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline: HumanDuration,
+    /// CloudWatch alarms; any in ALARM during a rollout rolls it back.
+    #[serde(default)]
+    pub alarms: Vec<String>,
+    #[serde(default)]
+    pub rollback: RollbackMode,
+}
+
+fn default_pause() -> Pause {
+    Pause::For(HumanDuration(Duration::from_secs(60)))
+}
+
+fn default_keep_old_for() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60 * 60))
+}
+
+fn default_progress_deadline() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15 * 60))
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryPolicy {
+    pub percent: u8,
+    pub pause: Pause,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackMode {
+    /// All traffic back to the previous environment in one step.
+    #[default]
+    Immediate,
+    /// Back through the traffic steps in reverse, without pauses.
+    Ramp,
+}
+
+/// A pause between steps: a duration (`"30s"`, `"5m"`) or `"until_promoted"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pause {
+    For(HumanDuration),
+    UntilPromoted,
+}
+
+impl Serialize for Pause {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pause::For(d) => d.serialize(s),
+            Pause::UntilPromoted => s.serialize_str("until_promoted"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pause {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "until_promoted" {
+            return Ok(Pause::UntilPromoted);
+        }
+        parse_duration(&text)
+            .map(|d| Pause::For(HumanDuration(d)))
+            .map_err(|why| serde::de::Error::custom(format!("{why}, or \"until_promoted\"")))
+    }
+}
+
+/// A duration written for people: `"90s"`, `"5m"`, `"1h"`, `"1h30m"`, `"0s"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        if secs == 0 {
+            return f.write_str("0s");
+        }
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        if h > 0 {
+            write!(f, "{h}h")?;
+        }
+        if m > 0 {
+            write!(f, "{m}m")?;
+        }
+        if s > 0 {
+            write!(f, "{s}s")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"1h30m"`, `"45s"`, `"2m"`. Whole seconds only.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration; write e.g. \"30s\", \"5m\", \"1h30m\"");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut units_seen = 0;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        number.clear();
+        units_seen += 1;
+    }
+    if !number.is_empty() || units_seen == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// One thing wrong with a config: where, and what is allowed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Longest service name; it becomes part of environment names, which AWS caps at 40.
+pub const MAX_SERVICE_NAME: usize = 23;
+
+/// Checks a service name: 2–23 lowercase letters, digits and hyphens, starting with a letter.
+pub fn validate_service_name(name: &str) -> Result<(), FieldError> {
+    let ok = (2..=MAX_SERVICE_NAME).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError {
+            field: "service".into(),
+            problem: format!(
+                "{name:?} is not a service name: use 2 to {MAX_SERVICE_NAME} lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen"
+            ),
+        })
+    }
+}
+
+/// Checks a release version (the image tag): 1–40 of letters, digits, `.`, `_`, `-`.
+pub fn validate_version(version: &str) -> Result<(), FieldError> {
+    let ok = (1..=40).contains(&version.len())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c))
+        && version.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError {
+            field: "version".into(),
+            problem: format!("{version:?} is not a version: use 1 to 40 letters, digits, '.', '_' or '-', starting with a letter or digit (it becomes the Docker tag)"),
+        })
+    }
+}
+
+/// Parses and validates a config, returning every problem found.
+pub fn parse_service_config(json: &str) -> Result<ServiceConfig, Vec<FieldError>> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let config: ServiceConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        vec![FieldError {
+            field: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
+            problem: e.into_inner().to_string(),
+        }]
+    })?;
+    let problems = config.validate();
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+impl ServiceConfig {
+    /// Every problem with an already-parsed config.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut problems = Vec::new();
+        let mut bad = |field: &str, problem: String| {
+            problems.push(FieldError {
+                field: field.to_string(),
+                problem,
+            })
+        };
+        let image_ok = !self.image.is_empty()
+            && !self.image.contains(char::is_whitespace)
+            && !self.image.rsplit('/').next().unwrap_or("").contains(':')
+            && self.image.contains('/');
+        if !image_ok {
+            bad("image", format!("{:?} must be [registry/]account/name with no tag (the release version is the tag)", self.image));
+        }
+        if self.endpoint.load_balancer.name.trim().is_empty() {
+            bad(
+                "endpoint.load_balancer.name",
+                "must name the endpoint's load balancer".into(),
+            );
+        }
+        for (i, p) in self.port_mappings.iter().enumerate() {
+            if p.container == 0 || p.host == 0 {
+                bad(
+                    &format!("port_mappings[{i}]"),
+                    "ports must be 1 to 65535".into(),
+                );
+            }
+        }
+        for key in self.env.keys() {
+            let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                bad(
+                    &format!("env.{key}"),
+                    "variable names use letters, digits and _, not starting with a digit".into(),
+                );
+            }
+        }
+        let inst = &self.instances;
+        if inst.instance_type.trim().is_empty() {
+            bad(
+                "instances.type",
+                "must name an EC2 instance type, e.g. t3.small".into(),
+            );
+        }
+        if inst.min == 0 {
+            bad("instances.min", "must be at least 1".into());
+        }
+        if inst.max < inst.min {
+            bad(
+                "instances.max",
+                format!("must be at least instances.min ({})", inst.min),
+            );
+        }
+        if inst.max > 100 {
+            bad("instances.max", "must be at most 100".into());
+        }
+        if !self.health_check_path.starts_with('/') {
+            bad("health_check_path", "must start with /".into());
+        }
+        let r = &self.rollout;
+        if r.steps.is_empty() {
+            bad(
+                "rollout.steps",
+                "must list at least one step, ending with 100".into(),
+            );
+        }
+        for (i, w) in r.steps.windows(2).enumerate() {
+            if w[1] <= w[0] {
+                bad(
+                    &format!("rollout.steps[{}]", i + 1),
+                    format!("must be greater than the step before ({})", w[0]),
+                );
+            }
+        }
+        for (i, s) in r.steps.iter().enumerate() {
+            if *s == 0 || *s > 100 {
+                bad(
+                    &format!("rollout.steps[{i}]"),
+                    "must be 1 to 100 percent".into(),
+                );
+            }
+        }
+        if r.steps.last().is_some_and(|s| *s != 100) {
+            bad(
+                &format!("rollout.steps[{}]", r.steps.len() - 1),
+                "the last step must be 100".into(),
+            );
+        }
+        if let Some(c) = &r.canary {
+            let first = r.steps.first().copied().unwrap_or(100);
+            if c.percent == 0 || c.percent >= first {
+                bad(
+                    "rollout.canary.percent",
+                    format!(
+                        "must be 1 to {} (below the first step)",
+                        first.saturating_sub(1)
+                    ),
+                );
+            }
+        }
+        if r.progress_deadline.0 < Duration::from_secs(5) {
+            bad("rollout.progress_deadline", "must be at least 5s".into());
+        }
+        for (i, a) in r.alarms.iter().enumerate() {
+            if a.trim().is_empty() || a.len() > 255 {
+                bad(
+                    &format!("rollout.alarms[{i}]"),
+                    "must be a CloudWatch alarm name (1 to 255 characters)".into(),
+                );
+            }
+        }
+        if let Some(role) = &self.aws.role_arn {
+            if !role.starts_with("arn:aws") || !role.contains(":role/") {
+                bad(
+                    "aws.role_arn",
+                    format!("{role:?} must be an IAM role ARN, arn:aws:iam::ACCOUNT:role/NAME"),
+                );
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../examples/hello.json");
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let config = parse_service_config(EXAMPLE).expect("examples/hello.json is valid");
+        assert_eq!(config.rollout.steps.last(), Some(&100));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field() {
+        let mut config = parse_service_config(EXAMPLE).unwrap();
+        config.image = "nginx:1.2".into();
+        config.instances.min = 0;
+        config.rollout.steps = vec![50, 25, 90];
+        config.rollout.alarms = vec!["".into()];
+        let problems = config.validate();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for want in [
+            "image",
+            "instances.min",
+            "rollout.steps[1]",
+            "rollout.steps[2]",
+            "rollout.alarms[0]",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {problems:?}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_path() {
+        let broken = EXAMPLE.replace("\"min\": 2", "\"min\": \"two\"");
+        let problems = parse_service_config(&broken).unwrap_err();
+        assert_eq!(problems[0].field, "instances.min", "{problems:?}");
+        let unknown = EXAMPLE.replace("\"image\"", "\"imag\"");
+        let problems = parse_service_config(&unknown).unwrap_err();
+        assert!(problems[0].problem.contains("imag"), "{problems:?}");
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (text, secs) in [
+            ("0s", 0),
+            ("90s", 90),
+            ("5m", 300),
+            ("1h30m", 5400),
+            ("2h", 7200),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in ["", "5", "m", "1d", "1.5s", "-1s", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            HumanDuration(Duration::from_secs(5430)).to_string(),
+            "1h30m30s"
+        );
+    }
+
+    #[test]
+    fn names_and_versions() {
+        assert!(validate_service_name("hello").is_ok());
+        for bad in ["", "a", "Hello", "1abc", "abc-", "a_b", &"x".repeat(24)] {
+            assert!(validate_service_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_version("v1.2.3-rc_1").is_ok());
+        for bad in ["", "-v1", "v 1", "v/1", &"1".repeat(41)] {
+            assert!(validate_version(bad).is_err(), "{bad:?}");
+        }
+    }
+}
