@@ -170,10 +170,15 @@ fn decide_rollout(
             );
             match traffic_action(state, &desired, lb, min) {
                 Some(action) => intend(state, action, now),
-                None if registrations_match(state, &desired) => vec![ServiceEvent::StepCompleted {
-                    rollout_id: id,
-                    step: *step,
-                }],
+                // A step is done only with the new environment healthy and holding its share.
+                None if target.is_some_and(|t| t.is_healthy())
+                    && registrations_match(state, &desired) =>
+                {
+                    vec![ServiceEvent::StepCompleted {
+                        rollout_id: id,
+                        step: *step,
+                    }]
+                }
                 None => Vec::new(),
             }
         }
@@ -236,7 +241,12 @@ fn decide_steady(
     let keep_old_for = config.rollout.keep_old_for.0;
     let mut events = Vec::new();
     for env in state.environments.values() {
-        if env.terminated || state.stable.as_deref() == Some(env.name.as_str()) {
+        // Never seen in the cloud (a superseded rollout's environment that was not created):
+        // nothing to mark or terminate until it shows up.
+        if env.terminated
+            || env.observed.is_none()
+            || state.stable.as_deref() == Some(env.name.as_str())
+        {
             continue;
         }
         match env.unused_since {
@@ -358,18 +368,23 @@ pub fn desired_registrations(
 ) -> BTreeSet<String> {
     let percent = percent.min(100) as usize;
     let mut desired = BTreeSet::new();
+    let mut new_capacity = 0;
     if let Some(t) = target.and_then(|t| state.environments.get(t)) {
         let healthy = t.healthy_instances();
-        let n = (healthy.len() * percent).div_ceil(100);
-        desired.extend(healthy.into_iter().take(n));
+        new_capacity = (healthy.len() * percent).div_ceil(100);
+        desired.extend(healthy.into_iter().take(new_capacity));
     }
-    if percent < 100 {
-        if let Some(f) = from.and_then(|f| state.environments.get(f)) {
-            if !f.terminated {
-                let all = f.instance_ids();
-                let keep = all.len() - all.len() * percent / 100;
-                desired.extend(all.into_iter().take(keep));
-            }
+    if let Some(f) = from.and_then(|f| state.environments.get(f)) {
+        if !f.terminated {
+            let all = f.instance_ids();
+            // Old capacity goes only as new capacity arrives: with no healthy new instances
+            // (or a target that is not there yet), all of the old stays.
+            let keep = if target.is_some() && new_capacity == 0 {
+                all.len()
+            } else {
+                all.len() - all.len() * percent / 100
+            };
+            desired.extend(all.into_iter().take(keep));
         }
     }
     desired

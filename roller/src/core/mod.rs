@@ -11,6 +11,9 @@ pub mod observe;
 pub mod plan;
 pub mod state;
 
+#[cfg(test)]
+mod decide_tests;
+
 pub use decide::decide;
 pub use observe::{observe, CloudView};
 pub use state::{evolve, ServiceState};

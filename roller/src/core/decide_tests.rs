@@ -1,0 +1,631 @@
+//! Table tests for `decide`: each case folds a short history and checks the next events.
+
+use chrono::{DateTime, Duration, Utc};
+use ionroller_shared::config::{parse_service_config, HumanDuration, Pause, ServiceConfig};
+use ionroller_shared::events::{
+    Action, AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView,
+    RegisteredInstance, RollbackCause, ServiceEvent,
+};
+use ionroller_shared::store::Revision;
+use uuid::Uuid;
+
+use super::decide::decide;
+use super::plan::{compute_plan, environment_name};
+use super::state::{evolve, RolloutKind, ServiceState};
+
+const SERVICE: &str = "hello";
+
+fn t(secs: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("valid") + Duration::seconds(secs)
+}
+
+fn example() -> ServiceConfig {
+    parse_service_config(include_str!("../../../examples/hello.json")).expect("valid example")
+}
+
+/// A service history under construction.
+struct History {
+    state: ServiceState,
+    next: u64,
+}
+
+impl History {
+    fn with(config: ServiceConfig) -> Self {
+        let mut h = History {
+            state: ServiceState::new(SERVICE),
+            next: 0,
+        };
+        h.push(
+            0,
+            ServiceEvent::ConfigSaved {
+                config_version: 1,
+                config: Box::new(config),
+            },
+        );
+        h
+    }
+
+    fn new() -> Self {
+        Self::with(example())
+    }
+
+    fn push(&mut self, at: i64, event: ServiceEvent) -> &mut Self {
+        evolve(
+            &mut self.state,
+            &event,
+            Revision(self.next),
+            t(at),
+            "tester",
+        );
+        self.next += 1;
+        self
+    }
+
+    fn pushes(&mut self, at: i64, events: Vec<ServiceEvent>) -> &mut Self {
+        for e in events {
+            self.push(at, e);
+        }
+        self
+    }
+
+    /// Requests a release and its plan, as the API does; returns the rollout id and env name.
+    fn release(&mut self, at: i64, version: &str, override_alarms: bool) -> (Uuid, String) {
+        self.release_into(at, version, override_alarms, None)
+    }
+
+    fn release_into(
+        &mut self,
+        at: i64,
+        version: &str,
+        override_alarms: bool,
+        name: Option<&str>,
+    ) -> (Uuid, String) {
+        let id = Uuid::from_u128(self.next as u128 + 1000);
+        let config = self.state.latest_config().expect("config").config.clone();
+        let warm = self
+            .state
+            .warm_environment(version, 1)
+            .map(|e| e.name.clone());
+        let env = warm
+            .clone()
+            .or(name.map(str::to_string))
+            .unwrap_or_else(|| environment_name(SERVICE, version, id));
+        let plan = compute_plan(&config, &RolloutKind::Release, env.clone(), warm.is_some());
+        self.push(
+            at,
+            ServiceEvent::ReleaseRequested {
+                rollout_id: id,
+                version: version.into(),
+                reason: None,
+                override_alarms,
+            },
+        );
+        self.push(
+            at,
+            ServiceEvent::PlanComputed {
+                rollout_id: id,
+                plan,
+            },
+        );
+        (id, env)
+    }
+
+    fn env(
+        &mut self,
+        at: i64,
+        name: &str,
+        version: &str,
+        status: EnvironmentStatus,
+        health: Health,
+    ) -> &mut Self {
+        let healthy = health == Health::Green;
+        self.push(
+            at,
+            ServiceEvent::EnvironmentObserved {
+                environment: EnvironmentView {
+                    name: name.into(),
+                    version: version.into(),
+                    config_version: 1,
+                    status,
+                    health,
+                    instances: (0..2)
+                        .map(|i| InstanceView {
+                            id: format!("i-{name}-{i}"),
+                            healthy,
+                        })
+                        .collect(),
+                    url: Some(format!("http://{name}")),
+                },
+            },
+        )
+    }
+
+    fn green(&mut self, at: i64, name: &str, version: &str) -> &mut Self {
+        self.env(at, name, version, EnvironmentStatus::Ready, Health::Green)
+    }
+
+    fn registered(&mut self, at: i64, ids: &[&str]) -> &mut Self {
+        self.push(
+            at,
+            ServiceEvent::RegistrationsObserved {
+                load_balancer: "hello-lb".into(),
+                instances: ids
+                    .iter()
+                    .map(|id| RegisteredInstance {
+                        id: id.to_string(),
+                        in_service: true,
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    fn alarm(&mut self, at: i64, state: AlarmState) -> &mut Self {
+        self.push(
+            at,
+            ServiceEvent::AlarmObserved {
+                alarm: AlarmView {
+                    name: "hello-5xx".into(),
+                    state,
+                    reason: "Threshold Crossed: 12 > 5".into(),
+                    value: Some(12.0),
+                    updated_at: t(at),
+                },
+            },
+        )
+    }
+
+    /// Runs decide and, like the shell, records the decision and marks actions done.
+    fn decide_and_apply(&mut self, at: i64) -> Vec<ServiceEvent> {
+        let events = decide(&self.state, t(at));
+        for e in &events {
+            self.push(at, e.clone());
+            if let ServiceEvent::ActionIntended {
+                action_id, attempt, ..
+            } = e
+            {
+                self.push(
+                    at,
+                    ServiceEvent::ActionSucceeded {
+                        action_id: *action_id,
+                        attempt: *attempt,
+                        detail: String::new(),
+                    },
+                );
+            }
+        }
+        events
+    }
+
+    fn decide(&self, at: i64) -> Vec<ServiceEvent> {
+        decide(&self.state, t(at))
+    }
+
+    /// A service whose v1 completed and serves all traffic from `hello-v1`.
+    fn serving_v1() -> Self {
+        let mut h = History::new();
+        let (id, _) = h.release_into(1, "v1", false, Some("hello-v1"));
+        h.green(2, "hello-v1", "v1")
+            .registered(3, &["i-hello-v1-0", "i-hello-v1-1"])
+            .push(3, ServiceEvent::RolloutCompleted { rollout_id: id });
+        h
+    }
+}
+
+fn kinds(events: &[ServiceEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            ServiceEvent::ActionIntended { action, .. } => match action {
+                Action::CreateEnvironment { environment, .. } => format!("create {environment}"),
+                Action::RegisterInstances { instances, .. } => {
+                    format!("register {}", instances.join(","))
+                }
+                Action::DeregisterInstances { instances, .. } => {
+                    format!("deregister {}", instances.join(","))
+                }
+                Action::TerminateEnvironment { environment } => format!("terminate {environment}"),
+            },
+            ServiceEvent::StepStarted { step, percent, .. } => format!("step {step} {percent}%"),
+            ServiceEvent::StepCompleted { step, .. } => format!("step {step} done"),
+            ServiceEvent::RollbackStarted { cause, .. } => format!("rollback: {}", cause.summary()),
+            other => other.encode().0,
+        })
+        .collect()
+}
+
+#[test]
+fn no_config_or_no_rollout_means_nothing_to_do() {
+    let empty = ServiceState::new(SERVICE);
+    assert!(decide(&empty, t(0)).is_empty());
+    assert!(History::new().decide(5).is_empty());
+}
+
+#[test]
+fn first_release_creates_the_environment_once() {
+    let mut h = History::new();
+    let (_, env) = h.release(1, "v1", false);
+    assert_eq!(kinds(&h.decide_and_apply(1)), vec![format!("create {env}")]);
+    // Created but not yet observed: no second create.
+    assert!(h.decide(2).is_empty());
+    h.env(3, &env, "v1", EnvironmentStatus::Launching, Health::Grey);
+    assert!(h.decide(3).is_empty(), "waits while launching");
+    h.green(4, &env, "v1");
+    assert_eq!(kinds(&h.decide(4)), vec!["step 0 10%"]);
+}
+
+#[test]
+fn a_pending_action_blocks_new_decisions() {
+    let mut h = History::new();
+    h.release(1, "v1", false);
+    let intent = h.decide(1);
+    h.pushes(1, intent);
+    assert!(
+        h.decide(2).is_empty(),
+        "the shell must execute the recorded intent first"
+    );
+}
+
+#[test]
+fn canary_waits_for_promote_then_steps_follow_timed_pauses() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.decide_and_apply(10);
+    h.green(12, &env, "v2");
+    assert_eq!(kinds(&h.decide_and_apply(12)), vec!["step 0 10%"]);
+    // 10% of 2 new instances rounds up to one; old keeps 2 - floor(0.2) = 2.
+    assert_eq!(
+        kinds(&h.decide_and_apply(12)),
+        vec![format!("register i-{env}-0")]
+    );
+    h.registered(13, &["i-hello-v1-0", "i-hello-v1-1", &format!("i-{env}-0")]);
+    assert_eq!(kinds(&h.decide_and_apply(13)), vec!["step 0 done"]);
+    assert!(
+        h.decide(60).is_empty(),
+        "the canary waits for a promote, without a deadline"
+    );
+    h.push(61, ServiceEvent::PromoteRequested {});
+    assert_eq!(kinds(&h.decide_and_apply(61)), vec!["step 1 25%"]);
+    h.decide_and_apply(61); // nothing to move at 25% with 2 instances each: 1 new, 2 old.
+    let _ = id;
+}
+
+#[test]
+fn timed_pause_then_next_step() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 1,
+            percent: 25,
+        },
+    );
+    h.push(
+        13,
+        ServiceEvent::StepCompleted {
+            rollout_id: id,
+            step: 1,
+        },
+    );
+    assert!(h.decide(15).is_empty(), "3s pause not over");
+    assert_eq!(kinds(&h.decide(16)), vec!["step 2 50%"]);
+}
+
+#[test]
+fn shifting_registers_new_before_deregistering_old() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 3,
+            percent: 100,
+        },
+    );
+    assert_eq!(
+        kinds(&h.decide(13)),
+        vec![format!("register i-{env}-0,i-{env}-1")]
+    );
+    h.registered(
+        14,
+        &[
+            "i-hello-v1-0",
+            "i-hello-v1-1",
+            &format!("i-{env}-0"),
+            &format!("i-{env}-1"),
+        ],
+    );
+    assert_eq!(
+        kinds(&h.decide(14)),
+        vec!["deregister i-hello-v1-0,i-hello-v1-1"]
+    );
+    h.registered(15, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    assert_eq!(kinds(&h.decide(15)), vec!["step 3 done"]);
+    h.push(
+        15,
+        ServiceEvent::StepCompleted {
+            rollout_id: id,
+            step: 3,
+        },
+    );
+    assert_eq!(kinds(&h.decide(15)), vec!["rollout-completed"]);
+}
+
+#[test]
+fn an_unhealthy_target_gets_no_traffic_and_the_old_keeps_all_of_it() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.env(12, &env, "v2", EnvironmentStatus::Ready, Health::Yellow);
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 2,
+            percent: 50,
+        },
+    );
+    let decided = h.decide(13);
+    assert!(
+        decided.is_empty(),
+        "neither register the unhealthy nor drop the old: {:?}",
+        kinds(&decided)
+    );
+}
+
+#[test]
+fn test_endpoint_waits_for_promote_before_customer_traffic() {
+    let mut config = example();
+    config.rollout.test_endpoint = true;
+    let mut h = History::with(config);
+    let (_, env) = h.release(1, "v1", false);
+    h.decide_and_apply(1);
+    h.green(3, &env, "v1");
+    assert_eq!(kinds(&h.decide_and_apply(3)), vec!["test-endpoint-ready"]);
+    assert!(
+        h.decide(1000).is_empty(),
+        "no traffic and no deadline while testing"
+    );
+    h.push(1001, ServiceEvent::PromoteRequested {});
+    assert_eq!(kinds(&h.decide(1001)), vec!["step 0 10%"]);
+}
+
+#[test]
+fn an_alarm_during_a_rollout_rolls_back_with_its_evidence() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 1,
+            percent: 25,
+        },
+    );
+    h.registered(13, &["i-hello-v1-0", "i-hello-v1-1", &format!("i-{env}-0")]);
+    h.alarm(14, AlarmState::Alarm);
+    let decided = h.decide(14);
+    match &decided[..] {
+        [ServiceEvent::RollbackStarted {
+            cause: RollbackCause::Alarm { alarm },
+            ..
+        }] => {
+            assert_eq!(alarm.name, "hello-5xx");
+            assert_eq!(alarm.value, Some(12.0));
+            assert!(alarm.reason.contains("Threshold"));
+        }
+        other => panic!("expected an alarm rollback, got {:?}", kinds(other)),
+    }
+    h.pushes(14, decided);
+    assert_eq!(kinds(&h.decide(14)), vec![format!("deregister i-{env}-0")]);
+    h.registered(15, &["i-hello-v1-0", "i-hello-v1-1"]);
+    assert_eq!(kinds(&h.decide(15)), vec!["rolled-back"]);
+}
+
+#[test]
+fn an_override_ignores_alarms_already_firing_but_not_new_ones() {
+    let mut h = History::serving_v1();
+    h.alarm(5, AlarmState::Alarm);
+    let (_, env) = h.release(10, "v2", true);
+    assert_eq!(kinds(&h.decide(10)), vec![format!("create {env}")]);
+    h.alarm(11, AlarmState::Ok).alarm(12, AlarmState::Alarm);
+    assert!(kinds(&h.decide(12))[0].starts_with("rollback: alarm hello-5xx"));
+}
+
+#[test]
+fn an_environment_that_never_gets_healthy_hits_the_deadline() {
+    let mut h = History::serving_v1();
+    let (_, env) = h.release(10, "v2", false);
+    h.decide_and_apply(10);
+    h.env(11, &env, "v2", EnvironmentStatus::Ready, Health::Grey);
+    assert!(h.decide(129).is_empty());
+    assert_eq!(
+        kinds(&h.decide(131)),
+        vec!["rollback: launching the new environment took longer than the progress deadline (2m)"]
+    );
+}
+
+#[test]
+fn a_red_environment_rolls_back() {
+    let mut h = History::serving_v1();
+    let (_, env) = h.release(10, "v2", false);
+    h.env(12, &env, "v2", EnvironmentStatus::Ready, Health::Red);
+    assert_eq!(
+        kinds(&h.decide(12)),
+        vec![format!("rollback: environment {env} is Red")]
+    );
+}
+
+#[test]
+fn manual_abort_returns_traffic_to_the_old_environment() {
+    let mut h = History::serving_v1();
+    let (_, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.registered(13, &["i-hello-v1-0", "i-hello-v1-1", &format!("i-{env}-0")]);
+    h.push(
+        14,
+        ServiceEvent::AbortRequested {
+            reason: Some("looks wrong".into()),
+        },
+    );
+    assert_eq!(kinds(&h.decide(14)), vec![format!("deregister i-{env}-0")]);
+    h.registered(15, &["i-hello-v1-0", "i-hello-v1-1"]);
+    match &h.decide(15)[..] {
+        [ServiceEvent::RolledBack {
+            cause: RollbackCause::Aborted { by, reason },
+            ..
+        }] => {
+            assert_eq!(by, "tester");
+            assert_eq!(reason.as_deref(), Some("looks wrong"));
+        }
+        other => panic!("{:?}", kinds(other)),
+    }
+}
+
+#[test]
+fn paused_rollouts_hold_still() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 3,
+            percent: 100,
+        },
+    );
+    h.push(13, ServiceEvent::PauseRequested { reason: None });
+    assert!(
+        h.decide(500).is_empty(),
+        "no progress and no deadline while paused"
+    );
+    h.push(501, ServiceEvent::ResumeRequested {});
+    assert_eq!(h.decide(501).len(), 1);
+}
+
+#[test]
+fn rollback_to_a_warm_environment_is_one_switch_without_a_launch() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.registered(20, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    h.push(20, ServiceEvent::RolloutCompleted { rollout_id: id });
+    assert!(h.state.environments["hello-v1"].unused_since.is_some());
+    let (_, target) = h.release(30, "v1", false);
+    assert_eq!(target, "hello-v1", "the warm environment is reused");
+    assert_eq!(kinds(&h.decide_and_apply(30)), vec!["step 0 100%"]);
+    assert_eq!(
+        kinds(&h.decide(30)),
+        vec!["register i-hello-v1-0,i-hello-v1-1"]
+    );
+}
+
+#[test]
+fn after_the_warm_window_the_old_environment_is_terminated() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.registered(20, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    h.push(20, ServiceEvent::RolloutCompleted { rollout_id: id });
+    assert!(h.decide(20 + 599).is_empty(), "keep_old_for is 10m");
+    assert_eq!(
+        kinds(&h.decide_and_apply(20 + 600)),
+        vec!["terminate hello-v1"]
+    );
+    assert!(h.decide(20 + 700).is_empty(), "terminated once");
+    // A release of v1 after the window needs a new environment.
+    h.env(
+        701,
+        "hello-v1",
+        "v1",
+        EnvironmentStatus::Terminated,
+        Health::Grey,
+    );
+    let (_, target) = h.release(800, "v1", false);
+    assert_ne!(target, "hello-v1");
+}
+
+#[test]
+fn drift_is_recorded_and_repaired() {
+    let mut h = History::serving_v1();
+    h.registered(5, &["i-hello-v1-1"]);
+    assert_eq!(
+        kinds(&h.decide(5)),
+        vec!["drift-detected", "register i-hello-v1-0"]
+    );
+    h.env(
+        6,
+        "hello-v1",
+        "v1",
+        EnvironmentStatus::Terminated,
+        Health::Grey,
+    );
+    assert_eq!(
+        kinds(&h.decide(6)),
+        vec!["drift-detected", "release-requested", "plan-computed"]
+    );
+}
+
+#[test]
+fn failed_actions_back_off_then_retry() {
+    let mut h = History::new();
+    h.release(1, "v1", false);
+    let intent = h.decide(1);
+    let ServiceEvent::ActionIntended { action_id, .. } = intent[0].clone() else {
+        panic!("expected an intent");
+    };
+    h.pushes(1, intent);
+    h.push(
+        1,
+        ServiceEvent::ActionFailed {
+            action_id,
+            attempt: 1,
+            error: "Throttling".into(),
+        },
+    );
+    assert!(h.decide(2).is_empty(), "backing off for 2s");
+    match &h.decide(3)[..] {
+        [ServiceEvent::ActionIntended {
+            attempt: 2,
+            action_id: retry,
+            ..
+        }] => assert_ne!(*retry, action_id),
+        other => panic!("{:?}", kinds(other)),
+    }
+}
+
+#[test]
+fn pauses_can_be_timed_or_wait_for_a_promote() {
+    let mut config = example();
+    config.rollout.canary = None;
+    config.rollout.pause = Pause::For(HumanDuration(std::time::Duration::from_secs(0)));
+    let mut h = History::with(config);
+    let (id, env) = h.release(1, "v1", false);
+    h.green(2, &env, "v1");
+    h.push(
+        2,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 0,
+            percent: 25,
+        },
+    );
+    h.push(
+        2,
+        ServiceEvent::StepCompleted {
+            rollout_id: id,
+            step: 0,
+        },
+    );
+    assert_eq!(
+        kinds(&h.decide(2)),
+        vec!["step 1 50%"],
+        "a zero pause moves straight on"
+    );
+}
