@@ -55,7 +55,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut w = World::new();
+    let mut w = World::create();
     w.save_config(HELLO).await;
     for op in ops {
         match op {

@@ -31,7 +31,7 @@ pub fn start() -> DateTime<Utc> {
 }
 
 impl World {
-    pub fn new() -> Self {
+    pub fn create() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store: Arc<dyn EventStore> = Arc::new(
             SqliteStore::open(dir.path().join("events.sqlite"), SqliteOptions::default())
@@ -106,4 +106,4 @@ impl World {
     }
 }
 
-pub const HELLO: &str = include_str!("../../examples/hello.json");
+pub const HELLO: &str = include_str!("../../../examples/hello.json");
