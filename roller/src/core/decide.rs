@@ -56,11 +56,15 @@ fn decide_rollout(
     };
     let id = rollout.id;
     let target = state.environments.get(&plan.environment);
+    let from = rollout
+        .from
+        .clone()
+        .or_else(|| state.serving_environment(Some(&plan.environment)));
     let lb = &config.endpoint.load_balancer.name;
     let min = config.instances.min as usize;
 
     if let Stage::Reverting { cause } = &rollout.stage {
-        let desired = desired_registrations(state, rollout.from.as_deref(), None, 0);
+        let desired = desired_registrations(state, from.as_deref(), None, 0);
         return match traffic_action(state, &desired, lb, min) {
             Some(action) => intend(state, action, now),
             None if registrations_match(state, &desired) => vec![ServiceEvent::RolledBack {
@@ -164,7 +168,7 @@ fn decide_rollout(
             let percent = plan.steps.get(*step).map_or(100, |s| s.percent);
             let desired = desired_registrations(
                 state,
-                rollout.from.as_deref(),
+                from.as_deref(),
                 target.map(|t| t.name.as_str()),
                 percent,
             );

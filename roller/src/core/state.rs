@@ -275,6 +275,27 @@ impl ServiceState {
             .collect()
     }
 
+    /// The environment (other than `except`) with the most in-service registered instances.
+    /// `decide` treats it as the previous environment when nothing is stable yet (a first
+    /// release superseded after it took traffic), so its capacity is drained like any old
+    /// environment's rather than dropped.
+    pub fn serving_environment(&self, except: Option<&str>) -> Option<String> {
+        self.environments
+            .values()
+            .filter(|e| !e.terminated && Some(e.name.as_str()) != except)
+            .map(|e| {
+                let ids = e.instance_ids();
+                let n = ids
+                    .iter()
+                    .filter(|i| self.registrations.get(*i) == Some(&true))
+                    .count();
+                (n, e.name.clone())
+            })
+            .filter(|(n, _)| *n > 0)
+            .max()
+            .map(|(_, name)| name)
+    }
+
     fn finish_rollout(&mut self, at: DateTime<Utc>, outcome: Outcome) {
         let Some(rollout) = self.rollout.take() else {
             return;

@@ -1,0 +1,182 @@
+//! Runs the real `ionroller` binary: `up` as a server process, and CLI commands against it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `ionroller` binary that `cargo test --workspace` built beside this test.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("ionroller");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the end-to-end tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+pub fn example_config() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/hello.json"
+    ))
+    .expect("read examples/hello.json")
+}
+
+/// A running `ionroller up`.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `ionroller up` on a free port and waits for it to print its URL.
+    pub fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(binary())
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--interval-ms",
+                "200",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ionroller up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = loop {
+            assert!(
+                Instant::now() < deadline,
+                "ionroller up did not print its URL"
+            );
+            let line = lines
+                .next()
+                .expect("ionroller up exited before printing its URL")
+                .expect("read stdout");
+            if let Some(rest) = line.trim().strip_prefix("API:") {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .expect("a URL")
+                    .trim_end_matches("/v1");
+                break url.to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs an `ionroller` CLI command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .args(args)
+            .env("IONROLLER_URL", &self.url)
+            .env("IONROLLER_ACTOR", "e2e@example.com")
+            .output()
+            .expect("run the ionroller CLI")
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ionroller {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Spawns a CLI command (e.g. a following `release`) without waiting for it.
+    pub fn cli_spawn(&self, args: &[&str]) -> Child {
+        Command::new(binary())
+            .args(args)
+            .env("IONROLLER_URL", &self.url)
+            .env("IONROLLER_ACTOR", "e2e@example.com")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the ionroller CLI")
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("GET");
+        response.json().await.expect("JSON answer")
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the service status until `done` holds (or panics after `secs`).
+    pub async fn wait_for(
+        &self,
+        service: &str,
+        secs: u64,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let status = self.get(&format!("/v1/services/{service}")).await;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last status: {status:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The share of in-service traffic on `version` in a status answer, in percent.
+pub fn share(status: &Value, version: &str) -> u32 {
+    let total: f64 = status["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["version"].as_str() == Some(version))
+        .map(|t| t["share"].as_f64().unwrap_or(0.0))
+        .sum();
+    (total * 100.0).round() as u32
+}
