@@ -318,11 +318,7 @@ pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::
     let roller_task = tokio::spawn(roller.run(interval, async move {
         let _ = roller_stop.wait_for(|s| *s).await;
     }));
-    let state = AppState {
-        store,
-        clock,
-        sim: Some(sim),
-    };
+    let state = AppState::new(store, clock, Some(sim));
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;

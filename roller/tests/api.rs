@@ -20,12 +20,24 @@ async fn bad_input_is_a_4xx_that_names_the_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["problems"][0]["field"], "service");
 
-    let broken = HELLO.replace("\"min\": 2", "\"min\": 0").replace("[25, 50, 100]", "[50, 25]");
+    let broken = HELLO
+        .replace("\"min\": 2", "\"min\": 0")
+        .replace("[25, 50, 100]", "[50, 25]");
     let (status, body) = w.call("PUT", "/v1/services/hello/config", &broken).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = body["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
-    assert!(fields.contains(&"instances.min") && fields.contains(&"rollout.steps[1]"), "{body}");
-    let (status, body) = w.call("PUT", "/v1/services/hello/config", "{ not json").await;
+    let fields: Vec<&str> = body["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"instances.min") && fields.contains(&"rollout.steps[1]"),
+        "{body}"
+    );
+    let (status, body) = w
+        .call("PUT", "/v1/services/hello/config", "{ not json")
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     w.save_config(HELLO).await;
@@ -42,7 +54,9 @@ async fn bad_input_is_a_4xx_that_names_the_field() {
     let (status, answer) = w.call("GET", "/v1/services/hello/plan", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["problems"][0]["field"], "version");
-    let (status, answer) = w.call("POST", "/v1/sim/alarms/hello-5xx", r#"{"state":"RED"}"#).await;
+    let (status, answer) = w
+        .call("POST", "/v1/sim/alarms/hello-5xx", r#"{"state":"RED"}"#)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["problems"][0]["field"], "state");
     let (status, _) = w.call("POST", "/v1/services/hello/pause", "").await;
@@ -54,10 +68,18 @@ async fn bad_input_is_a_4xx_that_names_the_field() {
 #[tokio::test]
 async fn plan_reports_steps_and_worst_case() {
     let w = World::create();
-    w.save_config(&HELLO.replace("\"until_promoted\"", "\"10s\"")).await;
-    let (status, body) = w.call("GET", "/v1/services/hello/plan?version=v2", "").await;
+    w.save_config(&HELLO.replace("\"until_promoted\"", "\"10s\""))
+        .await;
+    let (status, body) = w
+        .call("GET", "/v1/services/hello/plan?version=v2", "")
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let percents: Vec<u64> = body["plan"]["steps"].as_array().unwrap().iter().map(|s| s["percent"].as_u64().unwrap()).collect();
+    let percents: Vec<u64> = body["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["percent"].as_u64().unwrap())
+        .collect();
     assert_eq!(percents, vec![10, 25, 50, 100]);
     // launch + 4 steps at the 2m deadline each, 10s canary pause, two 3s pauses.
     assert_eq!(body["plan"]["worst_case_secs"], 5 * 120 + 10 + 6);
@@ -71,7 +93,11 @@ async fn concurrent_releases_are_serialised_and_the_loser_is_recorded_as_superse
         w.call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#),
         w.call("POST", "/v1/services/hello/releases", r#"{"version":"v2"}"#),
     );
-    assert_eq!((a.0, b.0), (StatusCode::ACCEPTED, StatusCode::ACCEPTED), "{a:?} {b:?}");
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::ACCEPTED, StatusCode::ACCEPTED),
+        "{a:?} {b:?}"
+    );
     let status = w.status().await;
     let current = status["rollout"]["id"].clone();
     assert_eq!(status["history"][0]["outcome"], "superseded", "{status:#}");
@@ -85,7 +111,12 @@ async fn read_sse(w: &World, last_event_id: Option<&str>, want: usize) -> Vec<(S
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
-    let response = w.router.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let response = w
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut text = String::new();
@@ -102,7 +133,11 @@ async fn read_sse(w: &World, last_event_id: Option<&str>, want: usize) -> Vec<(S
         while let Some(end) = text.find("\n\n") {
             let block: String = text.drain(..end + 2).collect();
             let field = |name: &str| {
-                block.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_string()).unwrap_or_default()
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
             };
             if field("event:") != "caught-up" && !block.trim().is_empty() {
                 events.push((field("id:"), field("event:")));
@@ -116,12 +151,20 @@ async fn read_sse(w: &World, last_event_id: Option<&str>, want: usize) -> Vec<(S
 async fn the_event_feed_resumes_after_last_event_id() {
     let w = World::create();
     w.save_config(HELLO).await;
-    w.call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#).await;
+    w.call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#)
+        .await;
     let first = read_sse(&w, None, 3).await;
     let types: Vec<&str> = first.iter().map(|(_, t)| t.as_str()).collect();
-    assert_eq!(types, vec!["config-saved", "release-requested", "plan-computed"]);
+    assert_eq!(
+        types,
+        vec!["config-saved", "release-requested", "plan-computed"]
+    );
     let resumed = read_sse(&w, Some(&first[0].0), 2).await;
-    assert_eq!(resumed, first[1..].to_vec(), "resumes strictly after the given id");
+    assert_eq!(
+        resumed,
+        first[1..].to_vec(),
+        "resumes strictly after the given id"
+    );
     let bad = Request::builder()
         .uri("/v1/services/hello/events")
         .header("last-event-id", "yesterday")
@@ -139,7 +182,10 @@ async fn openapi_metrics_and_health_answer() {
     assert!(doc["paths"]["/v1/services/{service}/releases"]["post"].is_object());
     let (status, text) = w.call("GET", "/metrics", "").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(text.as_str().unwrap_or_default().contains("ionroller_store_head_position"));
+    assert!(text
+        .as_str()
+        .unwrap_or_default()
+        .contains("ionroller_store_head_position"));
     let (status, _) = w.call("GET", "/healthz", "").await;
     assert_eq!(status, StatusCode::OK);
 }

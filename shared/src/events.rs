@@ -184,7 +184,14 @@ impl ServiceEvent {
         if !Self::TYPES.contains(&event_type) {
             return Ok(None);
         }
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
+        // Deserialize straight from the borrowed data: folding long streams is decode-bound,
+        // and building `{"type", "data"}` would copy every event's data first.
+        use serde::de::value::MapDeserializer;
+        use serde::Deserialize as _;
+        let type_value = serde_json::Value::String(event_type.to_string());
+        let fields = [("type", &type_value), ("data", data)];
+        let map = MapDeserializer::<_, serde_json::Error>::new(fields.into_iter());
+        ServiceEvent::deserialize(map)
             .map(Some)
             .map_err(|e| format!("{event_type}: {e}"))
     }

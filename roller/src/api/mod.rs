@@ -47,6 +47,20 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Present when running on the simulated cloud: enables `/v1/sim/...`.
     pub sim: Option<SimCloud>,
+    /// Folded states by service, caught up from the log on every use: a request folds only
+    /// what is new, not the service's whole history.
+    pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, ServiceState>>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, sim: Option<SimCloud>) -> Self {
+        AppState {
+            store,
+            clock,
+            sim,
+            folds: Arc::default(),
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {
@@ -142,7 +156,8 @@ fn actor(headers: &HeaderMap) -> Result<String, ApiError> {
 async fn load(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
     validate_service_name(service)?;
     let stream = service_stream(service)?;
-    let mut folded = ServiceState::new(service);
+    let cached = state.folds.lock().await.get(service).cloned();
+    let mut folded = cached.unwrap_or_else(|| ServiceState::new(service));
     catch_up(state.store.as_ref(), &stream, &mut folded)
         .await
         .map_err(|e| match e {
@@ -153,6 +168,15 @@ async fn load(state: &AppState, service: &str) -> Result<ServiceState, ApiError>
                 poison.to_string(),
             ),
         })?;
+    if folded.revision.is_some() {
+        let mut folds = state.folds.lock().await;
+        let newer = folds
+            .get(service)
+            .is_none_or(|c| c.revision < folded.revision);
+        if newer {
+            folds.insert(service.to_string(), folded.clone());
+        }
+    }
     Ok(folded)
 }
 

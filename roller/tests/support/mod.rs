@@ -46,11 +46,7 @@ impl World {
         })
         .expect("sim settings");
         let roller = Roller::new(store.clone(), Arc::new(sim.clone()), dyn_clock.clone());
-        let router = app(AppState {
-            store: store.clone(),
-            clock: dyn_clock,
-            sim: Some(sim.clone()),
-        });
+        let router = app(AppState::new(store.clone(), dyn_clock, Some(sim.clone())));
         World {
             dir,
             store,
