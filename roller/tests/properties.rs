@@ -54,9 +54,10 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RUNTIME.get_or_init(|| tokio::runtime::Runtime::new().expect("runtime"))
 }
 
-async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+async fn run(ops: Vec<Op>, ramp: bool) -> Result<(), TestCaseError> {
     let mut w = World::create();
-    w.save_config(HELLO).await;
+    let mode = if ramp { "\"ramp\"" } else { "\"immediate\"" };
+    w.save_config(&HELLO.replace("\"immediate\"", mode)).await;
     for op in ops {
         match op {
             Op::Tick(s) => w.tick(s).await,
@@ -207,7 +208,10 @@ async fn check_log(w: &World) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
-    fn random_interleavings_keep_the_safety_rules(ops in proptest::collection::vec(op(), 1..60)) {
-        runtime().block_on(run(ops))?;
+    fn random_interleavings_keep_the_safety_rules(
+        ops in proptest::collection::vec(op(), 1..60),
+        ramp in any::<bool>(),
+    ) {
+        runtime().block_on(run(ops, ramp))?;
     }
 }

@@ -115,6 +115,11 @@ pub enum ServiceEvent {
         rollout_id: RolloutId,
         cause: RollbackCause,
     },
+    /// A ramped rollback moves down to the next lower traffic step (`rollback: "ramp"`).
+    RollbackStepStarted {
+        rollout_id: RolloutId,
+        percent: u8,
+    },
     /// Traffic is back on the previous environment (or off the new one, for a first release).
     RolledBack {
         rollout_id: RolloutId,
@@ -157,6 +162,7 @@ impl ServiceEvent {
         "step-completed",
         "rollout-completed",
         "rollback-started",
+        "rollback-step-started",
         "rolled-back",
         "rollout-superseded",
         "environment-marked-unused",
@@ -223,6 +229,7 @@ impl ServiceEvent {
             | StepCompleted { rollout_id, .. }
             | RolloutCompleted { rollout_id }
             | RollbackStarted { rollout_id, .. }
+            | RollbackStepStarted { rollout_id, .. }
             | RolledBack { rollout_id, .. }
             | RolloutSuperseded { rollout_id, .. } => Some(*rollout_id),
             _ => None,

@@ -237,8 +237,13 @@ fn waiting_for(state: &ServiceState, now: DateTime<Utc>) -> String {
                 None => "completion".into(),
             }
         }
-        Stage::Reverting { cause } => format!(
-            "traffic to return to the previous version ({})",
+        Stage::Reverting { cause, percent } => format!(
+            "traffic to return to the previous version{} ({})",
+            if *percent > 0 {
+                format!(", ramping down through {percent}%")
+            } else {
+                String::new()
+            },
             cause.summary()
         ),
     }

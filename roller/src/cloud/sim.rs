@@ -58,10 +58,15 @@ struct SimEnvironment {
     created_at: DateTime<Utc>,
     failing: bool,
     terminated_at: Option<DateTime<Utc>>,
+    /// The timings in force when it was created: changing the settings affects only
+    /// environments created afterwards, as a slower AMI would.
+    #[serde(default)]
+    timings: Option<SimSettings>,
 }
 
 impl SimEnvironment {
     fn status(&self, settings: &SimSettings, now: DateTime<Utc>) -> (EnvironmentStatus, Health) {
+        let settings = self.timings.as_ref().unwrap_or(settings);
         if self.terminated_at.is_some() {
             return (EnvironmentStatus::Terminated, Health::Grey);
         }
@@ -358,6 +363,7 @@ impl Cloud for SimCloud {
                         created_at: now,
                         failing,
                         terminated_at: None,
+                        timings: Some(s.settings.clone()),
                     },
                 );
                 s.creations += 1;

@@ -63,14 +63,34 @@ fn decide_rollout(
     let lb = &config.endpoint.load_balancer.name;
     let min = config.instances.min as usize;
 
-    if let Stage::Reverting { cause } = &rollout.stage {
-        let desired = desired_registrations(state, from.as_deref(), None, 0);
+    if let Stage::Reverting { cause, percent } = &rollout.stage {
+        let keep = target.filter(|_| *percent > 0).map(|t| t.name.as_str());
+        let desired = desired_registrations(state, from.as_deref(), keep, *percent);
         return match traffic_action(state, &desired, lb, min) {
             Some(action) => intend(state, action, now),
-            None if registrations_match(state, &desired) => vec![ServiceEvent::RolledBack {
-                rollout_id: id,
-                cause: cause.clone(),
-            }],
+            None if registrations_match(state, &desired) => {
+                // Ramped: the next lower step, until none is left.
+                let lower = plan
+                    .steps
+                    .iter()
+                    .map(|s| s.percent)
+                    .filter(|p| p < percent)
+                    .max();
+                match lower {
+                    Some(p) => vec![ServiceEvent::RollbackStepStarted {
+                        rollout_id: id,
+                        percent: p,
+                    }],
+                    None if *percent > 0 => vec![ServiceEvent::RollbackStepStarted {
+                        rollout_id: id,
+                        percent: 0,
+                    }],
+                    None => vec![ServiceEvent::RolledBack {
+                        rollout_id: id,
+                        cause: cause.clone(),
+                    }],
+                }
+            }
             None => Vec::new(),
         };
     }

@@ -629,3 +629,97 @@ fn pauses_can_be_timed_or_wait_for_a_promote() {
         "a zero pause moves straight on"
     );
 }
+
+#[test]
+fn a_ramped_rollback_steps_down_through_the_lower_steps() {
+    let mut config = example();
+    config.rollout.rollback = ionroller_shared::config::RollbackMode::Ramp;
+    config.instances.min = 4;
+    let mut h = History::with(config);
+    let (v1, _) = h.release_into(1, "v1", false, Some("hello-v1"));
+    let four = |env: &str| (0..4).map(|i| format!("i-{env}-{i}")).collect::<Vec<_>>();
+    let observe4 = |h: &mut History, at: i64, env: &str, version: &str| {
+        h.push(
+            at,
+            ServiceEvent::EnvironmentObserved {
+                environment: EnvironmentView {
+                    name: env.into(),
+                    version: version.into(),
+                    config_version: 1,
+                    status: EnvironmentStatus::Ready,
+                    health: Health::Green,
+                    instances: four(env)
+                        .into_iter()
+                        .map(|id| InstanceView { id, healthy: true })
+                        .collect(),
+                    url: None,
+                },
+            },
+        );
+    };
+    observe4(&mut h, 2, "hello-v1", "v1");
+    let old = four("hello-v1");
+    let refs = |ids: &[String]| {
+        ids.iter()
+            .map(String::as_str)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    h.registered(3, &old.iter().map(String::as_str).collect::<Vec<_>>());
+    h.push(3, ServiceEvent::RolloutCompleted { rollout_id: v1 });
+    let (id, env) = h.release(10, "v2", false);
+    observe4(&mut h, 12, &env, "v2");
+    let new = four(&env);
+    // At the 50% step: 2 new and 2 old registered.
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 2,
+            percent: 50,
+        },
+    );
+    let mut both: Vec<String> = refs(&old[..2]);
+    both.extend(refs(&new[..2]));
+    h.registered(14, &both.iter().map(String::as_str).collect::<Vec<_>>());
+    h.alarm(15, AlarmState::Alarm);
+    h.pushes(15, h.decide(15));
+    // Down to 25% (1 new of 4, 3 old): register an old one first, then drop a new one.
+    assert_eq!(
+        kinds(&h.decide_and_apply(15)),
+        vec!["register i-hello-v1-2"]
+    );
+    let mut at25: Vec<String> = refs(&old[..3]);
+    at25.extend(refs(&new[..2]));
+    h.registered(16, &at25.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&h.decide_and_apply(16)),
+        vec![format!("deregister i-{env}-1")]
+    );
+    at25.retain(|i| *i != format!("i-{env}-1"));
+    h.registered(17, &at25.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&h.decide_and_apply(17)),
+        vec!["rollback-step-started"],
+        "then 10%"
+    );
+    // 10% of 4 rounds up to one new instance, beside 4 - floor(0.4) = 4 old.
+    assert_eq!(
+        kinds(&h.decide_and_apply(17)),
+        vec!["register i-hello-v1-3"]
+    );
+    let mut at10 = old.clone();
+    at10.push(new[0].clone());
+    h.registered(18, &at10.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        kinds(&h.decide_and_apply(18)),
+        vec!["rollback-step-started"],
+        "then 0%"
+    );
+    assert_eq!(
+        kinds(&h.decide_and_apply(18)),
+        vec![format!("deregister i-{env}-0")]
+    );
+    h.registered(19, &old.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(kinds(&h.decide(19)), vec!["rolled-back"]);
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use ionroller_shared::config::{Pause, ServiceConfig};
+use ionroller_shared::config::{Pause, RollbackMode, ServiceConfig};
 use ionroller_shared::events::{
     Action, ActionId, AlarmView, EnvironmentStatus, EnvironmentView, Health, Plan, RollbackCause,
     RolloutId, ServiceEvent,
@@ -150,8 +150,9 @@ pub enum Stage {
     Shifting { step: usize },
     /// The step's share is reached; pausing before the next.
     StepDone { step: usize, at: DateTime<Utc> },
-    /// Traffic is moving back to the previous environment.
-    Reverting { cause: RollbackCause },
+    /// Traffic is moving back to the previous environment; `percent` is what the new one
+    /// keeps at this point (0, or the next lower step of a ramped rollback).
+    Reverting { cause: RollbackCause, percent: u8 },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -376,6 +377,26 @@ impl ServiceState {
         });
     }
 
+    /// Immediate rollbacks drop the new environment's share to 0 at once; ramped ones step
+    /// down through the plan's lower steps first.
+    fn start_reverting(&mut self, cause: RollbackCause, at: DateTime<Utc>) {
+        let Some(r) = self.rollout.as_ref() else {
+            return;
+        };
+        let ramp = self
+            .config(r.config_version)
+            .is_some_and(|c| c.config.rollout.rollback == RollbackMode::Ramp);
+        let current = match r.stage {
+            Stage::Shifting { step } | Stage::StepDone { step, .. } => Some(step),
+            _ => None,
+        };
+        let percent = match (ramp, current, r.plan.as_ref()) {
+            (true, Some(step), Some(plan)) if step > 0 => plan.steps[step - 1].percent,
+            _ => 0,
+        };
+        self.set_stage(Stage::Reverting { cause, percent }, at);
+    }
+
     fn set_stage(&mut self, stage: Stage, at: DateTime<Utc>) {
         if let Some(r) = self.rollout.as_mut() {
             r.stage = stage;
@@ -483,7 +504,7 @@ pub fn evolve(
                 .as_ref()
                 .is_some_and(|r| !matches!(r.stage, Stage::Reverting { .. }))
             {
-                state.set_stage(Stage::Reverting { cause }, at);
+                state.start_reverting(cause, at);
                 if let Some(r) = state.rollout.as_mut() {
                     r.paused = false;
                 }
@@ -571,12 +592,19 @@ pub fn evolve(
         }
         ServiceEvent::RollbackStarted { rollout_id, cause } => {
             if current(state, rollout_id) {
-                state.set_stage(
-                    Stage::Reverting {
-                        cause: cause.clone(),
-                    },
-                    at,
-                );
+                state.start_reverting(cause.clone(), at);
+            }
+        }
+        ServiceEvent::RollbackStepStarted {
+            rollout_id,
+            percent,
+        } => {
+            if current(state, rollout_id) {
+                if let Some(Stage::Reverting { percent: p, .. }) =
+                    state.rollout.as_mut().map(|r| &mut r.stage)
+                {
+                    *p = *percent;
+                }
             }
         }
         ServiceEvent::RolledBack { rollout_id, cause } => {
