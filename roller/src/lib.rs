@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`core`]: the pure core: `evolve`, `observe`, `decide`, plans. No I/O, no clock.
 //! - [`shell`]: the loop that feeds the core from the event store and the cloud.
+//! - [`snapshot`]: cached folds of long service streams.
 //! - [`cloud`]: the `Cloud` trait and the simulated cloud.
 //! - [`api`]: the REST API (axum), `fn app(state) -> Router`.
 //! - [`cli`]: the `ionroller` command line (client of the API, and `up`).
@@ -13,3 +14,4 @@ pub mod clock;
 pub mod cloud;
 pub mod core;
 pub mod shell;
+pub mod snapshot;

@@ -49,6 +49,8 @@ pub struct Roller {
     clock: Arc<dyn Clock>,
     services: BTreeMap<String, ServiceState>,
     discovered_until: Option<Position>,
+    /// The revision each service was last snapshotted (or loaded) at.
+    snapshotted: BTreeMap<String, u64>,
 }
 
 impl Roller {
@@ -59,6 +61,7 @@ impl Roller {
             clock,
             services: BTreeMap::new(),
             discovered_until: None,
+            snapshotted: BTreeMap::new(),
         }
     }
 
@@ -245,7 +248,16 @@ impl Roller {
             .services
             .entry(service.to_string())
             .or_insert_with(|| ServiceState::new(service));
-        catch_up(store.as_ref(), &stream, state).await
+        catch_up(store.as_ref(), &stream, state).await?;
+        let revision = state.revision.map_or(0, |r| r.0);
+        let last = self.snapshotted.entry(service.to_string()).or_insert(0);
+        if revision >= *last + crate::snapshot::SNAPSHOT_EVERY {
+            if let Err(e) = crate::snapshot::save(store.as_ref(), state).await {
+                tracing::warn!(service, error = %e, "saving a snapshot failed");
+            }
+            *last = revision;
+        }
+        Ok(())
     }
 }
 
@@ -255,6 +267,11 @@ pub async fn catch_up(
     stream: &StreamId,
     state: &mut ServiceState,
 ) -> Result<(), RollerError> {
+    if state.revision.is_none() {
+        if let Some(snapshot) = crate::snapshot::load(store, &state.service).await {
+            *state = snapshot;
+        }
+    }
     loop {
         let from = state.revision.map_or(0, |r| r.0 + 1);
         let page = match store

@@ -23,6 +23,11 @@ pub fn observe(state: &ServiceState, view: &CloudView) -> Vec<ServiceEvent> {
     let mut events = Vec::new();
     for env in &view.environments {
         let known = state.environments.get(&env.name);
+        // The cloud lists terminated environments for a while; ones the state has already
+        // forgotten are history, not news.
+        if known.is_none() && env.status == EnvironmentStatus::Terminated {
+            continue;
+        }
         if known.and_then(|k| k.observed.as_ref()) != Some(env) {
             events.push(ServiceEvent::EnvironmentObserved {
                 environment: env.clone(),

@@ -11,12 +11,12 @@ use ionroller_shared::events::{
     RolloutId, ServiceEvent,
 };
 use ionroller_shared::store::Revision;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many finished rollouts a state keeps (for rollback targets and status); trail keeps all.
 const HISTORY: usize = 20;
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ServiceState {
     pub service: String,
     /// The last event folded in; appends expect exactly this.
@@ -34,7 +34,7 @@ pub struct ServiceState {
     pub history: Vec<RolloutRecord>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ConfigVersion {
     pub version: u32,
     pub config: ServiceConfig,
@@ -42,7 +42,7 @@ pub struct ConfigVersion {
     pub saved_by: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Environment {
     pub name: String,
     pub version: String,
@@ -83,14 +83,14 @@ impl Environment {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RolloutKind {
     Release,
     Rollback,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rollout {
     pub id: RolloutId,
     pub kind: RolloutKind,
@@ -139,7 +139,7 @@ struct NewRollout {
     override_alarms: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Stage {
     /// The new environment is being created and becoming healthy.
@@ -155,7 +155,7 @@ pub enum Stage {
     Reverting { cause: RollbackCause, percent: u8 },
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ActionRecord {
     pub action: Action,
     /// Identifies "the same action" across retries: kind and target.
@@ -166,7 +166,7 @@ pub struct ActionRecord {
     pub rollout_id: Option<RolloutId>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ActionStatus {
     Pending,
@@ -174,7 +174,7 @@ pub enum ActionStatus {
     Failed { error: String, at: DateTime<Utc> },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutRecord {
     pub id: RolloutId,
     pub version: String,
@@ -186,7 +186,7 @@ pub struct RolloutRecord {
     pub outcome: Outcome,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Completed,
@@ -345,6 +345,23 @@ impl ServiceState {
         // Outcomes of finished rollouts' actions are history too; keep the map small.
         self.actions
             .retain(|_, r| r.status == ActionStatus::Pending);
+    }
+
+    /// Forgets terminated environments nothing refers to, so a long-lived service's state
+    /// stays the size of what runs, not of its history (trail keeps the history).
+    fn prune_terminated(&mut self) {
+        let keep: Vec<String> = [
+            self.stable.clone(),
+            self.rollout.as_ref().and_then(|r| r.from.clone()),
+            self.rollout
+                .as_ref()
+                .and_then(|r| r.target().map(str::to_string)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.environments
+            .retain(|name, e| !e.terminated || keep.contains(name));
     }
 
     fn mark_unused(&mut self, env: &str, at: DateTime<Utc>) {
@@ -627,7 +644,8 @@ pub fn evolve(
             if let Some(e) = state.environments.get_mut(environment) {
                 e.terminated = true;
             }
-            // A terminated stable environment stays `stable`: decide sees it and repairs.
+            // A terminated stable environment stays `stable` (and known): decide repairs it.
+            state.prune_terminated();
         }
         ServiceEvent::DriftDetected { .. } => {}
     }
