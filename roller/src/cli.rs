@@ -313,12 +313,14 @@ pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let roller = Roller::new(store.clone(), Arc::new(sim.clone()), clock.clone());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let roller = Roller::new(store.clone(), Arc::new(sim.clone()), clock.clone())
+        .with_metrics(metrics.clone());
     let mut roller_stop = stop_rx.clone();
     let roller_task = tokio::spawn(roller.run(interval, async move {
         let _ = roller_stop.wait_for(|s| *s).await;
     }));
-    let state = AppState::new(store, clock, Some(sim));
+    let state = AppState::new(store, clock, Some(sim)).with_metrics(metrics);
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;

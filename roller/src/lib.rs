@@ -13,5 +13,6 @@ pub mod cli;
 pub mod clock;
 pub mod cloud;
 pub mod core;
+pub mod metrics;
 pub mod shell;
 pub mod snapshot;

@@ -26,6 +26,7 @@ use crate::cloud::Cloud;
 use crate::core::plan::event_id;
 use crate::core::state::apply_recorded;
 use crate::core::{decide, observe, ServiceState};
+use crate::metrics::Metrics;
 
 pub const ROLLER_ACTOR: &str = "roller";
 const PAGE: usize = 500;
@@ -51,6 +52,7 @@ pub struct Roller {
     discovered_until: Option<Position>,
     /// The revision each service was last snapshotted (or loaded) at.
     snapshotted: BTreeMap<String, u64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Roller {
@@ -62,7 +64,14 @@ impl Roller {
             services: BTreeMap::new(),
             discovered_until: None,
             snapshotted: BTreeMap::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Shares counters with the API's `/metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Reconciles every service each `interval` until `shutdown` resolves.
@@ -81,13 +90,25 @@ impl Roller {
 
     /// One reconcile pass over every known service.
     pub async fn pass(&mut self) -> Result<(), RollerError> {
+        let started = std::time::Instant::now();
         self.discover().await?;
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
             if let Err(e) = self.reconcile(&name).await {
+                Metrics::add(&self.metrics.service_failures, 1);
                 tracing::warn!(service = %name, error = %e, "reconcile failed");
             }
         }
+        let m = &self.metrics;
+        Metrics::add(&m.passes, 1);
+        Metrics::set(&m.services, self.services.len() as u64);
+        let rolling = self
+            .services
+            .values()
+            .filter(|s| s.rollout.is_some())
+            .count();
+        Metrics::set(&m.rollouts_in_progress, rolling as u64);
+        Metrics::set(&m.last_pass_micros, started.elapsed().as_micros() as u64);
         Ok(())
     }
 
@@ -167,12 +188,16 @@ impl Roller {
         for (action_id, attempt, action) in pending {
             tracing::info!(service, action = %action.describe(), attempt, "executing");
             let outcome = match self.cloud.execute(service, &action).await {
-                Ok(detail) => ServiceEvent::ActionSucceeded {
-                    action_id,
-                    attempt,
-                    detail,
-                },
+                Ok(detail) => {
+                    Metrics::add(&self.metrics.actions_succeeded, 1);
+                    ServiceEvent::ActionSucceeded {
+                        action_id,
+                        attempt,
+                        detail,
+                    }
+                }
                 Err(e) => {
+                    Metrics::add(&self.metrics.actions_failed, 1);
                     tracing::warn!(service, action = %action.describe(), error = %e, "action failed");
                     ServiceEvent::ActionFailed {
                         action_id,
@@ -230,10 +255,12 @@ impl Roller {
             .await;
         match result {
             Ok(_) => {
+                Metrics::add(&self.metrics.events_appended, events.len() as u64);
                 self.catch_up(service).await?;
                 Ok(true)
             }
             Err(StoreError::WrongExpectedRevision { .. } | StoreError::IdConflict { .. }) => {
+                Metrics::add(&self.metrics.append_conflicts, 1);
                 self.catch_up(service).await?;
                 Ok(false)
             }

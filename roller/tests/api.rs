@@ -176,7 +176,10 @@ async fn the_event_feed_resumes_after_last_event_id() {
 
 #[tokio::test]
 async fn openapi_metrics_and_health_answer() {
-    let w = World::create();
+    let mut w = World::create();
+    w.save_config(HELLO).await;
+    w.tick(1).await;
+    w.tick(1).await;
     let (status, doc) = w.call("GET", "/v1/openapi.json", "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(doc["paths"]["/v1/services/{service}/releases"]["post"].is_object());

@@ -35,6 +35,7 @@ use crate::cloud::sim::SimCloud;
 use crate::core::plan::{compute_plan, environment_name, event_id};
 use crate::core::state::{RolloutKind, Stage};
 use crate::core::ServiceState;
+use crate::metrics::Metrics;
 use crate::shell::catch_up;
 
 /// Header naming who sends a command; recorded as the events' actor.
@@ -50,6 +51,8 @@ pub struct AppState {
     /// Folded states by service, caught up from the log on every use: a request folds only
     /// what is new, not the service's whole history.
     pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, ServiceState>>>,
+    /// The roller's counters, when it runs in this process.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -59,7 +62,13 @@ impl AppState {
             clock,
             sim,
             folds: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -680,19 +689,18 @@ async fn events(
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let head = state.store.head().await?;
-    let mut out = String::new();
-    out.push_str("# HELP ionroller_store_head_position Position of the last event in the log.\n");
-    out.push_str("# TYPE ionroller_store_head_position gauge\n");
-    out.push_str(&format!(
-        "ionroller_store_head_position {}\n",
-        head.map_or(0, |p| p
-            .to_token()
+    let sequence = head.map_or(0, |p| {
+        p.to_token()
             .split('-')
             .next()
             .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0))
-    ));
-    Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+            .unwrap_or(0)
+    });
+    Ok((
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(sequence),
+    )
+        .into_response())
 }
 
 fn sim(state: &AppState) -> Result<&SimCloud, ApiError> {

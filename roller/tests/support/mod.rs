@@ -45,8 +45,11 @@ impl World {
             healthy_secs: 1.0,
         })
         .expect("sim settings");
-        let roller = Roller::new(store.clone(), Arc::new(sim.clone()), dyn_clock.clone());
-        let router = app(AppState::new(store.clone(), dyn_clock, Some(sim.clone())));
+        let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
+        let roller = Roller::new(store.clone(), Arc::new(sim.clone()), dyn_clock.clone())
+            .with_metrics(metrics.clone());
+        let router =
+            app(AppState::new(store.clone(), dyn_clock, Some(sim.clone())).with_metrics(metrics));
         World {
             dir,
             store,
