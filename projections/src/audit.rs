@@ -1,0 +1,235 @@
+//! The audit log: one row per event, with who, what, which service and version, a sentence
+//! for people, and its place in the hash chain. Events of types this build does not know are
+//! kept as they are (type and data), never dropped.
+
+use chrono::{DateTime, Utc};
+use ionroller_shared::events::{service_of, Action, ServiceEvent};
+use ionroller_shared::store::RecordedEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{next_hash, to_hex, Hash};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    /// 1-based, dense: the row's place in the chain.
+    pub seq: u64,
+    pub position: String,
+    pub stream: String,
+    pub service: Option<String>,
+    pub revision: u64,
+    pub event_type: String,
+    pub actor: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// The release version the event concerns, when it names one.
+    pub version: Option<String>,
+    pub summary: String,
+    pub data: serde_json::Value,
+    /// `h_seq` in hex.
+    pub hash: String,
+}
+
+/// Folds events into audit rows, carrying the chain.
+#[derive(Clone, Debug)]
+pub struct AuditChain {
+    pub seq: u64,
+    pub head: Hash,
+}
+
+impl Default for AuditChain {
+    fn default() -> Self {
+        AuditChain {
+            seq: 0,
+            head: crate::chain::GENESIS,
+        }
+    }
+}
+
+impl AuditChain {
+    /// Continues a chain whose last row was `seq` with hash `head`.
+    pub fn resume(seq: u64, head: Hash) -> Self {
+        AuditChain { seq, head }
+    }
+
+    pub fn row(&mut self, event: &RecordedEvent) -> AuditRow {
+        self.seq += 1;
+        self.head = next_hash(&self.head, event);
+        let decoded = ServiceEvent::from_recorded(event).ok().flatten();
+        AuditRow {
+            seq: self.seq,
+            position: event.position.to_token(),
+            stream: event.stream.to_string(),
+            service: service_of(&event.stream).map(str::to_string),
+            revision: event.revision.0,
+            event_type: event.event_type.clone(),
+            actor: event.metadata.actor.clone(),
+            occurred_at: event.metadata.occurred_at,
+            recorded_at: event.recorded_at,
+            version: decoded.as_ref().and_then(version_of),
+            summary: decoded.as_ref().map_or_else(
+                || format!("{} (not known to this trail)", event.event_type),
+                summary,
+            ),
+            data: event.data.clone(),
+            hash: to_hex(&self.head),
+        }
+    }
+}
+
+fn version_of(event: &ServiceEvent) -> Option<String> {
+    match event {
+        ServiceEvent::ReleaseRequested { version, .. } => Some(version.clone()),
+        ServiceEvent::RollbackRequested { to_version, .. } => Some(to_version.clone()),
+        ServiceEvent::EnvironmentObserved { environment } => Some(environment.version.clone()),
+        ServiceEvent::ActionIntended {
+            action: Action::CreateEnvironment { version, .. },
+            ..
+        } => Some(version.clone()),
+        _ => None,
+    }
+}
+
+/// A sentence a person reads in the audit table.
+pub fn summary(event: &ServiceEvent) -> String {
+    use ServiceEvent::*;
+    match event {
+        ConfigSaved { config_version, .. } => format!("config version {config_version} saved"),
+        ReleaseRequested {
+            version,
+            reason,
+            override_alarms,
+            ..
+        } => format!(
+            "release of {version} requested{}{}",
+            reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+            if *override_alarms {
+                " (overriding firing alarms)"
+            } else {
+                ""
+            }
+        ),
+        RollbackRequested { to_version, .. } => format!("rollback to {to_version} requested"),
+        PauseRequested { .. } => "pause requested".into(),
+        ResumeRequested {} => "resume requested".into(),
+        PromoteRequested {} => "promote requested".into(),
+        AbortRequested { reason } => format!(
+            "abort requested{}",
+            reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        PlanComputed { plan, .. } => format!(
+            "plan: {} step(s) into {}{}",
+            plan.steps.len(),
+            plan.environment,
+            if plan.reuses_warm_environment {
+                " (warm)"
+            } else {
+                ""
+            }
+        ),
+        ActionIntended {
+            action, attempt, ..
+        } => {
+            format!("intends to {} (attempt {attempt})", action.describe())
+        }
+        ActionSucceeded { detail, .. } => format!("action succeeded: {detail}"),
+        ActionFailed { error, attempt, .. } => {
+            format!("action failed (attempt {attempt}): {error}")
+        }
+        EnvironmentObserved { environment } => format!(
+            "environment {} is {:?}/{:?} with {} instance(s)",
+            environment.name,
+            environment.status,
+            environment.health,
+            environment.instances.len()
+        ),
+        RegistrationsObserved {
+            load_balancer,
+            instances,
+        } => format!(
+            "{load_balancer} has {} instance(s) registered, {} in service",
+            instances.len(),
+            instances.iter().filter(|i| i.in_service).count()
+        ),
+        AlarmObserved { alarm } => format!(
+            "alarm {} is {:?}: {}",
+            alarm.name, alarm.state, alarm.reason
+        ),
+        TestEndpointReady { url, .. } => format!(
+            "test endpoint ready at {}; waiting for a promote",
+            url.clone().unwrap_or_else(|| "its own URL".into())
+        ),
+        StepStarted { step, percent, .. } => format!("step {} started: {percent}%", step + 1),
+        StepCompleted { step, .. } => format!("step {} completed", step + 1),
+        RolloutCompleted { .. } => "rollout completed".into(),
+        RollbackStarted { cause, .. } => format!("rollback started: {}", cause.summary()),
+        RollbackStepStarted { percent, .. } => format!("rollback stepping down to {percent}%"),
+        RolledBack { cause, .. } => format!("rolled back: {}", cause.summary()),
+        RolloutSuperseded { by, .. } => format!("superseded by rollout {by}"),
+        EnvironmentMarkedUnused { environment } => {
+            format!("environment {environment} marked unused")
+        }
+        EnvironmentTerminated { environment } => format!("environment {environment} terminated"),
+        DriftDetected { description } => format!("drift: {description}"),
+    }
+}
+
+/// Which rows an audit query wants.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditFilter {
+    pub service: Option<String>,
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    pub version: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl AuditFilter {
+    pub fn matches(&self, row: &AuditRow) -> bool {
+        self.service
+            .as_ref()
+            .is_none_or(|s| row.service.as_ref() == Some(s))
+            && self.actor.as_ref().is_none_or(|a| &row.actor == a)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| &row.event_type == t)
+            && self
+                .version
+                .as_ref()
+                .is_none_or(|v| row.version.as_ref() == Some(v))
+            && self.from.is_none_or(|f| row.occurred_at >= f)
+            && self.to.is_none_or(|t| row.occurred_at < t)
+    }
+}
+
+/// Recomputes the chain over stored rows and their events; the first row whose stored hash
+/// does not match is where the log was changed.
+pub fn verify<'a>(
+    rows: impl IntoIterator<Item = (&'a AuditRow, &'a RecordedEvent)>,
+) -> Result<u64, u64> {
+    let mut chain = AuditChain::default();
+    for (row, event) in rows {
+        let expected = chain.row(event);
+        let same = expected.seq == row.seq
+            && expected.hash == row.hash
+            && expected.position == row.position
+            && expected.stream == row.stream
+            && expected.revision == row.revision
+            && expected.event_type == row.event_type
+            && expected.actor == row.actor
+            && expected.occurred_at == row.occurred_at
+            && expected.version == row.version
+            && expected.data == row.data;
+        if !same {
+            return Err(row.seq);
+        }
+    }
+    Ok(chain.seq)
+}
