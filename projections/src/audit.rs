@@ -209,15 +209,17 @@ impl AuditFilter {
     }
 }
 
-/// Recomputes the chain over stored rows and their events; the first row whose stored hash
-/// does not match is where the log was changed.
-pub fn verify<'a>(
-    rows: impl IntoIterator<Item = (&'a AuditRow, &'a RecordedEvent)>,
-) -> Result<u64, u64> {
-    let mut chain = AuditChain::default();
-    for (row, event) in rows {
-        let expected = chain.row(event);
-        let same = expected.seq == row.seq
+/// Recomputes the chain row by row against the log's events; `check` is false at the first
+/// stored row that no longer matches what its event and the rows before it imply.
+#[derive(Default)]
+pub struct Verifier {
+    chain: AuditChain,
+}
+
+impl Verifier {
+    pub fn check(&mut self, row: &AuditRow, event: &RecordedEvent) -> bool {
+        let expected = self.chain.row(event);
+        expected.seq == row.seq
             && expected.hash == row.hash
             && expected.position == row.position
             && expected.stream == row.stream
@@ -226,10 +228,23 @@ pub fn verify<'a>(
             && expected.actor == row.actor
             && expected.occurred_at == row.occurred_at
             && expected.version == row.version
-            && expected.data == row.data;
-        if !same {
+            && expected.data == row.data
+    }
+
+    pub fn rows_checked(&self) -> u64 {
+        self.chain.seq
+    }
+}
+
+/// Verifies a whole chain: `Ok(rows)` or `Err(seq of the first row that does not match)`.
+pub fn verify<'a>(
+    rows: impl IntoIterator<Item = (&'a AuditRow, &'a RecordedEvent)>,
+) -> Result<u64, u64> {
+    let mut verifier = Verifier::default();
+    for (row, event) in rows {
+        if !verifier.check(row, event) {
             return Err(row.seq);
         }
     }
-    Ok(chain.seq)
+    Ok(verifier.rows_checked())
 }

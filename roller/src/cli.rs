@@ -52,7 +52,39 @@ enum Command {
         /// How often each service is observed and reconciled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// Address for trail's API and dashboard.
+        #[arg(long, default_value = "127.0.0.1:7879")]
+        trail_listen: String,
     },
+    /// Trail: audit rows, newest first; with --follow, then every new one.
+    Audit {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// A duration back from now ("1h", "30m") or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Trail: every rollout of a service, with its outcome.
+    History { service: String },
+    /// Trail: what served SERVICE at TIME (RFC 3339, or a duration ago such as "2h").
+    At { service: String, time: String },
+    /// Trail: the delivery report (deployments, lead time, failure rate, time to restore).
+    Report {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Trail: recompute the audit hash chain against the log.
+    Verify,
     /// Service configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -167,14 +199,115 @@ enum SimCommand {
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let client = Client::new(&cli.server)?;
+    let trail = Client::new(&cli.trail)?;
     match cli.command {
         Command::Up {
             data_dir,
             listen,
             interval_ms,
+            trail_listen,
         } => {
-            up(data_dir, &listen, Duration::from_millis(interval_ms)).await?;
+            up(data_dir, &listen, &trail_listen, Duration::from_millis(interval_ms)).await?;
             Ok(0)
+        }
+        Command::Audit { service, actor, event_type, since, limit, follow } => {
+            let mut query = vec![("limit".to_string(), limit.to_string())];
+            for (k, v) in [("service", service), ("actor", actor), ("type", event_type)] {
+                if let Some(v) = v {
+                    query.push((k.into(), v));
+                }
+            }
+            if let Some(since) = since {
+                query.push(("from".into(), time_arg(&since)?));
+            }
+            let page = trail.get(&format!("/v1/audit?{}", encode_query(&query))).await?;
+            let mut rows: Vec<Value> = page["rows"].as_array().cloned().unwrap_or_default();
+            rows.reverse();
+            for row in &rows {
+                println!("{}", audit_line(row));
+            }
+            if follow {
+                follow_feed(&trail, rows.last().and_then(|r| r["seq"].as_u64())).await?;
+            }
+            Ok(0)
+        }
+        Command::History { service } => {
+            let answer = trail.get(&format!("/v1/services/{service}/releases")).await?;
+            for r in answer["releases"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {:<8} {} -> {:<10} by {:<24} {:<12} {}",
+                    r["requested_at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+                    r["kind"].as_str().unwrap_or("?"),
+                    r["from_version"].as_str().unwrap_or("-"),
+                    r["to_version"].as_str().unwrap_or("?"),
+                    r["requested_by"].as_str().unwrap_or("?"),
+                    r["outcome"]["outcome"].as_str().unwrap_or("in progress"),
+                    r["outcome"]["cause"]["kind"].as_str().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
+        Command::At { service, time } => {
+            let at = time_arg(&time)?;
+            let query = encode_query(&[("time".into(), at.clone())]);
+            let answer = trail.get(&format!("/v1/services/{service}/at?{query}")).await?;
+            println!("{service} at {at}:");
+            match answer["traffic"].as_array() {
+                None => println!("  nothing was serving"),
+                Some(shares) => {
+                    for s in shares {
+                        println!(
+                            "  {:>3.0}% {} (environment {}, config v{})",
+                            s["share"].as_f64().unwrap_or(0.0) * 100.0,
+                            s["version"].as_str().unwrap_or("?"),
+                            s["environment"].as_str().unwrap_or("?"),
+                            s["config_version"]
+                        );
+                    }
+                }
+            }
+            if let Some(r) = answer["rollout_in_progress"].as_object() {
+                println!(
+                    "  rollout in progress: {} requested by {}",
+                    r["to_version"].as_str().unwrap_or("?"),
+                    r["requested_by"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(0)
+        }
+        Command::Report { since, service } => {
+            let mut query = Vec::new();
+            if let Some(since) = since {
+                query.push(("from".to_string(), time_arg(&since)?));
+            }
+            if let Some(s) = service {
+                query.push(("service".to_string(), s));
+            }
+            let r = trail.get(&format!("/v1/reports/delivery?{}", encode_query(&query))).await?;
+            let o = &r["overall"];
+            let num = |v: &Value, scale: f64, unit: &str| {
+                v.as_f64().map_or("-".to_string(), |x| format!("{:.1}{unit}", x * scale))
+            };
+            println!("deployments:          {}", o["deployments"]);
+            println!("failures:             {}", o["failures"]);
+            println!("change-failure rate:  {}", num(&o["change_failure_rate"], 100.0, "%"));
+            println!("lead time (mean):     {}", num(&o["lead_time_mean_secs"], 1.0, "s"));
+            println!("lead time (median):   {}", num(&o["lead_time_median_secs"], 1.0, "s"));
+            println!("time to restore:      {}", num(&o["time_to_restore_mean_secs"], 1.0, "s"));
+            for (day, f) in r["per_day"].as_object().into_iter().flatten() {
+                println!("  {day}: {} deployed, {} failed", f["deployments"], f["failures"]);
+            }
+            Ok(0)
+        }
+        Command::Verify => {
+            let answer = trail.get("/v1/verify").await?;
+            if answer["ok"].as_bool() == Some(true) {
+                println!("ok: {} audit rows match the log", answer["rows"]);
+                Ok(0)
+            } else {
+                println!("MISMATCH: {}", answer["message"].as_str().unwrap_or("?"));
+                Ok(1)
+            }
         }
         Command::Config(c) => config(&client, c).await,
         Command::Release {
@@ -293,7 +426,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// Runs the roller and its API until Ctrl-C (or SIGTERM).
-pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::Result<()> {
+pub async fn up(data_dir: PathBuf, listen: &str, trail_listen: &str, interval: Duration) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let store = SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
         .context("open the embedded event store")?;
@@ -305,8 +438,13 @@ pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::
         .await
         .with_context(|| format!("listen on {listen}"))?;
     let addr = listener.local_addr().context("read the bound address")?;
+    let trail_listener = tokio::net::TcpListener::bind(trail_listen)
+        .await
+        .with_context(|| format!("listen on {trail_listen} for trail"))?;
+    let trail_addr = trail_listener.local_addr().context("read trail's bound address")?;
     println!("ionroller is up");
     println!("  API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)");
+    println!("  trail:        http://{trail_addr}/   (dashboard; API under /v1)");
     println!("  event store:  {}", store.describe());
     println!("  cloud:        simulated ({})", sim.path().display());
     println!("  try:          ionroller config set hello examples/hello.json && ionroller release hello v1");
@@ -320,6 +458,15 @@ pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::
     let roller_task = tokio::spawn(roller.run(interval, async move {
         let _ = roller_stop.wait_for(|s| *s).await;
     }));
+    let mut trail_stop = stop_rx.clone();
+    let trail_task = tokio::spawn(ionroller_trail::serve(
+        store.clone(),
+        data_dir.join("trail.sqlite"),
+        trail_listener,
+        async move {
+            let _ = trail_stop.wait_for(|s| *s).await;
+        },
+    ));
     let state = AppState::new(store, clock, Some(sim)).with_metrics(metrics);
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
@@ -330,6 +477,11 @@ pub async fn up(data_dir: PathBuf, listen: &str, interval: Duration) -> anyhow::
     println!("ionroller: stopping");
     let _ = stop_tx.send(true);
     let _ = roller_task.await;
+    match trail_task.await {
+        Ok(Err(e)) => eprintln!("ionroller: trail stopped: {e:#}"),
+        Err(e) => eprintln!("ionroller: trail task: {e}"),
+        Ok(Ok(())) => {}
+    }
     server_task
         .await
         .context("join the API server")?
@@ -497,6 +649,64 @@ async fn config(client: &Client, command: ConfigCommand) -> anyhow::Result<i32> 
             Ok(0)
         }
     }
+}
+
+/// An RFC 3339 time, or a duration back from now ("2h", "30m").
+fn time_arg(text: &str) -> anyhow::Result<String> {
+    if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
+        return Ok(text.to_string());
+    }
+    let ago = ionroller_shared::config::parse_duration(text)
+        .map_err(|why| anyhow::anyhow!("{why}; or give an RFC 3339 time such as 2026-11-25T12:00:00Z"))?;
+    let at = chrono::Utc::now() - chrono::Duration::from_std(ago).context("duration too large")?;
+    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+fn encode_query(pairs: &[(String, String)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+fn audit_line(row: &Value) -> String {
+    format!(
+        "#{:<6} {} {:<12} {:<24} {:<24} {}",
+        row["seq"],
+        row["occurred_at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+        row["service"].as_str().unwrap_or("-"),
+        row["actor"].as_str().unwrap_or("?"),
+        row["event_type"].as_str().unwrap_or("?"),
+        row["summary"].as_str().unwrap_or("")
+    )
+}
+
+/// Prints trail's live audit feed from after `seq`.
+async fn follow_feed(trail: &Client, seq: Option<u64>) -> anyhow::Result<()> {
+    let mut request = trail.http.get(format!("{}/v1/feed", trail.base));
+    if let Some(seq) = seq {
+        request = request.header("last-event-id", seq.to_string());
+    }
+    let response = request.send().await.with_context(|| format!("reach trail at {}", trail.base))?;
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    while let Some(chunk) = body.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk.context("read the feed")?));
+        while let Some(end) = buffer.find('\n') {
+            let line = buffer[..end].trim_end_matches('\r').to_string();
+            buffer.drain(..=end);
+            if let Some(data) = line.strip_prefix("data:") {
+                let row: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                println!("{}", audit_line(&row));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Drops whole-line `//` comments, so templates can explain themselves.

@@ -1,0 +1,51 @@
+//! Trail: reads the event log (never writes to the roller's streams) and answers who changed
+//! what, when and why, what ran at any moment, and how delivery is going.
+//!
+//! # Layout
+//! - [`db`]: trail's own SQLite file: audit rows and their checkpoint, committed together.
+//! - [`runner`]: the projector: one catch-up subscription, batches, poison-event handling,
+//!   in-memory release history and traffic timeline (folds from `ionroller-projections`).
+//! - [`api`]: the query API, live feed, metrics and dashboard page.
+//! - [`rebuild`]: replays the log into a fresh projection and switches over.
+
+pub mod api;
+pub mod db;
+pub mod rebuild;
+pub mod runner;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ionroller_shared::store::EventStore;
+
+/// Runs the projector and the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    store: Arc<dyn EventStore>,
+    db_path: PathBuf,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let db = db::TrailDb::open(&db_path).with_context(|| format!("open {}", db_path.display()))?;
+    let trail = runner::Trail::new(store, db);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut projector_stop = stop_rx.clone();
+    let projector = tokio::spawn(trail.clone().run(async move {
+        let _ = projector_stop.wait_for(|s| *s).await;
+    }));
+    let mut server_stop = stop_rx;
+    let server = axum::serve(listener, api::app(trail)).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    match projector.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "trail projector stopped"),
+        Err(e) => tracing::error!(error = %e, "trail projector panicked"),
+        Ok(Ok(())) => {}
+    }
+    server.await.context("join the trail API")?.context("serve the trail API")?;
+    Ok(())
+}

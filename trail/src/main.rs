@@ -1,0 +1,86 @@
+//! `trail`: the audit and reporting service, on its own. (`ionroller up` runs it too.)
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ionroller_shared::store::postgres::{PgOptions, PgStore};
+use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
+use ionroller_shared::store::EventStore;
+
+#[derive(Parser)]
+#[command(name = "trail", version, about = "Audit and delivery reports over ionroller's event log")]
+struct Cli {
+    /// The embedded event log to read.
+    #[arg(long, global = true, default_value = ".ionroller/events.sqlite")]
+    events: PathBuf,
+    /// Read a PostgreSQL event log instead.
+    #[arg(long, global = true, env = "IONROLLER_POSTGRES_URL")]
+    postgres: Option<String>,
+    /// Trail's own projection file.
+    #[arg(long, global = true, default_value = ".ionroller/trail.sqlite")]
+    db: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Project the log and serve the API and dashboard.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:7879")]
+        listen: String,
+    },
+    /// Replay the log from position zero into a fresh projection and switch over.
+    Rebuild,
+    /// Recompute the audit hash chain against the log; exit 1 at the first mismatch.
+    Verify,
+}
+
+async fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(match &cli.postgres {
+        Some(url) => Arc::new(PgStore::open(PgOptions::new(url)).await.context("open the PostgreSQL log")?),
+        None => Arc::new(SqliteStore::open(&cli.events, SqliteOptions::default()).context("open the event log")?),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let store = open_store(&cli).await?;
+    match &cli.command {
+        Command::Serve { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
+            println!("trail is up: http://{}/ (reading {})", listener.local_addr()?, store.describe());
+            ionroller_trail::serve(store, cli.db.clone(), listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+        }
+        Command::Rebuild => {
+            let rows = ionroller_trail::rebuild::rebuild(store.as_ref(), &cli.db).await?;
+            println!("rebuilt {} audit rows into {}", rows, cli.db.display());
+            Ok(())
+        }
+        Command::Verify => {
+            let db = ionroller_trail::db::TrailDb::open(&cli.db)?;
+            let trail = ionroller_trail::runner::Trail::new(store, db);
+            match ionroller_trail::api::verify_chain(&trail).await {
+                Ok(Ok(rows)) => {
+                    println!("ok: {rows} audit rows match the log");
+                    Ok(())
+                }
+                Ok(Err(seq)) => {
+                    println!("MISMATCH: audit row {seq} does not match the log (edited, removed or reordered)");
+                    std::process::exit(1);
+                }
+                Err(_) => anyhow::bail!("verify could not read the log or the projection"),
+            }
+        }
+    }
+}

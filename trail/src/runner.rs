@@ -1,0 +1,233 @@
+//! The projector: one catch-up subscription from the last checkpoint; history and live events
+//! take the same path. Each batch becomes audit rows committed with the checkpoint in one
+//! transaction; only after that are the in-memory folds (release history, traffic timeline)
+//! advanced and the rows published to the live feed.
+//!
+//! A poison event (a known type whose data does not decode) stops projecting at that
+//! position with a clear error; nothing after it is projected, nothing is skipped. Events of
+//! types this build does not know are recorded as they are.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use ionroller_projections::audit::{AuditChain, AuditRow};
+use ionroller_projections::releases::ReleaseHistory;
+use ionroller_projections::timeline::TrafficTimeline;
+use ionroller_shared::events::ServiceEvent;
+use ionroller_shared::store::{EventStore, Position, ReadFilter, RecordedEvent, SubscriptionMessage};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::db::{row_event, Checkpoint, DbError, TrailDb};
+
+const BATCH: usize = 1000;
+
+/// The folds kept in memory, rebuilt from the audit rows at start.
+#[derive(Default)]
+pub struct Folds {
+    pub releases: ReleaseHistory,
+    pub timeline: TrafficTimeline,
+}
+
+impl Folds {
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), String> {
+        self.releases.apply(event)?;
+        self.timeline.apply(event)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub caught_up: bool,
+    pub checkpoint: Option<String>,
+    pub rows: u64,
+    /// Set when a poison event stopped the projection.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrailError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("event at position {position} ({event_type}) cannot be projected: {why}")]
+    Poison {
+        position: Position,
+        event_type: String,
+        why: String,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+pub struct Trail {
+    pub store: Arc<dyn EventStore>,
+    pub db: Arc<Mutex<TrailDb>>,
+    pub folds: Arc<RwLock<Folds>>,
+    pub feed: broadcast::Sender<AuditRow>,
+    pub status: Arc<Mutex<Status>>,
+}
+
+impl Trail {
+    pub fn new(store: Arc<dyn EventStore>, db: TrailDb) -> Arc<Self> {
+        let (feed, _) = broadcast::channel(4096);
+        Arc::new(Trail {
+            store,
+            db: Arc::new(Mutex::new(db)),
+            folds: Arc::default(),
+            feed,
+            status: Arc::default(),
+        })
+    }
+
+    /// Runs `f` on the database on the blocking pool.
+    pub async fn with_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut TrailDb) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, TrailError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut db = db.lock().map_err(|_| TrailError::Internal("database lock poisoned".into()))?;
+            f(&mut db).map_err(TrailError::from)
+        })
+        .await
+        .map_err(|e| TrailError::Internal(format!("database task: {e}")))?
+    }
+
+    /// Refolds the in-memory read models from the stored audit rows.
+    async fn load_folds(&self) -> Result<(), TrailError> {
+        let mut folds = Folds::default();
+        let mut after = 0;
+        loop {
+            let page = self.with_db(move |db| db.rows_after(after, 5000)).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for row in &page {
+                let event = row_event(row)?;
+                folds.apply(&event).map_err(|why| TrailError::Poison {
+                    position: event.position,
+                    event_type: event.event_type.clone(),
+                    why,
+                })?;
+            }
+        }
+        if let Ok(mut f) = self.folds.write() {
+            *f = folds;
+        }
+        Ok(())
+    }
+
+    /// Projects until `shutdown` resolves or a poison event stops it.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> Result<(), TrailError> {
+        tokio::pin!(shutdown);
+        self.load_folds().await?;
+        loop {
+            let checkpoint = self.with_db(|db| db.checkpoint()).await?;
+            self.set_status(|s| {
+                s.checkpoint = checkpoint.position.map(|p| p.to_token());
+                s.rows = checkpoint.seq;
+            });
+            let mut chain = AuditChain::resume(checkpoint.seq, checkpoint.head);
+            let mut subscription = self.store.subscribe_all(checkpoint.position, ReadFilter::all());
+            let mut batch: Vec<RecordedEvent> = Vec::new();
+            loop {
+                let message = if batch.is_empty() {
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        m = subscription.next() => m,
+                    }
+                } else {
+                    match tokio::time::timeout(Duration::from_millis(20), subscription.next()).await {
+                        Ok(m) => m,
+                        Err(_) => {
+                            self.flush(&mut chain, &mut batch).await?;
+                            continue;
+                        }
+                    }
+                };
+                match message {
+                    Some(Ok(SubscriptionMessage::Event(e))) => {
+                        batch.push(*e);
+                        if batch.len() >= BATCH {
+                            self.flush(&mut chain, &mut batch).await?;
+                        }
+                    }
+                    Some(Ok(SubscriptionMessage::CaughtUp(_))) => {
+                        self.flush(&mut chain, &mut batch).await?;
+                        self.set_status(|s| s.caught_up = true);
+                    }
+                    Some(Ok(SubscriptionMessage::Checkpoint(_))) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "trail subscription failed; resubscribing");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    async fn flush(&self, chain: &mut AuditChain, batch: &mut Vec<RecordedEvent>) -> Result<(), TrailError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let start = AuditChain::resume(chain.seq, chain.head);
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut poison = None;
+        let mut projected = Vec::with_capacity(batch.len());
+        for event in batch.drain(..) {
+            if let Err(why) = ServiceEvent::from_recorded(&event) {
+                poison = Some(TrailError::Poison {
+                    position: event.position,
+                    event_type: event.event_type.clone(),
+                    why,
+                });
+                break;
+            }
+            rows.push(chain.row(&event));
+            projected.push(event);
+        }
+        if let Some(last) = projected.last() {
+            let checkpoint = Checkpoint {
+                position: Some(last.position),
+                seq: chain.seq,
+                head: chain.head,
+            };
+            let to_store = rows.clone();
+            let committed = self.with_db(move |db| db.commit(&to_store, &checkpoint)).await;
+            if let Err(e) = committed {
+                *chain = start; // The rows are not stored: the chain goes back with them.
+                return Err(e);
+            }
+            if let Ok(mut folds) = self.folds.write() {
+                for event in &projected {
+                    // Decoding succeeded above, so folding cannot fail on this event's data.
+                    let _ = folds.apply(event);
+                }
+            }
+            self.set_status(|s| {
+                s.checkpoint = Some(last.position.to_token());
+                s.rows = chain.seq;
+            });
+            for row in rows {
+                let _ = self.feed.send(row);
+            }
+        }
+        match poison {
+            Some(e) => {
+                tracing::error!(error = %e, "trail stopped at a poison event");
+                self.set_status(|s| s.error = Some(e.to_string()));
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+}
