@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine of this project's kind: starts what the tests need
-# (a throwaway PostgreSQL), runs formatting and lint checks and every test, and cleans up.
+# The whole test suite, on a fresh machine of this project's kind: sets up what the tests need
+# (a throwaway PostgreSQL; Chromium and playwright-core for the dashboard test), runs
+# formatting and lint checks and every test, and cleans up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 source scripts/lib/postgres.sh
 
 work=$(mktemp -d /tmp/ionroller-test.XXXXXX)
@@ -20,6 +20,15 @@ if ! pg_start "$work/pg"; then
     exit 1
   fi
   echo "*** PostgreSQL unavailable: its tests will be SKIPPED (loudly) ***" >&2
+fi
+
+# Trail's dashboard test drives Debian's Chromium with playwright-core (no browser download).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing Chromium (Debian package)" >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 || true
+fi
+if command -v npm >/dev/null; then
+  (cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "*** npm ci failed: the browser test will report it ***" >&2
 fi
 
 echo "== cargo fmt --check"

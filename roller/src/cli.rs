@@ -35,6 +35,14 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7878"
     )]
     server: String,
+    /// Trail's URL (audit, history, reports).
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_TRAIL_URL",
+        default_value = "http://127.0.0.1:7879"
+    )]
+    trail: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,9 +81,14 @@ enum Command {
         follow: bool,
     },
     /// Trail: every rollout of a service, with its outcome.
-    History { service: String },
+    History {
+        service: String,
+    },
     /// Trail: what served SERVICE at TIME (RFC 3339, or a duration ago such as "2h").
-    At { service: String, time: String },
+    At {
+        service: String,
+        time: String,
+    },
     /// Trail: the delivery report (deployments, lead time, failure rate, time to restore).
     Report {
         #[arg(long)]
@@ -207,10 +220,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             interval_ms,
             trail_listen,
         } => {
-            up(data_dir, &listen, &trail_listen, Duration::from_millis(interval_ms)).await?;
+            up(
+                data_dir,
+                &listen,
+                &trail_listen,
+                Duration::from_millis(interval_ms),
+            )
+            .await?;
             Ok(0)
         }
-        Command::Audit { service, actor, event_type, since, limit, follow } => {
+        Command::Audit {
+            service,
+            actor,
+            event_type,
+            since,
+            limit,
+            follow,
+        } => {
             let mut query = vec![("limit".to_string(), limit.to_string())];
             for (k, v) in [("service", service), ("actor", actor), ("type", event_type)] {
                 if let Some(v) = v {
@@ -220,7 +246,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(since) = since {
                 query.push(("from".into(), time_arg(&since)?));
             }
-            let page = trail.get(&format!("/v1/audit?{}", encode_query(&query))).await?;
+            let page = trail
+                .get(&format!("/v1/audit?{}", encode_query(&query)))
+                .await?;
             let mut rows: Vec<Value> = page["rows"].as_array().cloned().unwrap_or_default();
             rows.reverse();
             for row in &rows {
@@ -232,11 +260,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::History { service } => {
-            let answer = trail.get(&format!("/v1/services/{service}/releases")).await?;
+            let answer = trail
+                .get(&format!("/v1/services/{service}/releases"))
+                .await?;
             for r in answer["releases"].as_array().into_iter().flatten() {
                 println!(
                     "{}  {:<8} {} -> {:<10} by {:<24} {:<12} {}",
-                    r["requested_at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+                    r["requested_at"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .get(..19)
+                        .unwrap_or("?"),
                     r["kind"].as_str().unwrap_or("?"),
                     r["from_version"].as_str().unwrap_or("-"),
                     r["to_version"].as_str().unwrap_or("?"),
@@ -250,7 +284,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::At { service, time } => {
             let at = time_arg(&time)?;
             let query = encode_query(&[("time".into(), at.clone())]);
-            let answer = trail.get(&format!("/v1/services/{service}/at?{query}")).await?;
+            let answer = trail
+                .get(&format!("/v1/services/{service}/at?{query}"))
+                .await?;
             println!("{service} at {at}:");
             match answer["traffic"].as_array() {
                 None => println!("  nothing was serving"),
@@ -283,19 +319,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             if let Some(s) = service {
                 query.push(("service".to_string(), s));
             }
-            let r = trail.get(&format!("/v1/reports/delivery?{}", encode_query(&query))).await?;
+            let r = trail
+                .get(&format!("/v1/reports/delivery?{}", encode_query(&query)))
+                .await?;
             let o = &r["overall"];
             let num = |v: &Value, scale: f64, unit: &str| {
-                v.as_f64().map_or("-".to_string(), |x| format!("{:.1}{unit}", x * scale))
+                v.as_f64()
+                    .map_or("-".to_string(), |x| format!("{:.1}{unit}", x * scale))
             };
             println!("deployments:          {}", o["deployments"]);
             println!("failures:             {}", o["failures"]);
-            println!("change-failure rate:  {}", num(&o["change_failure_rate"], 100.0, "%"));
-            println!("lead time (mean):     {}", num(&o["lead_time_mean_secs"], 1.0, "s"));
-            println!("lead time (median):   {}", num(&o["lead_time_median_secs"], 1.0, "s"));
-            println!("time to restore:      {}", num(&o["time_to_restore_mean_secs"], 1.0, "s"));
+            println!(
+                "change-failure rate:  {}",
+                num(&o["change_failure_rate"], 100.0, "%")
+            );
+            println!(
+                "lead time (mean):     {}",
+                num(&o["lead_time_mean_secs"], 1.0, "s")
+            );
+            println!(
+                "lead time (median):   {}",
+                num(&o["lead_time_median_secs"], 1.0, "s")
+            );
+            println!(
+                "time to restore:      {}",
+                num(&o["time_to_restore_mean_secs"], 1.0, "s")
+            );
             for (day, f) in r["per_day"].as_object().into_iter().flatten() {
-                println!("  {day}: {} deployed, {} failed", f["deployments"], f["failures"]);
+                println!(
+                    "  {day}: {} deployed, {} failed",
+                    f["deployments"], f["failures"]
+                );
             }
             Ok(0)
         }
@@ -426,7 +480,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// Runs the roller and its API until Ctrl-C (or SIGTERM).
-pub async fn up(data_dir: PathBuf, listen: &str, trail_listen: &str, interval: Duration) -> anyhow::Result<()> {
+pub async fn up(
+    data_dir: PathBuf,
+    listen: &str,
+    trail_listen: &str,
+    interval: Duration,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let store = SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
         .context("open the embedded event store")?;
@@ -441,7 +500,9 @@ pub async fn up(data_dir: PathBuf, listen: &str, trail_listen: &str, interval: D
     let trail_listener = tokio::net::TcpListener::bind(trail_listen)
         .await
         .with_context(|| format!("listen on {trail_listen} for trail"))?;
-    let trail_addr = trail_listener.local_addr().context("read trail's bound address")?;
+    let trail_addr = trail_listener
+        .local_addr()
+        .context("read trail's bound address")?;
     println!("ionroller is up");
     println!("  API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)");
     println!("  trail:        http://{trail_addr}/   (dashboard; API under /v1)");
@@ -656,8 +717,9 @@ fn time_arg(text: &str) -> anyhow::Result<String> {
     if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
         return Ok(text.to_string());
     }
-    let ago = ionroller_shared::config::parse_duration(text)
-        .map_err(|why| anyhow::anyhow!("{why}; or give an RFC 3339 time such as 2026-11-25T12:00:00Z"))?;
+    let ago = ionroller_shared::config::parse_duration(text).map_err(|why| {
+        anyhow::anyhow!("{why}; or give an RFC 3339 time such as 2026-11-25T12:00:00Z")
+    })?;
     let at = chrono::Utc::now() - chrono::Duration::from_std(ago).context("duration too large")?;
     Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
@@ -666,19 +728,29 @@ fn encode_query(pairs: &[(String, String)]) -> String {
     let encode = |s: &str| {
         s.bytes()
             .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
                 _ => format!("%{b:02X}"),
             })
             .collect::<String>()
     };
-    pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn audit_line(row: &Value) -> String {
     format!(
         "#{:<6} {} {:<12} {:<24} {:<24} {}",
         row["seq"],
-        row["occurred_at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+        row["occurred_at"]
+            .as_str()
+            .unwrap_or("?")
+            .get(..19)
+            .unwrap_or("?"),
         row["service"].as_str().unwrap_or("-"),
         row["actor"].as_str().unwrap_or("?"),
         row["event_type"].as_str().unwrap_or("?"),
@@ -692,7 +764,10 @@ async fn follow_feed(trail: &Client, seq: Option<u64>) -> anyhow::Result<()> {
     if let Some(seq) = seq {
         request = request.header("last-event-id", seq.to_string());
     }
-    let response = request.send().await.with_context(|| format!("reach trail at {}", trail.base))?;
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("reach trail at {}", trail.base))?;
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
     while let Some(chunk) = body.next().await {

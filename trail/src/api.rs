@@ -24,7 +24,11 @@ pub struct ApiError(StatusCode, String, Option<String>);
 
 impl ApiError {
     fn param(name: &str, problem: impl Into<String>) -> Self {
-        ApiError(StatusCode::BAD_REQUEST, problem.into(), Some(name.to_string()))
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            problem.into(),
+            Some(name.to_string()),
+        )
     }
 }
 
@@ -47,7 +51,11 @@ impl From<TrailError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("event store: {e}"), None)
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("event store: {e}"),
+            None,
+        )
     }
 }
 
@@ -74,7 +82,12 @@ fn parse_time(name: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| ApiError::param(name, format!("{v:?} is not an RFC 3339 time, e.g. 2026-11-25T12:00:00Z")))
+                .map_err(|_| {
+                    ApiError::param(
+                        name,
+                        format!("{v:?} is not an RFC 3339 time, e.g. 2026-11-25T12:00:00Z"),
+                    )
+                })
         })
         .transpose()
 }
@@ -93,7 +106,10 @@ struct AuditQuery {
     order: Option<String>,
 }
 
-async fn audit(State(trail): State<Arc<Trail>>, Query(q): Query<AuditQuery>) -> Result<Response, ApiError> {
+async fn audit(
+    State(trail): State<Arc<Trail>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
     let filter = AuditFilter {
         service: q.service,
         actor: q.actor,
@@ -112,20 +128,36 @@ async fn audit(State(trail): State<Arc<Trail>>, Query(q): Query<AuditQuery>) -> 
     };
     let cursor = q
         .cursor
-        .map(|c| c.parse::<u64>().map_err(|_| ApiError::param("cursor", "must be the next_cursor of an earlier page")))
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                ApiError::param("cursor", "must be the next_cursor of an earlier page")
+            })
+        })
         .transpose()?;
     let newest_first = match q.order.as_deref() {
         None | Some("newest") => true,
         Some("oldest") => false,
-        Some(other) => return Err(ApiError::param("order", format!("{other:?}: use newest or oldest"))),
+        Some(other) => {
+            return Err(ApiError::param(
+                "order",
+                format!("{other:?}: use newest or oldest"),
+            ))
+        }
     };
-    let rows = trail.with_db(move |db| db.query(&filter, cursor, newest_first, limit)).await?;
-    let next_cursor = (rows.len() == limit).then(|| rows.last().map(|r| r.seq.to_string())).flatten();
+    let rows = trail
+        .with_db(move |db| db.query(&filter, cursor, newest_first, limit))
+        .await?;
+    let next_cursor = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.seq.to_string()))
+        .flatten();
     Ok(Json(json!({ "rows": rows, "next_cursor": next_cursor })).into_response())
 }
 
 async fn services(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
-    let folds = trail.folds.read().map_err(|_| TrailError::Internal("folds lock".into()))?;
+    let folds = trail
+        .folds
+        .read()
+        .map_err(|_| TrailError::Internal("folds lock".into()))?;
     let mut out = Vec::new();
     let mut names: Vec<&String> = folds.timeline.services.keys().collect();
     for r in &folds.releases.releases {
@@ -137,13 +169,21 @@ async fn services(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError>
     for name in names {
         let current = folds.timeline.services.get(name).and_then(|iv| iv.last());
         let last = folds.releases.for_service(name).last();
-        out.push(json!({ "service": name, "traffic": current.map(|c| &c.shares), "last_release": last }));
+        out.push(
+            json!({ "service": name, "traffic": current.map(|c| &c.shares), "last_release": last }),
+        );
     }
     Ok(Json(json!({ "services": out })).into_response())
 }
 
-async fn releases(State(trail): State<Arc<Trail>>, Path(service): Path<String>) -> Result<Response, ApiError> {
-    let folds = trail.folds.read().map_err(|_| TrailError::Internal("folds lock".into()))?;
+async fn releases(
+    State(trail): State<Arc<Trail>>,
+    Path(service): Path<String>,
+) -> Result<Response, ApiError> {
+    let folds = trail
+        .folds
+        .read()
+        .map_err(|_| TrailError::Internal("folds lock".into()))?;
     let list: Vec<_> = folds.releases.for_service(&service).collect();
     Ok(Json(json!({ "service": service, "releases": list })).into_response())
 }
@@ -153,9 +193,17 @@ struct AtQuery {
     time: Option<String>,
 }
 
-async fn at(State(trail): State<Arc<Trail>>, Path(service): Path<String>, Query(q): Query<AtQuery>) -> Result<Response, ApiError> {
-    let time = parse_time("time", &q.time)?.ok_or_else(|| ApiError::param("time", "is required, an RFC 3339 time"))?;
-    let folds = trail.folds.read().map_err(|_| TrailError::Internal("folds lock".into()))?;
+async fn at(
+    State(trail): State<Arc<Trail>>,
+    Path(service): Path<String>,
+    Query(q): Query<AtQuery>,
+) -> Result<Response, ApiError> {
+    let time = parse_time("time", &q.time)?
+        .ok_or_else(|| ApiError::param("time", "is required, an RFC 3339 time"))?;
+    let folds = trail
+        .folds
+        .read()
+        .map_err(|_| TrailError::Internal("folds lock".into()))?;
     let interval = folds.timeline.at(&service, time);
     let rollout = folds
         .releases
@@ -179,11 +227,23 @@ struct DeliveryQuery {
     service: Option<String>,
 }
 
-async fn delivery(State(trail): State<Arc<Trail>>, Query(q): Query<DeliveryQuery>) -> Result<Response, ApiError> {
+async fn delivery(
+    State(trail): State<Arc<Trail>>,
+    Query(q): Query<DeliveryQuery>,
+) -> Result<Response, ApiError> {
     let from = parse_time("from", &q.from)?;
     let to = parse_time("to", &q.to)?;
-    let folds = trail.folds.read().map_err(|_| TrailError::Internal("folds lock".into()))?;
-    Ok(Json(delivery_report(&folds.releases.releases, from, to, q.service.as_deref())).into_response())
+    let folds = trail
+        .folds
+        .read()
+        .map_err(|_| TrailError::Internal("folds lock".into()))?;
+    Ok(Json(delivery_report(
+        &folds.releases.releases,
+        from,
+        to,
+        q.service.as_deref(),
+    ))
+    .into_response())
 }
 
 /// Recomputes the hash chain against the log; names the first row that does not match.
@@ -192,11 +252,16 @@ pub async fn verify_chain(trail: &Trail) -> Result<Result<u64, u64>, ApiError> {
     let mut after_seq = 0;
     let mut after_position = None;
     loop {
-        let rows = trail.with_db(move |db| db.rows_after(after_seq, 1000)).await?;
+        let rows = trail
+            .with_db(move |db| db.rows_after(after_seq, 1000))
+            .await?;
         if rows.is_empty() {
             return Ok(Ok(verifier.rows_checked()));
         }
-        let events = trail.store.read_all(after_position, rows.len(), &ReadFilter::all()).await?;
+        let events = trail
+            .store
+            .read_all(after_position, rows.len(), &ReadFilter::all())
+            .await?;
         for (i, row) in rows.iter().enumerate() {
             match events.get(i) {
                 Some(event) if verifier.check(row, event) => {}
@@ -220,15 +285,25 @@ async fn verify(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
 }
 
 async fn status(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
-    let status = trail.status.lock().map(|s| s.clone()).map_err(|_| TrailError::Internal("status lock".into()))?;
+    let status = trail
+        .status
+        .lock()
+        .map(|s| s.clone())
+        .map_err(|_| TrailError::Internal("status lock".into()))?;
     Ok(Json(status).into_response())
 }
 
 async fn metrics(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
     let head = trail.store.head().await?;
-    let status = trail.status.lock().map(|s| s.clone()).map_err(|_| TrailError::Internal("status lock".into()))?;
+    let status = trail
+        .status
+        .lock()
+        .map(|s| s.clone())
+        .map_err(|_| TrailError::Internal("status lock".into()))?;
     let sequence = |token: Option<String>| {
-        token.and_then(|t| t.split('-').next().and_then(|n| n.parse::<u64>().ok())).unwrap_or(0)
+        token
+            .and_then(|t| t.split('-').next().and_then(|n| n.parse::<u64>().ok()))
+            .unwrap_or(0)
     };
     let head = sequence(head.map(|p| p.to_token()));
     let checkpoint = sequence(status.checkpoint.clone());
@@ -246,20 +321,28 @@ async fn metrics(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> 
 }
 
 /// Server-sent audit rows: stored rows after `Last-Event-ID` (a row's seq), then live ones.
-async fn feed(State(trail): State<Arc<Trail>>, headers: HeaderMap) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+async fn feed(
+    State(trail): State<Arc<Trail>>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let after: u64 = match headers.get("last-event-id") {
         None => trail.status.lock().map(|s| s.rows).unwrap_or(0),
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| ApiError::param("Last-Event-ID", "must be the id (seq) of an earlier row"))?,
+            .ok_or_else(|| {
+                ApiError::param("Last-Event-ID", "must be the id (seq) of an earlier row")
+            })?,
     };
     let live = trail.feed.subscribe();
     let stored = trail.with_db(move |db| db.rows_after(after, 1000)).await?;
     let mut last = stored.last().map_or(after, |r| r.seq);
     let to_event = |row: &ionroller_projections::audit::AuditRow| {
-        Ok(Event::default().id(row.seq.to_string()).event("audit").data(serde_json::to_string(row).unwrap_or_default()))
+        Ok(Event::default()
+            .id(row.seq.to_string())
+            .event("audit")
+            .data(serde_json::to_string(row).unwrap_or_default()))
     };
     let history: Vec<Result<Event, Infallible>> = stored.iter().map(to_event).collect();
     let live = futures::stream::unfold(live, |mut rx| async move {
@@ -279,7 +362,8 @@ async fn feed(State(trail): State<Arc<Trail>>, headers: HeaderMap) -> Result<Sse
         let event = fresh.then(|| to_event(&row));
         async move { event }
     });
-    Ok(Sse::new(futures::stream::iter(history).chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(futures::stream::iter(history).chain(live))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 fn openapi() -> serde_json::Value {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use ionroller_projections::audit::{AuditFilter, AuditRow};
 use ionroller_projections::chain::{from_hex, Hash, GENESIS};
-use ionroller_shared::store::{EventId, EventMetadata, Position, RecordedEvent, Revision, StreamId};
+use ionroller_shared::store::{
+    EventId, EventMetadata, Position, RecordedEvent, Revision, StreamId,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +79,8 @@ fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 fn time(micros: i64) -> Result<DateTime<Utc>, DbError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| DbError::Corrupt(format!("time {micros}")))
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| DbError::Corrupt(format!("time {micros}")))
 }
 
 impl TrailDb {
@@ -119,7 +122,9 @@ impl TrailDb {
 
     /// Appends rows and moves the checkpoint, atomically.
     pub fn commit(&mut self, rows: &[AuditRow], checkpoint: &Checkpoint) -> Result<(), DbError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(&format!(
                 "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
@@ -188,10 +193,21 @@ impl TrailDb {
             add(" AND occurred_at < ?", micros(t).into());
         }
         if let Some(c) = cursor {
-            add(if newest_first { " AND seq < ?" } else { " AND seq > ?" }, (c as i64).into());
+            add(
+                if newest_first {
+                    " AND seq < ?"
+                } else {
+                    " AND seq > ?"
+                },
+                (c as i64).into(),
+            );
         }
         add(
-            if newest_first { " ORDER BY seq DESC LIMIT ?" } else { " ORDER BY seq ASC LIMIT ?" },
+            if newest_first {
+                " ORDER BY seq DESC LIMIT ?"
+            } else {
+                " ORDER BY seq ASC LIMIT ?"
+            },
             (limit.min(10_000) as i64).into(),
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -201,8 +217,9 @@ impl TrailDb {
 
     /// Every row in chain order, in pages (for verify and rebuilding in-memory folds).
     pub fn rows_after(&self, seq: u64, limit: usize) -> Result<Vec<AuditRow>, DbError> {
-        let mut stmt =
-            self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![seq as i64, limit as i64], read_row)?;
         rows.map(|r| r?).collect()
     }
@@ -241,7 +258,8 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AuditRow, DbError>
         r.get::<_, String>(12)?,
     );
     Ok((|| {
-        let (position, stream, service, revision, event_type, actor, version, summary, hash) = fields;
+        let (position, stream, service, revision, event_type, actor, version, summary, hash) =
+            fields;
         Ok(AuditRow {
             seq: seq as u64,
             position,
@@ -254,7 +272,8 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<AuditRow, DbError>
             recorded_at: time(recorded)?,
             version,
             summary,
-            data: serde_json::from_str(&data).map_err(|e| DbError::Corrupt(format!("row {seq} data: {e}")))?,
+            data: serde_json::from_str(&data)
+                .map_err(|e| DbError::Corrupt(format!("row {seq} data: {e}")))?,
             hash,
         })
     })())

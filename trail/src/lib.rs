@@ -46,6 +46,9 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %e, "trail projector panicked"),
         Ok(Ok(())) => {}
     }
-    server.await.context("join the trail API")?.context("serve the trail API")?;
+    server
+        .await
+        .context("join the trail API")?
+        .context("serve the trail API")?;
     Ok(())
 }

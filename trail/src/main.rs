@@ -10,7 +10,11 @@ use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::EventStore;
 
 #[derive(Parser)]
-#[command(name = "trail", version, about = "Audit and delivery reports over ionroller's event log")]
+#[command(
+    name = "trail",
+    version,
+    about = "Audit and delivery reports over ionroller's event log"
+)]
 struct Cli {
     /// The embedded event log to read.
     #[arg(long, global = true, default_value = ".ionroller/events.sqlite")]
@@ -40,8 +44,15 @@ enum Command {
 
 async fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(match &cli.postgres {
-        Some(url) => Arc::new(PgStore::open(PgOptions::new(url)).await.context("open the PostgreSQL log")?),
-        None => Arc::new(SqliteStore::open(&cli.events, SqliteOptions::default()).context("open the event log")?),
+        Some(url) => Arc::new(
+            PgStore::open(PgOptions::new(url))
+                .await
+                .context("open the PostgreSQL log")?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&cli.events, SqliteOptions::default())
+                .context("open the event log")?,
+        ),
     })
 }
 
@@ -49,14 +60,22 @@ async fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn EventStore>> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = Cli::parse();
     let store = open_store(&cli).await?;
     match &cli.command {
         Command::Serve { listen } => {
-            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listen on {listen}"))?;
-            println!("trail is up: http://{}/ (reading {})", listener.local_addr()?, store.describe());
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen}"))?;
+            println!(
+                "trail is up: http://{}/ (reading {})",
+                listener.local_addr()?,
+                store.describe()
+            );
             ionroller_trail::serve(store, cli.db.clone(), listener, async {
                 let _ = tokio::signal::ctrl_c().await;
             })

@@ -25,6 +25,15 @@ pub async fn rebuild(store: &dyn EventStore, live: &Path) -> Result<u64, TrailEr
             .map_err(|e| TrailError::Internal(format!("read the log: {e}")))?;
         let Some(last) = page.last() else { break };
         after = Some(last.position);
+        for e in &page {
+            if let Err(why) = ionroller_shared::events::ServiceEvent::from_recorded(e) {
+                return Err(TrailError::Poison {
+                    position: e.position,
+                    event_type: e.event_type.clone(),
+                    why,
+                });
+            }
+        }
         let rows: Vec<_> = page.iter().map(|e| chain.row(e)).collect();
         fresh.commit(
             &rows,

@@ -16,7 +16,9 @@ use ionroller_projections::audit::{AuditChain, AuditRow};
 use ionroller_projections::releases::ReleaseHistory;
 use ionroller_projections::timeline::TrafficTimeline;
 use ionroller_shared::events::ServiceEvent;
-use ionroller_shared::store::{EventStore, Position, ReadFilter, RecordedEvent, SubscriptionMessage};
+use ionroller_shared::store::{
+    EventStore, Position, ReadFilter, RecordedEvent, SubscriptionMessage,
+};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -88,7 +90,9 @@ impl Trail {
     ) -> Result<T, TrailError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || {
-            let mut db = db.lock().map_err(|_| TrailError::Internal("database lock poisoned".into()))?;
+            let mut db = db
+                .lock()
+                .map_err(|_| TrailError::Internal("database lock poisoned".into()))?;
             f(&mut db).map_err(TrailError::from)
         })
         .await
@@ -119,7 +123,10 @@ impl Trail {
     }
 
     /// Projects until `shutdown` resolves or a poison event stops it.
-    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) -> Result<(), TrailError> {
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TrailError> {
         tokio::pin!(shutdown);
         self.load_folds().await?;
         loop {
@@ -129,7 +136,9 @@ impl Trail {
                 s.rows = checkpoint.seq;
             });
             let mut chain = AuditChain::resume(checkpoint.seq, checkpoint.head);
-            let mut subscription = self.store.subscribe_all(checkpoint.position, ReadFilter::all());
+            let mut subscription = self
+                .store
+                .subscribe_all(checkpoint.position, ReadFilter::all());
             let mut batch: Vec<RecordedEvent> = Vec::new();
             loop {
                 let message = if batch.is_empty() {
@@ -138,7 +147,8 @@ impl Trail {
                         m = subscription.next() => m,
                     }
                 } else {
-                    match tokio::time::timeout(Duration::from_millis(20), subscription.next()).await {
+                    match tokio::time::timeout(Duration::from_millis(20), subscription.next()).await
+                    {
                         Ok(m) => m,
                         Err(_) => {
                             self.flush(&mut chain, &mut batch).await?;
@@ -175,7 +185,11 @@ impl Trail {
         }
     }
 
-    async fn flush(&self, chain: &mut AuditChain, batch: &mut Vec<RecordedEvent>) -> Result<(), TrailError> {
+    async fn flush(
+        &self,
+        chain: &mut AuditChain,
+        batch: &mut Vec<RecordedEvent>,
+    ) -> Result<(), TrailError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -202,7 +216,9 @@ impl Trail {
                 head: chain.head,
             };
             let to_store = rows.clone();
-            let committed = self.with_db(move |db| db.commit(&to_store, &checkpoint)).await;
+            let committed = self
+                .with_db(move |db| db.commit(&to_store, &checkpoint))
+                .await;
             if let Err(e) = committed {
                 *chain = start; // The rows are not stored: the chain goes back with them.
                 return Err(e);

@@ -10,12 +10,21 @@ use serde_json::Value;
 
 /// The `ionroller` binary that `cargo test --workspace` built beside this test.
 pub fn binary() -> PathBuf {
+    built("ionroller")
+}
+
+/// The standalone `trail` binary.
+pub fn trail_binary() -> PathBuf {
+    built("trail")
+}
+
+fn built(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target directory");
-    let bin = dir.join("ionroller");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} is missing: run the end-to-end tests with `cargo test --workspace`",
@@ -36,6 +45,7 @@ pub fn example_config() -> String {
 pub struct Server {
     pub child: Child,
     pub url: String,
+    pub trail_url: String,
 }
 
 impl Server {
@@ -59,27 +69,36 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let deadline = Instant::now() + Duration::from_secs(20);
-        let url = loop {
+        let mut url = None;
+        let mut trail_url = None;
+        while url.is_none() || trail_url.is_none() {
             assert!(
                 Instant::now() < deadline,
-                "ionroller up did not print its URL"
+                "ionroller up did not print its URLs"
             );
             let line = lines
                 .next()
-                .expect("ionroller up exited before printing its URL")
+                .expect("ionroller up exited before printing its URLs")
                 .expect("read stdout");
-            if let Some(rest) = line.trim().strip_prefix("API:") {
-                let url = rest
-                    .split_whitespace()
+            let first_url = |rest: &str| {
+                rest.split_whitespace()
                     .next()
-                    .expect("a URL")
-                    .trim_end_matches("/v1");
-                break url.to_string();
+                    .map(|u| u.trim_end_matches("/v1").trim_end_matches('/').to_string())
+            };
+            if let Some(rest) = line.trim().strip_prefix("API:") {
+                url = first_url(rest);
+            } else if let Some(rest) = line.trim().strip_prefix("trail:") {
+                trail_url = first_url(rest);
             }
-        };
+        }
+        let (url, trail_url) = (url.unwrap_or_default(), trail_url.unwrap_or_default());
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, url }
+        Server {
+            child,
+            url,
+            trail_url,
+        }
     }
 
     /// SIGKILL: no chance to finish anything.
@@ -93,6 +112,7 @@ impl Server {
         Command::new(binary())
             .args(args)
             .env("IONROLLER_URL", &self.url)
+            .env("IONROLLER_TRAIL_URL", &self.trail_url)
             .env("IONROLLER_ACTOR", "e2e@example.com")
             .output()
             .expect("run the ionroller CLI")
@@ -126,6 +146,14 @@ impl Server {
             .await
             .expect("GET");
         response.json().await.expect("JSON answer")
+    }
+
+    /// GET from trail.
+    pub async fn trail(&self, path: &str) -> Value {
+        let response = reqwest::get(format!("{}{path}", self.trail_url))
+            .await
+            .expect("GET trail");
+        response.json().await.expect("JSON answer from trail")
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {

@@ -1,0 +1,324 @@
+//! Trail end to end: releases, a canary promote, an alarm-triggered rollback and a manual
+//! abort go through the roller; trail's audit, history, `at` answers and delivery numbers
+//! must match what happened exactly. Then trail is SIGKILLed mid-catch-up (no row missing or
+//! doubled), and an edited audit row is named by `verify`.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
+use ionroller_shared::store::{
+    EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, StreamId,
+};
+use rand::Rng;
+use serde_json::{json, Value};
+use support::*;
+
+async fn waiting_for_promote(server: &Server) {
+    server
+        .wait_for("hello", 30, "a wait for promote", |s| {
+            s["rollout"]["waiting_for"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("promote"))
+        })
+        .await;
+}
+
+async fn trail_caught_up(server: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = server.trail("/v1/status").await;
+        let metrics = reqwest::get(format!("{}/metrics", server.trail_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("\ntrail_lag_events 0\n") && status["caught_up"] == true {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trail did not catch up: {status} {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trail_reports_exactly_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let config = dir.path().join("hello.json");
+    std::fs::write(&config, example_config()).unwrap();
+    server.cli_ok(&["config", "set", "hello", config.to_str().unwrap()]);
+
+    // v1 and v2 complete, each through its canary promote.
+    for version in ["v1", "v2"] {
+        let release = server.cli_spawn(&["release", "hello", version]);
+        waiting_for_promote(&server).await;
+        server.cli_ok(&["promote", "hello"]);
+        assert_eq!(release.wait_with_output().unwrap().status.code(), Some(0));
+    }
+    let v2_serving = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // v3 rolls back on an alarm; v4 is aborted by hand.
+    let release = server.cli_spawn(&["release", "hello", "v3"]);
+    waiting_for_promote(&server).await;
+    server.cli_ok(&[
+        "sim",
+        "alarm",
+        "hello-5xx",
+        "ALARM",
+        "--reason",
+        "5xx 12% > 5%",
+        "--value",
+        "12",
+    ]);
+    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
+    server.cli_ok(&["sim", "alarm", "hello-5xx", "OK"]);
+    server
+        .wait_for("hello", 10, "the alarm to clear", |s| {
+            s["alarms"][0]["state"] == "OK"
+        })
+        .await;
+    let release = server.cli_spawn(&["release", "hello", "v4"]);
+    waiting_for_promote(&server).await;
+    server.cli_ok(&["abort", "hello", "--reason", "wrong build"]);
+    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
+    trail_caught_up(&server).await;
+
+    // History: who, from, to, outcome, evidence.
+    let history = server.trail("/v1/services/hello/releases").await;
+    let rows: Vec<(String, String, String, String)> = history["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["from_version"].as_str().unwrap_or("-").to_string(),
+                r["to_version"].as_str().unwrap().to_string(),
+                r["outcome"]["outcome"]
+                    .as_str()
+                    .unwrap_or("open")
+                    .to_string(),
+                r["requested_by"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let who = "e2e@example.com".to_string();
+    assert_eq!(
+        rows,
+        vec![
+            ("-".into(), "v1".into(), "completed".into(), who.clone()),
+            ("v1".into(), "v2".into(), "completed".into(), who.clone()),
+            ("v2".into(), "v3".into(), "rolled_back".into(), who.clone()),
+            ("v2".into(), "v4".into(), "rolled_back".into(), who.clone()),
+        ]
+    );
+    let releases = history["releases"].as_array().unwrap();
+    assert_eq!(releases[2]["outcome"]["cause"]["kind"], "alarm");
+    assert_eq!(releases[2]["outcome"]["cause"]["alarm"]["value"], 12.0);
+    assert_eq!(releases[3]["outcome"]["cause"]["kind"], "aborted");
+    assert_eq!(releases[3]["outcome"]["cause"]["reason"], "wrong build");
+    assert!(
+        releases[0]["waiting_for_people_secs"].as_f64().unwrap() > 0.0,
+        "the canary waited for a promote"
+    );
+    assert_eq!(releases[1]["steps"].as_array().unwrap().len(), 4);
+
+    // Audit: filters by actor and type; the roller's own events are attributed to it.
+    let mine = server
+        .trail("/v1/audit?actor=e2e%40example.com&type=release-requested&order=oldest")
+        .await;
+    let versions: Vec<&str> = mine["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, vec!["v1", "v2", "v3", "v4"]);
+    let rolled = server.trail("/v1/audit?type=rolled-back").await;
+    assert_eq!(rolled["rows"].as_array().unwrap().len(), 2);
+    assert!(rolled["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["actor"] == "roller"));
+    let page = server.trail("/v1/audit?limit=5").await;
+    let next = page["next_cursor"].as_str().unwrap().to_string();
+    let page2 = server
+        .trail(&format!("/v1/audit?limit=5&cursor={next}"))
+        .await;
+    let first: u64 = page["rows"][4]["seq"].as_u64().unwrap();
+    assert_eq!(
+        page2["rows"][0]["seq"].as_u64().unwrap(),
+        first - 1,
+        "stable cursor paging"
+    );
+    let bad = reqwest::get(format!("{}/v1/audit?limit=zero", server.trail_url))
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert_eq!(body["problems"][0]["field"], "limit");
+
+    // What ran at a moment: v2 alone, between its completion and v3's request.
+    let at = server
+        .trail(&format!(
+            "/v1/services/hello/at?time={}",
+            v2_serving.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ))
+        .await;
+    assert_eq!(at["traffic"].as_array().unwrap().len(), 1, "{at}");
+    assert_eq!(at["traffic"][0]["version"], "v2");
+    assert_eq!(at["traffic"][0]["share"], 1.0);
+
+    // Delivery: 2 deployments, 2 failures, a time to restore from the alarm.
+    let report = server.trail("/v1/reports/delivery?service=hello").await;
+    assert_eq!(report["overall"]["deployments"], 2);
+    assert_eq!(report["overall"]["failures"], 2);
+    assert_eq!(report["overall"]["change_failure_rate"], 0.5);
+    assert!(
+        report["overall"]["time_to_restore_mean_secs"]
+            .as_f64()
+            .unwrap()
+            < 10.0
+    );
+    assert_eq!(server.trail("/v1/verify").await["ok"], true);
+
+    // The CLI shows the same.
+    let history = server.cli_ok(&["history", "hello"]);
+    assert_eq!(history.lines().count(), 4, "{history}");
+    let report = server.cli_ok(&["report"]);
+    assert!(report.contains("change-failure rate:  50.0%"), "{report}");
+
+    // Edit one stored audit row: verify names it.
+    server.kill();
+    let trail_db = dir.path().join("trail.sqlite");
+    let conn = rusqlite::Connection::open(&trail_db).unwrap();
+    conn.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 7", [])
+        .unwrap();
+    drop(conn);
+    let verify = Command::new(trail_binary())
+        .args(["verify", "--events"])
+        .arg(dir.path().join("events.sqlite"))
+        .arg("--db")
+        .arg(&trail_db)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert!(out.contains("audit row 7 does not match"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_trail_mid_catch_up_neither_loses_nor_doubles_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.sqlite");
+    // A log long enough that catching up takes a while: 40,000 events in 400 streams.
+    {
+        let store = SqliteStore::open(&events, SqliteOptions::default()).unwrap();
+        for s in 0..400 {
+            let batch = (0..100)
+                .map(|i| NewEvent {
+                    id: EventId::random(),
+                    event_type: "load-generated".into(),
+                    schema_version: 1,
+                    data: json!({ "i": i, "pad": "x".repeat(100) }),
+                    metadata: EventMetadata {
+                        actor: "test".into(),
+                        correlation_id: uuid::Uuid::nil(),
+                        causation_id: None,
+                        occurred_at: chrono::Utc::now(),
+                    },
+                })
+                .collect();
+            store
+                .append(
+                    &StreamId::new(format!("noise:{s}")).unwrap(),
+                    ExpectedRevision::NoStream,
+                    batch,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let db = dir.path().join("trail.sqlite");
+    let mut rng = rand::rng();
+    let mut partial = Vec::new();
+    for _ in 0..8 {
+        let mut child = Command::new(trail_binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--events"])
+            .arg(&events)
+            .arg("--db")
+            .arg(&db)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..900)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let rows: i64 = rusqlite::Connection::open(&db)
+            .and_then(|c| c.query_row("SELECT count(*) FROM audit", [], |r| r.get(0)))
+            .unwrap_or(0);
+        partial.push(rows);
+    }
+    assert!(
+        partial.iter().any(|n| *n > 0 && *n < 40_000),
+        "no kill landed mid-catch-up: {partial:?}"
+    );
+    // Finish the catch-up, then check every event is there exactly once.
+    let trail = ionroller_trail_check(&events, &db).await;
+    assert_eq!(trail.0, 40_000, "every event projected once");
+    assert!(trail.1, "the chain verifies");
+}
+
+/// Runs trail to completion on the files and returns (rows, chain verifies).
+async fn ionroller_trail_check(events: &std::path::Path, db: &std::path::Path) -> (u64, bool) {
+    let mut child = Command::new(trail_binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--events"])
+        .arg(events)
+        .arg("--db")
+        .arg(db)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let (count, max, distinct): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT count(*), coalesce(max(seq), 0), count(DISTINCT position) FROM audit",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        let (count, max, distinct) = (count as u64, max as u64, distinct as u64);
+        assert_eq!(count, max, "seqs are dense");
+        assert_eq!(count, distinct, "no event projected twice");
+        if count == 40_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trail did not finish catching up ({count})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let verify = Command::new(trail_binary())
+        .args(["verify", "--events"])
+        .arg(events)
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    (40_000, verify.status.success())
+}
