@@ -313,6 +313,16 @@ async fn ionroller_trail_check(events: &std::path::Path, db: &std::path::Path) -
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // The chain's exported checkpoints: one per 1000 rows, each matching its row's hash.
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let (checkpoints, matching): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(c.head = a.hash) FROM chain_checkpoints c JOIN audit a ON a.seq = c.seq",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((checkpoints, matching), (40, 40));
     let verify = Command::new(trail_binary())
         .args(["verify", "--events"])
         .arg(events)

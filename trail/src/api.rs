@@ -72,6 +72,7 @@ pub fn app(trail: Arc<Trail>) -> Router {
         .route("/v1/services/{service}/at", get(at))
         .route("/v1/reports/delivery", get(delivery))
         .route("/v1/verify", get(verify))
+        .route("/v1/chain", get(chain))
         .route("/v1/feed", get(feed))
         .with_state(trail)
 }
@@ -284,6 +285,27 @@ async fn verify(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
     })
 }
 
+/// The chain's current head and its periodic checkpoints, for keeping a copy outside trail.
+async fn chain(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
+    let (head, checkpoints) = trail
+        .with_db(|db| Ok((db.checkpoint()?, db.chain_checkpoints()?)))
+        .await?;
+    let checkpoints: Vec<_> = checkpoints
+        .into_iter()
+        .map(|(seq, position, head)| json!({ "seq": seq, "position": position, "head": head }))
+        .collect();
+    Ok(Json(json!({
+        "head": {
+            "seq": head.seq,
+            "position": head.position.map(|p| p.to_token()),
+            "head": ionroller_projections::chain::to_hex(&head.head),
+        },
+        "every": crate::db::CHAIN_CHECKPOINT_EVERY,
+        "checkpoints": checkpoints,
+    }))
+    .into_response())
+}
+
 async fn status(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
     let status = trail
         .status
@@ -378,6 +400,7 @@ fn openapi() -> serde_json::Value {
             "/v1/services/{service}/at": get("traffic shares per version and environment, and the rollout in progress, at ?time=RFC3339"),
             "/v1/reports/delivery": get("deployment frequency, lead time, change-failure rate, time to restore; ?from&to&service"),
             "/v1/verify": get("recompute the audit hash chain against the log; names the first mismatching row"),
+            "/v1/chain": get("the chain's head (seq, position, hash) and a checkpoint every 1000 rows, for export"),
             "/v1/feed": get("server-sent events of new audit rows; resumable with Last-Event-ID"),
             "/v1/status": get("projection status: caught up, checkpoint, rows, error"),
             "/metrics": get("Prometheus metrics, including lag"),

@@ -20,6 +20,10 @@ pub enum DbError {
     Corrupt(String),
 }
 
+/// Every this many rows the chain's (seq, position, head hash) is kept for export, so an
+/// auditor can hold a copy outside trail and later check the chain still leads to it.
+pub const CHAIN_CHECKPOINT_EVERY: u64 = 1000;
+
 /// Where the audit projection stands.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
@@ -64,6 +68,11 @@ CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, seq);
 CREATE INDEX IF NOT EXISTS audit_type ON audit (event_type, seq);
 CREATE INDEX IF NOT EXISTS audit_version ON audit (version, seq);
 CREATE INDEX IF NOT EXISTS audit_time ON audit (occurred_at);
+CREATE TABLE IF NOT EXISTS chain_checkpoints (
+    seq      INTEGER PRIMARY KEY,
+    position TEXT    NOT NULL,
+    head     TEXT    NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     projection TEXT PRIMARY KEY,
     position   TEXT,
@@ -146,6 +155,12 @@ impl TrailDb {
                     r.hash,
                 ])?;
             }
+            let mut chain_checkpoint = tx.prepare_cached(
+                "INSERT OR REPLACE INTO chain_checkpoints (seq, position, head) VALUES (?1, ?2, ?3)",
+            )?;
+            for r in rows.iter().filter(|r| r.seq % CHAIN_CHECKPOINT_EVERY == 0) {
+                chain_checkpoint.execute(params![r.seq as i64, r.position, r.hash])?;
+            }
             tx.execute(
                 "INSERT INTO checkpoints (projection, position, seq, head) VALUES ('audit', ?1, ?2, ?3)
                  ON CONFLICT (projection) DO UPDATE SET position = ?1, seq = ?2, head = ?3",
@@ -224,6 +239,13 @@ impl TrailDb {
         rows.map(|r| r?).collect()
     }
 
+    /// The exported chain checkpoints, oldest first: (seq, position, head hash).
+    pub fn chain_checkpoints(&self) -> Result<Vec<(u64, String, String)>, DbError> {
+        let mut stmt = self.conn.prepare_cached("SELECT seq, position, head FROM chain_checkpoints ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Replaces everything with a rebuilt projection in one transaction.
     pub fn replace_all(&mut self, rebuilt: &TrailDb) -> Result<(), DbError> {
         let other = rebuilt.path.display().to_string().replace('\'', "''");
@@ -234,6 +256,8 @@ impl TrailDb {
              INSERT INTO main.audit SELECT * FROM rebuilt.audit;
              DELETE FROM main.checkpoints;
              INSERT INTO main.checkpoints SELECT * FROM rebuilt.checkpoints;
+             DELETE FROM main.chain_checkpoints;
+             INSERT INTO main.chain_checkpoints SELECT * FROM rebuilt.chain_checkpoints;
              COMMIT;
              DETACH DATABASE rebuilt;"
         ))?;
