@@ -522,7 +522,8 @@ pub async fn up(
     let mut trail_stop = stop_rx.clone();
     let trail_task = tokio::spawn(ionroller_trail::serve(
         store.clone(),
-        data_dir.join("trail.sqlite"),
+        ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
+            .context("open trail's projection")?,
         trail_listener,
         async move {
             let _ = trail_stop.wait_for(|s| *s).await;

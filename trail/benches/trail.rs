@@ -12,8 +12,8 @@ use axum::http::Request;
 use chrono::Utc;
 use ionroller_projections::audit::AuditFilter;
 use ionroller_shared::events::{
-    AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView, RegisteredInstance,
-    ServiceEvent,
+    AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView,
+    RegisteredInstance, ServiceEvent,
 };
 use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::{EventId, EventMetadata, EventStore, ExpectedRevision, StreamId};
@@ -36,16 +36,33 @@ fn sample(i: usize, service: &str) -> ServiceEvent {
                 config_version: 1,
                 status: EnvironmentStatus::Ready,
                 health: Health::Green,
-                instances: (0..2).map(|k| InstanceView { id: format!("i-{env}-{k}"), healthy: true }).collect(),
+                instances: (0..2)
+                    .map(|k| InstanceView {
+                        id: format!("i-{env}-{k}"),
+                        healthy: true,
+                    })
+                    .collect(),
                 url: None,
             },
         },
         1 => ServiceEvent::RegistrationsObserved {
             load_balancer: "lb".into(),
-            instances: (0..2).map(|k| RegisteredInstance { id: format!("i-{env}-{k}"), in_service: true }).collect(),
+            instances: (0..2)
+                .map(|k| RegisteredInstance {
+                    id: format!("i-{env}-{k}"),
+                    in_service: true,
+                })
+                .collect(),
         },
-        2 => ServiceEvent::StepStarted { rollout_id: Uuid::from_u128(i as u128), step: 1, percent: 50 },
-        3 => ServiceEvent::StepCompleted { rollout_id: Uuid::from_u128(i as u128), step: 1 },
+        2 => ServiceEvent::StepStarted {
+            rollout_id: Uuid::from_u128(i as u128),
+            step: 1,
+            percent: 50,
+        },
+        3 => ServiceEvent::StepCompleted {
+            rollout_id: Uuid::from_u128(i as u128),
+            step: 1,
+        },
         _ => ServiceEvent::AlarmObserved {
             alarm: AlarmView {
                 name: format!("{service}-5xx"),
@@ -65,11 +82,17 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let write = std::env::args().skip_while(|a| a != "--write").nth(1).map(PathBuf::from);
+    let write = std::env::args()
+        .skip_while(|a| a != "--write")
+        .nth(1)
+        .map(PathBuf::from);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("trail-bench");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let store = Arc::new(SqliteStore::open(dir.join("events.sqlite"), SqliteOptions::default())?);
+    let store = Arc::new(SqliteStore::open(
+        dir.join("events.sqlite"),
+        SqliteOptions::default(),
+    )?);
     let started = Instant::now();
     let actors = ["alice", "bob", "roller", "carol"];
     for b in 0..EVENTS / BATCH {
@@ -90,7 +113,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         store.append(&stream, ExpectedRevision::Any, batch).await?;
     }
-    eprintln!("wrote {EVENTS} events in {:.0}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {EVENTS} events in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Catch-up from an empty checkpoint.
     let trail = Trail::new(store.clone(), TrailDb::open(dir.join("trail.sqlite"))?);
@@ -107,13 +133,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut latencies = Vec::new();
     for q in 0..400usize {
         let filter = match q % 4 {
-            0 => AuditFilter { service: Some(format!("svc-{}", q % SERVICES)), ..Default::default() },
-            1 => AuditFilter { actor: Some(actors[q % 4].into()), ..Default::default() },
-            2 => AuditFilter { event_type: Some("step-started".into()), service: Some(format!("svc-{}", q % SERVICES)), ..Default::default() },
-            _ => AuditFilter { version: Some(format!("v{}", q * 7 % 1000)), ..Default::default() },
+            0 => AuditFilter {
+                service: Some(format!("svc-{}", q % SERVICES)),
+                ..Default::default()
+            },
+            1 => AuditFilter {
+                actor: Some(actors[q % 4].into()),
+                ..Default::default()
+            },
+            2 => AuditFilter {
+                event_type: Some("step-started".into()),
+                service: Some(format!("svc-{}", q % SERVICES)),
+                ..Default::default()
+            },
+            _ => AuditFilter {
+                version: Some(format!("v{}", q * 7 % 1000)),
+                ..Default::default()
+            },
         };
         let t = Instant::now();
-        let rows = trail.with_db(move |db| db.query(&filter, None, true, 100)).await?;
+        let rows = trail
+            .with_db(move |db| db.query(&filter, None, true, 100))
+            .await?;
         latencies.push(t.elapsed());
         assert!(!rows.is_empty() || q % 4 == 3);
     }
@@ -160,7 +201,10 @@ fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {
     let begin = format!("<!-- {name}:begin -->");
     let end = format!("<!-- {name}:end -->");
     let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
-        return Err(std::io::Error::other(format!("{} has no {begin} markers", path.display())));
+        return Err(std::io::Error::other(format!(
+            "{} has no {begin} markers",
+            path.display()
+        )));
     };
     std::fs::write(path, format!("{}{begin}\n{body}{}", &text[..b], &text[e..]))
 }

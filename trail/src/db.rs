@@ -16,6 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 pub enum DbError {
     #[error("trail database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("trail database (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
     #[error("trail database is corrupt: {0}")]
     Corrupt(String),
 }
@@ -42,7 +44,8 @@ impl Default for Checkpoint {
     }
 }
 
-pub struct TrailDb {
+/// The projection in one SQLite file (the default).
+pub struct SqliteProjection {
     conn: Connection,
     path: PathBuf,
 }
@@ -92,7 +95,7 @@ fn time(micros: i64) -> Result<DateTime<Utc>, DbError> {
         .ok_or_else(|| DbError::Corrupt(format!("time {micros}")))
 }
 
-impl TrailDb {
+impl SqliteProjection {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, DbError> {
         let path = path.as_ref().to_path_buf();
         let conn = Connection::open(&path)?;
@@ -100,7 +103,7 @@ impl TrailDb {
         conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))?;
         conn.execute_batch("PRAGMA synchronous=FULL;")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(TrailDb { conn, path })
+        Ok(SqliteProjection { conn, path })
     }
 
     pub fn path(&self) -> &Path {
@@ -241,13 +244,17 @@ impl TrailDb {
 
     /// The exported chain checkpoints, oldest first: (seq, position, head hash).
     pub fn chain_checkpoints(&self) -> Result<Vec<(u64, String, String)>, DbError> {
-        let mut stmt = self.conn.prepare_cached("SELECT seq, position, head FROM chain_checkpoints ORDER BY seq")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, position, head FROM chain_checkpoints ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Replaces everything with a rebuilt projection in one transaction.
-    pub fn replace_all(&mut self, rebuilt: &TrailDb) -> Result<(), DbError> {
+    pub fn replace_all(&mut self, rebuilt: &SqliteProjection) -> Result<(), DbError> {
         let other = rebuilt.path.display().to_string().replace('\'', "''");
         self.conn.execute_batch(&format!(
             "ATTACH DATABASE '{other}' AS rebuilt;
@@ -322,4 +329,109 @@ pub fn row_event(row: &AuditRow) -> Result<RecordedEvent, DbError> {
             occurred_at: row.occurred_at,
         },
     })
+}
+
+/// Where trail keeps its projection: its own SQLite file by default, or a PostgreSQL schema.
+pub enum TrailDb {
+    Sqlite(SqliteProjection),
+    Postgres(Box<crate::db_pg::PgProjection>),
+}
+
+impl TrailDb {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, DbError> {
+        SqliteProjection::open(path).map(TrailDb::Sqlite)
+    }
+
+    /// Blocking: call it outside the async runtime (e.g. in `spawn_blocking`).
+    pub fn open_postgres(url: &str, schema: &str) -> Result<Self, DbError> {
+        crate::db_pg::PgProjection::open(url, schema).map(|p| TrailDb::Postgres(Box::new(p)))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            TrailDb::Sqlite(db) => format!("sqlite file {}", db.path().display()),
+            TrailDb::Postgres(db) => format!("postgresql schema {}", db.schema()),
+        }
+    }
+
+    pub fn checkpoint(&mut self) -> Result<Checkpoint, DbError> {
+        match self {
+            TrailDb::Sqlite(db) => db.checkpoint(),
+            TrailDb::Postgres(db) => db.checkpoint(),
+        }
+    }
+
+    pub fn commit(&mut self, rows: &[AuditRow], checkpoint: &Checkpoint) -> Result<(), DbError> {
+        match self {
+            TrailDb::Sqlite(db) => db.commit(rows, checkpoint),
+            TrailDb::Postgres(db) => db.commit(rows, checkpoint),
+        }
+    }
+
+    pub fn query(
+        &mut self,
+        filter: &AuditFilter,
+        cursor: Option<u64>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<AuditRow>, DbError> {
+        match self {
+            TrailDb::Sqlite(db) => db.query(filter, cursor, newest_first, limit),
+            TrailDb::Postgres(db) => db.query(filter, cursor, newest_first, limit),
+        }
+    }
+
+    pub fn rows_after(&mut self, seq: u64, limit: usize) -> Result<Vec<AuditRow>, DbError> {
+        match self {
+            TrailDb::Sqlite(db) => db.rows_after(seq, limit),
+            TrailDb::Postgres(db) => db.rows_after(seq, limit),
+        }
+    }
+
+    pub fn chain_checkpoints(&mut self) -> Result<Vec<(u64, String, String)>, DbError> {
+        match self {
+            TrailDb::Sqlite(db) => db.chain_checkpoints(),
+            TrailDb::Postgres(db) => db.chain_checkpoints(),
+        }
+    }
+
+    /// A fresh, empty projection beside this one, for `rebuild`.
+    pub fn fresh_sibling(&self) -> Result<TrailDb, DbError> {
+        match self {
+            TrailDb::Sqlite(db) => {
+                let path = db.path().with_extension("rebuild.sqlite");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                TrailDb::open(path)
+            }
+            TrailDb::Postgres(db) => db.fresh_sibling().map(|p| TrailDb::Postgres(Box::new(p))),
+        }
+    }
+
+    /// Replaces this projection's contents with `rebuilt`'s in one transaction.
+    pub fn replace_all(&mut self, rebuilt: &TrailDb) -> Result<(), DbError> {
+        match (self, rebuilt) {
+            (TrailDb::Sqlite(live), TrailDb::Sqlite(fresh)) => live.replace_all(fresh),
+            (TrailDb::Postgres(live), TrailDb::Postgres(fresh)) => live.replace_all(fresh),
+            _ => Err(DbError::Corrupt(
+                "a rebuild must use the same kind of database".into(),
+            )),
+        }
+    }
+
+    /// Removes a fresh sibling after the switch.
+    pub fn discard(self) -> Result<(), DbError> {
+        match self {
+            TrailDb::Sqlite(db) => {
+                let path = db.path().to_path_buf();
+                drop(db);
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                Ok(())
+            }
+            TrailDb::Postgres(db) => (*db).drop_schema(),
+        }
+    }
 }

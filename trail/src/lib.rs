@@ -10,11 +10,11 @@
 
 pub mod api;
 pub mod db;
+pub mod db_pg;
 pub mod rebuild;
 pub mod runner;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use ionroller_shared::store::EventStore;
@@ -22,12 +22,11 @@ use ionroller_shared::store::EventStore;
 /// Runs the projector and the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     store: Arc<dyn EventStore>,
-    db_path: PathBuf,
+    db: db::TrailDb,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let db = db::TrailDb::open(&db_path).with_context(|| format!("open {}", db_path.display()))?;
     let trail = runner::Trail::new(store, db);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut projector_stop = stop_rx.clone();

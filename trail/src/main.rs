@@ -25,6 +25,11 @@ struct Cli {
     /// Trail's own projection file.
     #[arg(long, global = true, default_value = ".ionroller/trail.sqlite")]
     db: PathBuf,
+    /// Keep the projection in PostgreSQL instead (schema `--projection-schema`).
+    #[arg(long, global = true, env = "TRAIL_PROJECTION_POSTGRES_URL")]
+    projection_postgres: Option<String>,
+    #[arg(long, global = true, default_value = "trail")]
+    projection_schema: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +61,19 @@ async fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn EventStore>> {
     })
 }
 
+async fn open_db(cli: &Cli) -> anyhow::Result<ionroller_trail::db::TrailDb> {
+    use ionroller_trail::db::TrailDb;
+    match &cli.projection_postgres {
+        Some(url) => {
+            let (url, schema) = (url.clone(), cli.projection_schema.clone());
+            tokio::task::spawn_blocking(move || TrailDb::open_postgres(&url, &schema))
+                .await?
+                .context("open the PostgreSQL projection")
+        }
+        None => TrailDb::open(&cli.db).with_context(|| format!("open {}", cli.db.display())),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -76,18 +94,21 @@ async fn main() -> anyhow::Result<()> {
                 listener.local_addr()?,
                 store.describe()
             );
-            ionroller_trail::serve(store, cli.db.clone(), listener, async {
+            let db = open_db(&cli).await?;
+            println!("trail projection: {}", db.describe());
+            ionroller_trail::serve(store, db, listener, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
         }
         Command::Rebuild => {
-            let rows = ionroller_trail::rebuild::rebuild(store.as_ref(), &cli.db).await?;
-            println!("rebuilt {} audit rows into {}", rows, cli.db.display());
+            let db = open_db(&cli).await?;
+            let (db, rows) = ionroller_trail::rebuild::rebuild(store.as_ref(), db).await?;
+            println!("rebuilt {rows} audit rows into {}", db.describe());
             Ok(())
         }
         Command::Verify => {
-            let db = ionroller_trail::db::TrailDb::open(&cli.db)?;
+            let db = open_db(&cli).await?;
             let trail = ionroller_trail::runner::Trail::new(store, db);
             match ionroller_trail::api::verify_chain(&trail).await {
                 Ok(Ok(rows)) => {

@@ -28,9 +28,41 @@ fn event(event_type: &str, data: serde_json::Value) -> NewEvent {
     }
 }
 
-#[tokio::test]
+/// A fresh projection: trail's SQLite file, or a PostgreSQL schema in the test server.
+async fn projection(kind: &str, dir: &std::path::Path) -> Option<TrailDb> {
+    match kind {
+        "sqlite" => Some(TrailDb::open(dir.join("trail.sqlite")).unwrap()),
+        _ => {
+            let Ok(url) = std::env::var("IONROLLER_TEST_PG_URL") else {
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("IONROLLER_TEST_PG_URL is not set in CI: run scripts/test.sh");
+                }
+                eprintln!("\n*** SKIPPING the PostgreSQL projection test: IONROLLER_TEST_PG_URL is not set ***\n");
+                return None;
+            };
+            let schema = format!("trail_{}", uuid::Uuid::new_v4().simple());
+            Some(
+                tokio::task::spawn_blocking(move || TrailDb::open_postgres(&url, &schema))
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_types_are_kept_and_a_poison_event_stops_the_projection() {
+    for kind in ["sqlite", "postgres"] {
+        poison(kind).await;
+    }
+}
+
+async fn poison(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
+    let Some(db) = projection(kind, dir.path()).await else {
+        return;
+    };
     let store: Arc<dyn EventStore> = Arc::new(
         SqliteStore::open(dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap(),
     );
@@ -63,10 +95,7 @@ async fn unknown_types_are_kept_and_a_poison_event_stops_the_projection() {
         .await
         .unwrap();
 
-    let trail = Trail::new(
-        store.clone(),
-        TrailDb::open(dir.path().join("trail.sqlite")).unwrap(),
-    );
+    let trail = Trail::new(store.clone(), db);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
         trail.clone().run(std::future::pending()),
@@ -96,9 +125,18 @@ async fn unknown_types_are_kept_and_a_poison_event_stops_the_projection() {
     assert_eq!(rows[1].data, json!({ "anything": [1, 2] }));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_reproduces_the_projection() {
+    for kind in ["sqlite", "postgres"] {
+        rebuild(kind).await;
+    }
+}
+
+async fn rebuild(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
+    let Some(db) = projection(kind, dir.path()).await else {
+        return;
+    };
     let store: Arc<dyn EventStore> = Arc::new(
         SqliteStore::open(dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap(),
     );
@@ -116,8 +154,7 @@ async fn rebuild_reproduces_the_projection() {
             .await
             .unwrap();
     }
-    let db_path = dir.path().join("trail.sqlite");
-    let trail = Trail::new(store.clone(), TrailDb::open(&db_path).unwrap());
+    let trail = Trail::new(store.clone(), db);
     let runner = tokio::spawn(trail.clone().run(std::future::pending()));
     for _ in 0..100 {
         if trail.status.lock().unwrap().rows == 30 {
@@ -126,17 +163,55 @@ async fn rebuild_reproduces_the_projection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     runner.abort();
+    let _ = runner.await;
     let before = trail.with_db(|db| db.rows_after(0, 100)).await.unwrap();
     assert_eq!(before.len(), 30);
     // Damage the live projection, then rebuild it from the log.
-    rusqlite::Connection::open(&db_path)
-        .unwrap()
-        .execute("DELETE FROM audit WHERE seq > 10", [])
-        .unwrap();
-    let rows = ionroller_trail::rebuild::rebuild(store.as_ref(), &db_path)
+    match kind {
+        "sqlite" => {
+            rusqlite::Connection::open(dir.path().join("trail.sqlite"))
+                .unwrap()
+                .execute("DELETE FROM audit WHERE seq > 10", [])
+                .unwrap();
+        }
+        _ => {
+            let url = std::env::var("IONROLLER_TEST_PG_URL").unwrap();
+            let schema = trail.with_db(|db| Ok(db.describe())).await.unwrap();
+            let schema = schema.trim_start_matches("postgresql schema ").to_string();
+            tokio::task::spawn_blocking(move || {
+                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                client
+                    .execute(
+                        &format!("DELETE FROM \"{schema}\".audit WHERE seq > 10"),
+                        &[],
+                    )
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(
+        trail
+            .with_db(|db| db.rows_after(0, 100))
+            .await
+            .unwrap()
+            .len(),
+        10,
+        "damaged"
+    );
+    let live = match Arc::try_unwrap(trail) {
+        Ok(trail) => trail.db,
+        Err(_) => panic!("the runner still holds the projection"),
+    };
+    let live = Arc::try_unwrap(live).ok().unwrap().into_inner().unwrap();
+    let (mut live, rows) = ionroller_trail::rebuild::rebuild(store.as_ref(), live)
         .await
         .unwrap();
     assert_eq!(rows, 30);
-    let after = TrailDb::open(&db_path).unwrap().rows_after(0, 100).unwrap();
+    let after = tokio::task::spawn_blocking(move || live.rows_after(0, 100))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after, before);
 }
