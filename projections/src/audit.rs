@@ -52,9 +52,18 @@ impl AuditChain {
     }
 
     pub fn row(&mut self, event: &RecordedEvent) -> AuditRow {
+        let decoded = ServiceEvent::from_recorded(event).ok().flatten();
+        self.row_decoded(event, decoded.as_ref())
+    }
+
+    /// As [`AuditChain::row`], for a caller that has decoded the event already.
+    pub fn row_decoded(
+        &mut self,
+        event: &RecordedEvent,
+        decoded: Option<&ServiceEvent>,
+    ) -> AuditRow {
         self.seq += 1;
         self.head = next_hash(&self.head, event);
-        let decoded = ServiceEvent::from_recorded(event).ok().flatten();
         AuditRow {
             seq: self.seq,
             position: event.position.to_token(),
@@ -65,8 +74,8 @@ impl AuditChain {
             actor: event.metadata.actor.clone(),
             occurred_at: event.metadata.occurred_at,
             recorded_at: event.recorded_at,
-            version: decoded.as_ref().and_then(version_of),
-            summary: decoded.as_ref().map_or_else(
+            version: decoded.and_then(version_of),
+            summary: decoded.map_or_else(
                 || format!("{} (not known to this trail)", event.event_type),
                 summary,
             ),

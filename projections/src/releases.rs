@@ -94,11 +94,18 @@ impl ReleaseHistory {
     }
 
     pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), String> {
+        let decoded = ServiceEvent::from_recorded(event)?;
+        self.apply_decoded(event, decoded.as_ref());
+        Ok(())
+    }
+
+    /// As `apply`, for a caller that has decoded the event already (`None`: unknown type).
+    pub fn apply_decoded(&mut self, event: &RecordedEvent, decoded: Option<&ServiceEvent>) {
         let Some(service) = service_of(&event.stream) else {
-            return Ok(());
+            return;
         };
-        let Some(decoded) = ServiceEvent::from_recorded(event)? else {
-            return Ok(());
+        let Some(decoded) = decoded.cloned() else {
+            return;
         };
         let at = event.metadata.occurred_at;
         let progress = self.services.entry(service.to_string()).or_default();
@@ -196,7 +203,6 @@ impl ReleaseHistory {
             }
             _ => {}
         }
-        Ok(())
     }
 }
 

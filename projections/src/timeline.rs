@@ -40,11 +40,18 @@ pub struct TrafficTimeline {
 
 impl TrafficTimeline {
     pub fn apply(&mut self, event: &RecordedEvent) -> Result<(), String> {
+        let decoded = ServiceEvent::from_recorded(event)?;
+        self.apply_decoded(event, decoded.as_ref());
+        Ok(())
+    }
+
+    /// As `apply`, for a caller that has decoded the event already (`None`: unknown type).
+    pub fn apply_decoded(&mut self, event: &RecordedEvent, decoded: Option<&ServiceEvent>) {
         let Some(service) = service_of(&event.stream) else {
-            return Ok(());
+            return;
         };
-        let Some(decoded) = ServiceEvent::from_recorded(event)? else {
-            return Ok(());
+        let Some(decoded) = decoded.cloned() else {
+            return;
         };
         let at = event.metadata.occurred_at;
         match decoded {
@@ -89,7 +96,7 @@ impl TrafficTimeline {
                     .collect();
                 let intervals = self.services.entry(service.to_string()).or_default();
                 if intervals.last().is_some_and(|last| last.shares == shares) {
-                    return Ok(());
+                    return;
                 }
                 if let Some(last) = intervals.last_mut() {
                     last.to = Some(at);
@@ -102,7 +109,6 @@ impl TrafficTimeline {
             }
             _ => {}
         }
-        Ok(())
     }
 
     /// What served `service` at `time`: the interval containing it, if any.

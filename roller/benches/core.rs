@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p ionroller-roller --bench core -- [--write BENCHMARKS.md]`
 
-use std::path::{Path, PathBuf};
+#[path = "../../shared/benches/report.rs"]
+mod report;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -270,31 +273,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(log);
 
     let section = format!(
-        "Measured {} on {} cores; `cargo bench -p ionroller-roller --bench core`.\n\n\
+        "Measured {} on {}; `cargo bench -p ionroller-roller --bench core`.\n\n\
          | figure | measured | target |\n|---|---|---|\n\
          | fold rate, one service's 1,000,000-event stream ({n} rollouts), decode + evolve | {fold_rate:.0} events/s ({fold_secs:.2} s) | ≥ 2,000,000 events/s |\n\
          | rebuild of that stream from its latest snapshot (decode + fold the last {tail} events) | {restart_ms:.1} ms | < 1 s |\n\
          | one decision pass (observe + decide) over 10,000 services, pure core | {pass_ms:.1} ms | < 100 ms |\n\
          | memory of 10,000 folded service states (RSS growth) | {rss_mib:.0} MiB | < 1 GB |\n",
         Utc::now().format("%Y-%m-%d"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        report::machine(),
     );
     println!("{section}");
     if let Some(path) = write {
-        replace_section(&path, "roller-bench", &section)?;
+        report::replace_section(&path, "roller-bench", &section)?;
     }
     Ok(())
-}
-
-fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
-        return Err(std::io::Error::other(format!(
-            "{} has no {begin} markers",
-            path.display()
-        )));
-    };
-    std::fs::write(path, format!("{}{begin}\n{body}{}", &text[..b], &text[e..]))
 }

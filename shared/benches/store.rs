@@ -4,6 +4,9 @@
 //! `cargo bench -p ionroller-shared --bench store -- [--pg URL] [--write BENCHMARKS.md]`.
 //! With `--write`, the figures replace the section between the `store-bench` markers.
 
+#[path = "report.rs"]
+mod report;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -142,29 +145,6 @@ async fn measure(store: Arc<dyn EventStore>) -> Figures {
     }
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB RAM, virtual disk")
-}
-
 fn row(name: &str, f: &Figures, fsync: f64) -> String {
     format!(
         "| {name} | {:.0} ({:.0}% of fdatasync) | {:.0} | {:.0} | {:.0} (over {} events) |",
@@ -207,30 +187,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          | backend | single appends/s, 1 task | single appends/s, 16 tasks | events/s, batches of 100 | read_all events/s |\n\
          |---|---|---|---|---|\n{rows}\n",
         date = Utc::now().format("%Y-%m-%d"),
-        machine = machine(),
+        machine = report::machine(),
         secs = RUN_FOR.as_secs(),
         rows = rows.join("\n"),
     );
     println!("{section}");
     if let Some(path) = args.write {
-        replace_section(&path, "store-bench", &section)?;
+        report::replace_section(&path, "store-bench", &section)?;
         eprintln!("wrote {}", path.display());
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `path`.
-fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
-        return Err(std::io::Error::other(format!(
-            "{} has no {begin} ... {end} markers",
-            path.display()
-        )));
-    };
-    let updated = format!("{}{begin}\n{body}{}", &text[..b], &text[e..]);
-    std::fs::write(path, updated)
 }

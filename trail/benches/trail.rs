@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p ionroller-trail --bench trail -- [--write BENCHMARKS.md]`
 
-use std::path::{Path, PathBuf};
+#[path = "../../shared/benches/report.rs"]
+mod report;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -179,32 +182,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     runner.abort();
 
     let section = format!(
-        "Measured {} on {} cores; `cargo bench -p ionroller-trail --bench trail`. The log: {EVENTS} events \
+        "Measured {} on {}; `cargo bench -p ionroller-trail --bench trail`. The log: {EVENTS} events \
          in {SERVICES} service streams (observations, steps, alarms).\n\n\
          | figure | measured | target |\n|---|---|---|\n\
          | catch-up from an empty checkpoint (audit rows + chain + folds, committed in batches) | {rate:.0} events/s ({catch_up:.1} s) | ≥ 100,000 events/s |\n\
          | audit query with filters, 100 rows (service / actor / type+service / version) | p50 {audit_p50:.2} ms, p99 {audit_p99:.2} ms | p99 < 20 ms |\n\
          | `at` query through the HTTP handler | p50 {at_p50:.3} ms, p99 {at_p99:.3} ms | p99 < 5 ms |\n",
         Utc::now().format("%Y-%m-%d"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        report::machine(),
     );
     println!("{section}");
     if let Some(path) = write {
-        replace_section(&path, "trail-bench", &section)?;
+        report::replace_section(&path, "trail-bench", &section)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(path)?;
-    let begin = format!("<!-- {name}:begin -->");
-    let end = format!("<!-- {name}:end -->");
-    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
-        return Err(std::io::Error::other(format!(
-            "{} has no {begin} markers",
-            path.display()
-        )));
-    };
-    std::fs::write(path, format!("{}{begin}\n{body}{}", &text[..b], &text[e..]))
 }

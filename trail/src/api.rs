@@ -322,13 +322,12 @@ async fn metrics(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> 
         .lock()
         .map(|s| s.clone())
         .map_err(|_| TrailError::Internal("status lock".into()))?;
-    let sequence = |token: Option<String>| {
-        token
-            .and_then(|t| t.split('-').next().and_then(|n| n.parse::<u64>().ok()))
-            .unwrap_or(0)
-    };
-    let head = sequence(head.map(|p| p.to_token()));
-    let checkpoint = sequence(status.checkpoint.clone());
+    let head = head.map_or(0, |p| p.commit());
+    let checkpoint = status
+        .checkpoint
+        .as_deref()
+        .and_then(|t| ionroller_shared::store::Position::from_token(t).ok())
+        .map_or(0, |p| p.commit());
     let text = format!(
         "# HELP trail_store_head_position Position of the last event in the log.\n# TYPE trail_store_head_position gauge\ntrail_store_head_position {head}\n\
          # HELP trail_checkpoint_position Position of the last event projected.\n# TYPE trail_checkpoint_position gauge\ntrail_checkpoint_position {checkpoint}\n\

@@ -34,6 +34,24 @@ pub struct Checkpoint {
     pub head: Hash,
 }
 
+impl Checkpoint {
+    /// From its stored columns (either database).
+    pub(crate) fn from_stored(
+        position: Option<String>,
+        seq: i64,
+        head: String,
+    ) -> Result<Self, DbError> {
+        Ok(Checkpoint {
+            position: position
+                .map(|p| Position::from_token(&p))
+                .transpose()
+                .map_err(|e| DbError::Corrupt(e.to_string()))?,
+            seq: seq as u64,
+            head: from_hex(&head).ok_or_else(|| DbError::Corrupt("checkpoint head hash".into()))?,
+        })
+    }
+}
+
 impl Default for Checkpoint {
     fn default() -> Self {
         Checkpoint {
@@ -122,14 +140,7 @@ impl SqliteProjection {
         let Some((position, seq, head)) = row else {
             return Ok(Checkpoint::default());
         };
-        Ok(Checkpoint {
-            position: position
-                .map(|p| Position::from_token(&p))
-                .transpose()
-                .map_err(|e| DbError::Corrupt(e.to_string()))?,
-            seq: seq as u64,
-            head: from_hex(&head).ok_or_else(|| DbError::Corrupt("checkpoint head hash".into()))?,
-        })
+        Checkpoint::from_stored(position, seq, head)
     }
 
     /// Appends rows and moves the checkpoint, atomically.

@@ -5,8 +5,7 @@
 //! the SQLite projection.
 
 use ionroller_projections::audit::{AuditFilter, AuditRow};
-use ionroller_projections::chain::{from_hex, to_hex};
-use ionroller_shared::store::Position;
+use ionroller_projections::chain::to_hex;
 use postgres::{Client, NoTls};
 
 use crate::db::{Checkpoint, DbError, CHAIN_CHECKPOINT_EVERY};
@@ -99,17 +98,7 @@ impl PgProjection {
         let Some(row) = self.client()?.query_opt(&sql, &[])? else {
             return Ok(Checkpoint::default());
         };
-        let position: Option<String> = row.get(0);
-        let seq: i64 = row.get(1);
-        let head: String = row.get(2);
-        Ok(Checkpoint {
-            position: position
-                .map(|p| Position::from_token(&p))
-                .transpose()
-                .map_err(|e| DbError::Corrupt(e.to_string()))?,
-            seq: seq as u64,
-            head: from_hex(&head).ok_or_else(|| DbError::Corrupt("checkpoint head hash".into()))?,
-        })
+        Checkpoint::from_stored(row.get(0), row.get(1), row.get(2))
     }
 
     pub fn commit(&mut self, rows: &[AuditRow], checkpoint: &Checkpoint) -> Result<(), DbError> {

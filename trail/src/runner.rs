@@ -35,8 +35,14 @@ pub struct Folds {
 
 impl Folds {
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), String> {
-        self.releases.apply(event)?;
-        self.timeline.apply(event)
+        let decoded = ServiceEvent::from_recorded(event)?;
+        self.apply_decoded(event, decoded.as_ref());
+        Ok(())
+    }
+
+    fn apply_decoded(&mut self, event: &RecordedEvent, decoded: Option<&ServiceEvent>) {
+        self.releases.apply_decoded(event, decoded);
+        self.timeline.apply_decoded(event, decoded);
     }
 }
 
@@ -198,18 +204,22 @@ impl Trail {
         let mut poison = None;
         let mut projected = Vec::with_capacity(batch.len());
         for event in batch.drain(..) {
-            if let Err(why) = ServiceEvent::from_recorded(&event) {
-                poison = Some(TrailError::Poison {
-                    position: event.position,
-                    event_type: event.event_type.clone(),
-                    why,
-                });
-                break;
-            }
-            rows.push(chain.row(&event));
-            projected.push(event);
+            // Decoded once here; the audit row and the folds reuse it.
+            let decoded = match ServiceEvent::from_recorded(&event) {
+                Ok(decoded) => decoded,
+                Err(why) => {
+                    poison = Some(TrailError::Poison {
+                        position: event.position,
+                        event_type: event.event_type.clone(),
+                        why,
+                    });
+                    break;
+                }
+            };
+            rows.push(chain.row_decoded(&event, decoded.as_ref()));
+            projected.push((event, decoded));
         }
-        if let Some(last) = projected.last() {
+        if let Some((last, _)) = projected.last() {
             let checkpoint = Checkpoint {
                 position: Some(last.position),
                 seq: chain.seq,
@@ -224,9 +234,8 @@ impl Trail {
                 return Err(e);
             }
             if let Ok(mut folds) = self.folds.write() {
-                for event in &projected {
-                    // Decoding succeeded above, so folding cannot fail on this event's data.
-                    let _ = folds.apply(event);
+                for (event, decoded) in &projected {
+                    folds.apply_decoded(event, decoded.as_ref());
                 }
             }
             self.set_status(|s| {

@@ -689,13 +689,7 @@ async fn events(
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let head = state.store.head().await?;
-    let sequence = head.map_or(0, |p| {
-        p.to_token()
-            .split('-')
-            .next()
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    });
+    let sequence = head.map_or(0, |p| p.commit());
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
         state.metrics.render(sequence),

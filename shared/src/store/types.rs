@@ -130,6 +130,11 @@ impl Position {
         self.commit
     }
 
+    /// The commit part: a number that grows with the log, for lag metrics.
+    pub fn commit(self) -> u64 {
+        self.commit
+    }
+
     /// A stable text form, safe in URLs and `Last-Event-ID` headers.
     pub fn to_token(self) -> String {
         format!("{}-{}", self.commit, self.prepare)

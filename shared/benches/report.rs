@@ -1,0 +1,43 @@
+//! Shared by the bench binaries (included with `#[path]`): where figures are written and
+//! what machine they were measured on.
+#![allow(dead_code)] // Each bench uses what it needs.
+
+use std::path::Path;
+
+/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `path`.
+pub fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let (Some(b), Some(e)) = (text.find(&begin), text.find(&end)) else {
+        return Err(std::io::Error::other(format!(
+            "{} has no {begin} ... {end} markers",
+            path.display()
+        )));
+    };
+    std::fs::write(path, format!("{}{begin}\n{body}{}", &text[..b], &text[e..]))
+}
+
+/// Cores, CPU model and memory, for the figures' heading.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    format!("{cores} cores ({cpu}), {mem_gib:.0} GiB RAM, virtual disk")
+}
