@@ -15,53 +15,47 @@ pub type Hash = [u8; 32];
 
 pub const GENESIS: Hash = [0; 32];
 
-/// The event's identity and content, in canonical form.
+/// The event's identity and content, in canonical form: an object with its keys in order.
 pub fn canonical_bytes(event: &RecordedEvent) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(512);
     let meta = &event.metadata;
-    let fields: [(&str, Value); 12] = [
-        ("actor", Value::String(meta.actor.clone())),
-        (
-            "causation_id",
-            meta.causation_id
-                .map_or(Value::Null, |c| Value::String(c.to_string())),
-        ),
-        (
-            "correlation_id",
-            Value::String(meta.correlation_id.to_string()),
-        ),
-        ("data", event.data.clone()),
-        ("event_type", Value::String(event.event_type.clone())),
-        ("id", Value::String(event.id.to_string())),
-        (
-            "occurred_at",
-            Value::String(
-                meta.occurred_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ),
-        ),
-        ("position", Value::String(event.position.to_token())),
-        (
-            "recorded_at",
-            Value::String(
-                event
-                    .recorded_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ),
-        ),
-        ("revision", Value::from(event.revision.0)),
-        ("schema_version", Value::from(event.schema_version)),
-        ("stream", Value::String(event.stream.to_string())),
-    ];
+    let time =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     out.push(b'{');
-    for (i, (key, value)) in fields.iter().enumerate() {
-        if i > 0 {
+    let mut field = |out: &mut Vec<u8>, key: &str, first: bool| {
+        if !first {
             out.push(b',');
         }
-        write_string(&mut out, key);
+        write_string(out, key);
         out.push(b':');
-        write_canonical(&mut out, value);
+    };
+    field(&mut out, "actor", true);
+    write_string(&mut out, &meta.actor);
+    field(&mut out, "causation_id", false);
+    match meta.causation_id {
+        Some(c) => write_string(&mut out, &c.to_string()),
+        None => out.extend_from_slice(b"null"),
     }
+    field(&mut out, "correlation_id", false);
+    write_string(&mut out, &meta.correlation_id.to_string());
+    field(&mut out, "data", false);
+    write_canonical(&mut out, &event.data);
+    field(&mut out, "event_type", false);
+    write_string(&mut out, &event.event_type);
+    field(&mut out, "id", false);
+    write_string(&mut out, &event.id.to_string());
+    field(&mut out, "occurred_at", false);
+    write_string(&mut out, &time(&meta.occurred_at));
+    field(&mut out, "position", false);
+    write_string(&mut out, &event.position.to_token());
+    field(&mut out, "recorded_at", false);
+    write_string(&mut out, &time(&event.recorded_at));
+    field(&mut out, "revision", false);
+    out.extend_from_slice(event.revision.0.to_string().as_bytes());
+    field(&mut out, "schema_version", false);
+    out.extend_from_slice(event.schema_version.to_string().as_bytes());
+    field(&mut out, "stream", false);
+    write_string(&mut out, event.stream.as_str());
     out.push(b'}');
     out
 }
@@ -119,8 +113,10 @@ fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
+/// A JSON string literal, escaped as serde_json escapes it.
 fn write_string(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(Value::String(s.to_string()).to_string().as_bytes());
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]

@@ -25,7 +25,6 @@ use ionroller_trail::runner::Trail;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-const EVENTS: usize = 1_000_000;
 const SERVICES: usize = 1_000;
 const BATCH: usize = 100;
 
@@ -89,6 +88,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_while(|a| a != "--write")
         .nth(1)
         .map(PathBuf::from);
+    // 1,000,000 by default; fewer for a quick profile.
+    let events: usize = std::env::var("TRAIL_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("trail-bench");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -98,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     let started = Instant::now();
     let actors = ["alice", "bob", "roller", "carol"];
-    for b in 0..EVENTS / BATCH {
+    for b in 0..events / BATCH {
         let service = format!("svc-{}", b % SERVICES);
         let stream = StreamId::new(format!("service:{service}"))?;
         let batch = (0..BATCH)
@@ -117,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.append(&stream, ExpectedRevision::Any, batch).await?;
     }
     eprintln!(
-        "wrote {EVENTS} events in {:.0}s",
+        "wrote {events} events in {:.0}s",
         started.elapsed().as_secs_f64()
     );
 
@@ -125,11 +129,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trail = Trail::new(store.clone(), TrailDb::open(dir.join("trail.sqlite"))?);
     let started = Instant::now();
     let runner = tokio::spawn(trail.clone().run(std::future::pending()));
-    while trail.status.lock().map(|s| s.rows).unwrap_or(0) < EVENTS as u64 {
+    while trail.status.lock().map(|s| s.rows).unwrap_or(0) < events as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let catch_up = started.elapsed().as_secs_f64();
-    let rate = EVENTS as f64 / catch_up;
+    let rate = events as f64 / catch_up;
     eprintln!("catch-up: {rate:.0} events/s");
 
     // Audit queries with filters, 100 rows a page.
@@ -182,7 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     runner.abort();
 
     let section = format!(
-        "Measured {} on {}; `cargo bench -p ionroller-trail --bench trail`. The log: {EVENTS} events \
+        "Measured {} on {}; `cargo bench -p ionroller-trail --bench trail`. The log: {events} events \
          in {SERVICES} service streams (observations, steps, alarms).\n\n\
          | figure | measured | target |\n|---|---|---|\n\
          | catch-up from an empty checkpoint (audit rows + chain + folds, committed in batches) | {rate:.0} events/s ({catch_up:.1} s) | ≥ 100,000 events/s |\n\

@@ -87,6 +87,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_service ON audit (service, seq);
 CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, seq);
 CREATE INDEX IF NOT EXISTS audit_type ON audit (event_type, seq);
+CREATE INDEX IF NOT EXISTS audit_service_type ON audit (service, event_type, seq);
 CREATE INDEX IF NOT EXISTS audit_version ON audit (version, seq);
 CREATE INDEX IF NOT EXISTS audit_time ON audit (occurred_at);
 CREATE TABLE IF NOT EXISTS chain_checkpoints (

@@ -62,6 +62,7 @@ impl PgProjection {
              CREATE INDEX IF NOT EXISTS audit_service ON \"{schema}\".audit (service, seq);
              CREATE INDEX IF NOT EXISTS audit_actor ON \"{schema}\".audit (actor, seq);
              CREATE INDEX IF NOT EXISTS audit_type ON \"{schema}\".audit (event_type, seq);
+             CREATE INDEX IF NOT EXISTS audit_service_type ON \"{schema}\".audit (service, event_type, seq);
              CREATE INDEX IF NOT EXISTS audit_version ON \"{schema}\".audit (version, seq);
              CREATE INDEX IF NOT EXISTS audit_time ON \"{schema}\".audit (occurred_at);
              CREATE TABLE IF NOT EXISTS \"{schema}\".chain_checkpoints (
