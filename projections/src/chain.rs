@@ -22,7 +22,7 @@ pub fn canonical_bytes(event: &RecordedEvent) -> Vec<u8> {
     let time =
         |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     out.push(b'{');
-    let mut field = |out: &mut Vec<u8>, key: &str, first: bool| {
+    let field = |out: &mut Vec<u8>, key: &str, first: bool| {
         if !first {
             out.push(b',');
         }

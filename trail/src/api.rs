@@ -356,35 +356,49 @@ async fn feed(
                 ApiError::param("Last-Event-ID", "must be the id (seq) of an earlier row")
             })?,
     };
-    let live = trail.feed.subscribe();
-    let stored = trail.with_db(move |db| db.rows_after(after, 1000)).await?;
-    let mut last = stored.last().map_or(after, |r| r.seq);
-    let to_event = |row: &ionroller_projections::audit::AuditRow| {
-        Ok(Event::default()
-            .id(row.seq.to_string())
-            .event("audit")
-            .data(serde_json::to_string(row).unwrap_or_default()))
+    // Stored rows are the truth; the broadcast only says "something new". Each step sends
+    // stored rows after the last one sent, and waits for the broadcast only when there are
+    // none, so a client far behind (or a lagging broadcast) never misses a row.
+    struct Feed {
+        trail: Arc<Trail>,
+        live: tokio::sync::broadcast::Receiver<ionroller_projections::audit::AuditRow>,
+        last: u64,
+        pending: std::collections::VecDeque<ionroller_projections::audit::AuditRow>,
+    }
+    let state = Feed {
+        live: trail.feed.subscribe(),
+        trail,
+        last: after,
+        pending: Default::default(),
     };
-    let history: Vec<Result<Event, Infallible>> = stored.iter().map(to_event).collect();
-    let live = futures::stream::unfold(live, |mut rx| async move {
+    let rows = futures::stream::unfold(state, |mut st| async move {
         loop {
-            match rx.recv().await {
-                Ok(row) => return Some((row, rx)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            if let Some(row) = st.pending.pop_front() {
+                st.last = row.seq;
+                return Some((row, st));
+            }
+            let last = st.last;
+            match st.trail.with_db(move |db| db.rows_after(last, 500)).await {
+                Ok(rows) if !rows.is_empty() => {
+                    st.pending.extend(rows);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+            match st.live.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return None,
             }
         }
-    })
-    .filter_map(move |row| {
-        let fresh = row.seq > last;
-        if fresh {
-            last = row.seq;
-        }
-        let event = fresh.then(|| to_event(&row));
-        async move { event }
     });
-    Ok(Sse::new(futures::stream::iter(history).chain(live))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let events = rows.map(|row| {
+        Ok(Event::default()
+            .id(row.seq.to_string())
+            .event("audit")
+            .data(serde_json::to_string(&row).unwrap_or_default()))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 fn openapi() -> serde_json::Value {

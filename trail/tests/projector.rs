@@ -215,3 +215,71 @@ async fn rebuild(kind: &str) {
         .unwrap();
     assert_eq!(after, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_resumes_far_behind_without_missing_rows() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap(),
+    );
+    for i in 0..12 {
+        let batch = (0..100)
+            .map(|_| event("pause-requested", json!({ "reason": "r" })))
+            .collect();
+        let s = StreamId::new(format!("service:s{i}")).unwrap();
+        store
+            .append(&s, ExpectedRevision::NoStream, batch)
+            .await
+            .unwrap();
+    }
+    let trail = Trail::new(
+        store.clone(),
+        TrailDb::open(dir.path().join("trail.sqlite")).unwrap(),
+    );
+    let runner = tokio::spawn(trail.clone().run(std::future::pending()));
+    for _ in 0..200 {
+        if trail.status.lock().unwrap().rows == 1200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let request = Request::builder()
+        .uri("/v1/feed")
+        .header("last-event-id", "150")
+        .body(Body::empty())
+        .unwrap();
+    let response = ionroller_trail::api::app(trail.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let mut ids = Vec::new();
+    while ids.len() < 1050 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            if let Some(id) = block.lines().find_map(|l| l.strip_prefix("id:")) {
+                ids.push(id.trim().parse::<u64>().unwrap());
+            }
+        }
+    }
+    assert_eq!(
+        ids,
+        (151..=1200).collect::<Vec<_>>(),
+        "every row after 150, in order, none twice"
+    );
+    runner.abort();
+}
