@@ -469,6 +469,7 @@ async fn rollback(
     command(&state, &service, &actor, |s| {
         // Mid-rollout with no explicit version: send traffic back, as an abort does.
         if let (Some(r), None) = (&s.rollout, &body.to_version) {
+            not_reverting(r, "roll back")?;
             answer = json!({ "rollout_id": r.id, "action": "abort" });
             return Ok(vec![ServiceEvent::AbortRequested {
                 reason: body.reason.clone().or(Some("rollback requested".into())),
@@ -481,7 +482,9 @@ async fn rollback(
                 .iter()
                 .rev()
                 .find(|h| {
-                    h.outcome == crate::core::state::Outcome::Completed && h.from_version.is_some()
+                    h.outcome == crate::core::state::Outcome::Completed
+                        && h.from_version.is_some()
+                        && h.from_version.as_deref() != s.stable_version()
                 })
                 .and_then(|h| h.from_version.clone())
                 .ok_or_else(|| {

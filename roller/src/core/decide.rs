@@ -23,8 +23,7 @@ use ionroller_shared::events::{
 use super::plan::{action_id, compute_plan};
 use super::state::{action_key, ActionStatus, Rollout, RolloutKind, ServiceState, Stage};
 
-/// A failed action is retried after 2^attempt seconds (capped), up to this many attempts.
-const MAX_ATTEMPTS: u32 = 8;
+/// A failed action is retried after 2^attempt seconds, capped at this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub fn decide(state: &ServiceState, now: DateTime<Utc>) -> Vec<ServiceEvent> {
@@ -125,7 +124,15 @@ fn decide_rollout(
         }
     }
     let deadline = plan.progress_deadline;
-    let waited = (now - rollout.stage_since).to_std().unwrap_or_default();
+    // A timed pause is waiting by design: the deadline runs from its end.
+    let clock_start = match &rollout.stage {
+        Stage::StepDone { step, at } => match plan.steps.get(*step).and_then(|s| s.pause) {
+            Some(Pause::For(d)) => *at + chrono::Duration::from_std(d.0).unwrap_or_default(),
+            _ => rollout.stage_since,
+        },
+        _ => rollout.stage_since,
+    };
+    let waited = (now - clock_start).to_std().unwrap_or_default();
     if !rollout.waits_for_a_person() && waited > deadline.0 {
         return rollback(
             id,
@@ -251,14 +258,18 @@ fn decide_steady(
         }
         let desired = desired_registrations(state, Some(&stable.name), None, 0);
         if let Some(action) = traffic_action(state, &desired, lb, min) {
-            let mut events = vec![ServiceEvent::DriftDetected {
-                description: format!(
-                    "the load balancer {lb} does not match {}: {}",
-                    stable.name,
-                    action.describe()
-                ),
-            }];
-            events.extend(intend(state, action, now));
+            let description = format!(
+                "the load balancer {lb} does not match {}: {}",
+                stable.name,
+                action.describe()
+            );
+            let intent = intend(state, action, now);
+            // Recorded once per repair attempt, not on every pass while one backs off.
+            if intent.is_empty() {
+                return intent;
+            }
+            let mut events = vec![ServiceEvent::DriftDetected { description }];
+            events.extend(intent);
             return events;
         }
     }
@@ -322,7 +333,8 @@ fn repair(
             rollout_id,
             version: version.to_string(),
             reason: Some("repair: serving environment terminated outside ionroller".into()),
-            override_alarms: false,
+            // A repair restores what ran; an alarm firing because it is gone must not stop it.
+            override_alarms: true,
         },
         ServiceEvent::PlanComputed { rollout_id, plan },
     ]
@@ -361,9 +373,8 @@ fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<Servi
     let attempt = match state.last_action(&key) {
         Some(last) => match &last.status {
             ActionStatus::Failed { at, .. } => {
-                if last.attempt >= MAX_ATTEMPTS {
-                    return Vec::new(); // The progress deadline ends the rollout.
-                }
+                // Backoff doubles up to MAX_BACKOFF and then stays there: a rollback or a
+                // repair must never give up while the cloud is failing.
                 let backoff = Duration::from_secs(1 << last.attempt.min(6)).min(MAX_BACKOFF);
                 if (now - *at).to_std().unwrap_or_default() < backoff {
                     return Vec::new();

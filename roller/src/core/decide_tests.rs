@@ -506,7 +506,11 @@ fn paused_rollouts_hold_still() {
         "no progress and no deadline while paused"
     );
     h.push(501, ServiceEvent::ResumeRequested {});
-    assert_eq!(h.decide(501).len(), 1);
+    // The pause did not count against the deadline: the step goes on.
+    assert_eq!(
+        kinds(&h.decide(501)),
+        vec![format!("register i-{env}-0,i-{env}-1")]
+    );
 }
 
 #[test]
@@ -722,4 +726,78 @@ fn a_ramped_rollback_steps_down_through_the_lower_steps() {
     );
     h.registered(19, &old.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(kinds(&h.decide(19)), vec!["rolled-back"]);
+}
+
+#[test]
+fn a_timed_pause_longer_than_the_deadline_is_not_a_stall() {
+    let mut config = example();
+    config.rollout.canary = None;
+    config.rollout.pause = Pause::For(HumanDuration(std::time::Duration::from_secs(300)));
+    let mut h = History::with(config);
+    let (id, env) = h.release(1, "v1", false);
+    h.green(2, &env, "v1");
+    h.push(
+        2,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 0,
+            percent: 25,
+        },
+    );
+    h.push(
+        3,
+        ServiceEvent::StepCompleted {
+            rollout_id: id,
+            step: 0,
+        },
+    );
+    assert!(
+        h.decide(250).is_empty(),
+        "inside a 5m pause with a 2m deadline: still waiting"
+    );
+    assert_eq!(kinds(&h.decide(303)), vec!["step 1 50%"]);
+}
+
+#[test]
+fn a_rollback_is_not_undone_by_the_alarm_that_caused_it() {
+    let mut h = History::serving_v1();
+    h.alarm(5, AlarmState::Alarm);
+    let id = Uuid::from_u128(77);
+    h.push(
+        6,
+        ServiceEvent::RollbackRequested {
+            rollout_id: id,
+            to_version: "v0".into(),
+            reason: None,
+        },
+    );
+    let plan = compute_plan(&example(), &RolloutKind::Rollback, "hello-v0".into(), false);
+    h.push(
+        6,
+        ServiceEvent::PlanComputed {
+            rollout_id: id,
+            plan,
+        },
+    );
+    assert_eq!(kinds(&h.decide(6)), vec!["create hello-v0"]);
+    h.alarm(7, AlarmState::Ok).alarm(8, AlarmState::Alarm);
+    assert!(
+        kinds(&h.decide(8))[0].starts_with("rollback:"),
+        "a new alarm still counts"
+    );
+}
+
+#[test]
+fn only_an_environment_that_served_is_warm() {
+    let mut h = History::serving_v1();
+    let (_, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    assert!(
+        h.state.warm_environment("v2", 1).is_none(),
+        "the rollout's own target is not warm"
+    );
+    assert!(
+        h.state.warm_environment("v1", 1).is_some(),
+        "the serving version is"
+    );
 }

@@ -51,6 +51,10 @@ pub struct Environment {
     pub observed: Option<EnvironmentView>,
     pub unused_since: Option<DateTime<Utc>>,
     pub terminated: bool,
+    /// It once served all traffic (a rollout to it completed): only such an environment is
+    /// reused as warm. A rolled-back or half-launched one is not a known-good version.
+    #[serde(default)]
+    pub served: bool,
 }
 
 impl Environment {
@@ -107,6 +111,9 @@ pub struct Rollout {
     pub stage: Stage,
     pub stage_since: DateTime<Utc>,
     pub paused: bool,
+    /// When the current pause began; on resume the stage's clock moves on by its length.
+    #[serde(default)]
+    pub paused_since: Option<DateTime<Utc>>,
     /// A promote arrived for the current wait.
     pub promoted: bool,
 }
@@ -229,11 +236,19 @@ impl ServiceState {
     }
 
     /// A live (not terminated) environment running `version` with `config_version`.
+    /// A live environment of `version` and `config_version` that served all traffic before,
+    /// is not the target of the rollout in progress, and is not being terminated.
     pub fn warm_environment(&self, version: &str, config_version: u32) -> Option<&Environment> {
+        let current_target = self.rollout.as_ref().and_then(|r| r.target());
         self.environments.values().find(|e| {
             e.version == version
                 && e.config_version == config_version
+                && e.served
                 && !e.terminated
+                && Some(e.name.as_str()) != current_target
+                && self
+                    .last_action(&format!("terminate:{}", e.name))
+                    .is_none_or(|r| matches!(r.status, ActionStatus::Failed { .. }))
                 && e.observed
                     .as_ref()
                     .is_some_and(|v| v.status != EnvironmentStatus::Terminated)
@@ -317,6 +332,7 @@ impl ServiceState {
                 if let Some(t) = &target {
                     if let Some(env) = self.environments.get_mut(t) {
                         env.unused_since = None;
+                        env.served = true;
                     }
                 }
                 self.stable = target.clone();
@@ -390,6 +406,7 @@ impl ServiceState {
             stage: Stage::Launching,
             stage_since: at,
             paused: false,
+            paused_since: None,
             promoted: false,
         });
     }
@@ -470,7 +487,8 @@ pub fn evolve(
                 kind: RolloutKind::Rollback,
                 version: to_version.clone(),
                 reason: reason.clone(),
-                override_alarms: false,
+                // Often the firing alarm is why one rolls back; only new alarms count.
+                override_alarms: true,
             },
             at,
             actor,
@@ -491,6 +509,7 @@ pub fn evolve(
                             observed: None,
                             unused_since: None,
                             terminated: false,
+                            served: false,
                         });
                     e.unused_since = None;
                 }
@@ -498,12 +517,19 @@ pub fn evolve(
         }
         ServiceEvent::PauseRequested { .. } => {
             if let Some(r) = state.rollout.as_mut() {
-                r.paused = true;
+                if !r.paused {
+                    r.paused = true;
+                    r.paused_since = Some(at);
+                }
             }
         }
         ServiceEvent::ResumeRequested {} => {
             if let Some(r) = state.rollout.as_mut() {
                 r.paused = false;
+                // Time spent paused does not count against the progress deadline.
+                if let Some(since) = r.paused_since.take() {
+                    r.stage_since += at - since;
+                }
             }
         }
         ServiceEvent::PromoteRequested {} => {
@@ -570,6 +596,7 @@ pub fn evolve(
                     observed: None,
                     unused_since: None,
                     terminated: false,
+                    served: false,
                 });
             if environment.status == EnvironmentStatus::Terminated {
                 e.terminated = true;

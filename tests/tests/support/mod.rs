@@ -56,6 +56,8 @@ impl Server {
                 "up",
                 "--listen",
                 "127.0.0.1:0",
+                "--trail-listen",
+                "127.0.0.1:0",
                 "--interval-ms",
                 "200",
                 "--data-dir",
@@ -63,7 +65,7 @@ impl Server {
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("start ionroller up");
         let stdout = child.stdout.take().expect("stdout");
