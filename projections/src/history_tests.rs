@@ -476,3 +476,57 @@ fn audit_rows_filter_and_the_chain_names_the_first_tampered_row() {
     rehashed[3].data = serde_json::json!({ "forged": true });
     assert_eq!(verify(rehashed.iter().zip(&s.events)), Err(4));
 }
+
+#[test]
+fn waiting_for_people_counts_each_wait_once_and_ends_at_an_abort() {
+    let id = Uuid::from_u128(9);
+    let mut s = Script::default();
+    s.at(0, "alice", release(9, "v1"))
+        .at(
+            0,
+            "alice",
+            E::PlanComputed {
+                rollout_id: id,
+                plan: plan("a", &[(10, Some(Pause::UntilPromoted)), (100, None)]),
+            },
+        )
+        .at(
+            5,
+            "roller",
+            E::StepStarted {
+                rollout_id: id,
+                step: 0,
+                percent: 10,
+            },
+        )
+        .at(
+            10,
+            "roller",
+            E::StepCompleted {
+                rollout_id: id,
+                step: 0,
+            },
+        )
+        // Paused while already waiting for a promote: still one wait.
+        .at(20, "alice", E::PauseRequested { reason: None })
+        .at(40, "alice", E::AbortRequested { reason: None })
+        .at(
+            100,
+            "roller",
+            E::RolledBack {
+                rollout_id: id,
+                cause: RollbackCause::Aborted {
+                    by: "alice".into(),
+                    reason: None,
+                },
+            },
+        );
+    let mut history = ReleaseHistory::default();
+    for e in &s.events {
+        history.apply(e).unwrap();
+    }
+    assert_eq!(
+        history.releases[0].waiting_for_people_secs, 30.0,
+        "from 10 to the abort at 40"
+    );
+}

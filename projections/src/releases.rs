@@ -150,10 +150,26 @@ impl ReleaseHistory {
             }
             ServiceEvent::PlanComputed { plan, .. } => progress.plan = Some(plan),
             ServiceEvent::TestEndpointReady { .. } => progress.waiting_since = Some(at),
-            ServiceEvent::PauseRequested { .. } => progress.paused_since = Some(at),
+            // A pause during a wait for a promote is the same wait: count it once.
+            ServiceEvent::PauseRequested { .. } => {
+                if progress.waiting_since.is_none() && progress.paused_since.is_none() {
+                    progress.paused_since = Some(at);
+                }
+            }
             ServiceEvent::ResumeRequested {} => {
                 if let (Some(since), Some(r)) = (progress.paused_since.take(), release) {
                     r.waiting_for_people_secs += secs(since, at);
+                }
+            }
+            // An abort ends any wait for people; the revert after it is the machine's time.
+            ServiceEvent::AbortRequested { .. } => {
+                if let Some(r) = release {
+                    for since in [progress.waiting_since.take(), progress.paused_since.take()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        r.waiting_for_people_secs += secs(since, at);
+                    }
                 }
             }
             ServiceEvent::StepStarted { step, percent, .. } => {
