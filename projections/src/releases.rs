@@ -151,10 +151,10 @@ impl ReleaseHistory {
             ServiceEvent::PlanComputed { plan, .. } => progress.plan = Some(plan),
             ServiceEvent::TestEndpointReady { .. } => progress.waiting_since = Some(at),
             // A pause during a wait for a promote is the same wait: count it once.
-            ServiceEvent::PauseRequested { .. } => {
-                if progress.waiting_since.is_none() && progress.paused_since.is_none() {
-                    progress.paused_since = Some(at);
-                }
+            ServiceEvent::PauseRequested { .. }
+                if progress.waiting_since.is_none() && progress.paused_since.is_none() =>
+            {
+                progress.paused_since = Some(at);
             }
             ServiceEvent::ResumeRequested {} => {
                 if let (Some(since), Some(r)) = (progress.paused_since.take(), release) {
