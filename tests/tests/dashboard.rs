@@ -43,23 +43,11 @@ async fn the_dashboard_shows_services_releases_delivery_and_a_live_audit_table()
     std::fs::write(&config, example_config()).unwrap();
     server.cli_ok(&["config", "set", "hello", config.to_str().unwrap()]);
     let release = server.cli_spawn(&["release", "hello", "v1"]);
-    server
-        .wait_for("hello", 30, "the canary", |s| {
-            s["rollout"]["waiting_for"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("promote"))
-        })
-        .await;
+    server.wait_for_promote("the canary").await;
     server.cli_ok(&["promote", "hello"]);
     assert_eq!(release.wait_with_output().unwrap().status.code(), Some(0));
     let release = server.cli_spawn(&["release", "hello", "v2"]);
-    server
-        .wait_for("hello", 30, "v2's canary", |s| {
-            s["rollout"]["waiting_for"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("promote"))
-        })
-        .await;
+    server.wait_for_promote("v2's canary").await;
     server.cli_ok(&["sim", "alarm", "hello-5xx", "ALARM"]);
     assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
     tokio::time::sleep(Duration::from_millis(500)).await;

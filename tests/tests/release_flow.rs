@@ -53,11 +53,7 @@ async fn release_canary_promote_steps_then_alarm_rollback() {
     // v1: nothing runs yet. The CLI follows until the canary waits, and a promote finishes it.
     let release = server.cli_spawn(&["release", "hello", "v1"]);
     server
-        .wait_for("hello", 20, "v1 canary to wait for a promote", |s| {
-            s["rollout"]["waiting_for"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("promote"))
-        })
+        .wait_for_promote("v1 canary to wait for a promote")
         .await;
     server.cli_ok(&["promote", "hello"]);
     let (code, out) = finish(release);
@@ -72,13 +68,7 @@ async fn release_canary_promote_steps_then_alarm_rollback() {
     // v2: the canary holds at one new instance beside two old ones until promoted, then the
     // steps move traffic: 25% (1 new : 2 old), 50% (1 : 1), 100%.
     let release = server.cli_spawn(&["release", "hello", "v2", "--reason", "new greeting"]);
-    let canary = server
-        .wait_for("hello", 20, "v2 canary to wait", |s| {
-            s["rollout"]["waiting_for"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("promote"))
-        })
-        .await;
+    let canary = server.wait_for_promote("v2 canary to wait").await;
     assert_eq!(share(&canary, "v2"), 33, "{canary:#}");
     tokio::time::sleep(Duration::from_millis(600)).await;
     let still = server.get("/v1/services/hello").await;
@@ -114,13 +104,7 @@ async fn release_canary_promote_steps_then_alarm_rollback() {
 
     // v3: an alarm during the 50% step rolls back to v2 within one poll interval.
     let release = server.cli_spawn(&["release", "hello", "v3"]);
-    server
-        .wait_for("hello", 20, "v3 canary", |s| {
-            s["rollout"]["waiting_for"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("promote"))
-        })
-        .await;
+    server.wait_for_promote("v3 canary").await;
     server.cli_ok(&["promote", "hello"]);
     server
         .wait_for("hello", 20, "v3 at 50%", |s| {

@@ -16,16 +16,6 @@ use rand::Rng;
 use serde_json::{json, Value};
 use support::*;
 
-async fn waiting_for_promote(server: &Server) {
-    server
-        .wait_for("hello", 30, "a wait for promote", |s| {
-            s["rollout"]["waiting_for"]
-                .as_str()
-                .is_some_and(|w| w.starts_with("promote"))
-        })
-        .await;
-}
-
 async fn trail_caught_up(server: &Server) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -58,7 +48,7 @@ async fn trail_reports_exactly_what_happened() {
     // v1 and v2 complete, each through its canary promote.
     for version in ["v1", "v2"] {
         let release = server.cli_spawn(&["release", "hello", version]);
-        waiting_for_promote(&server).await;
+        server.wait_for_promote("a wait for promote").await;
         server.cli_ok(&["promote", "hello"]);
         assert_eq!(release.wait_with_output().unwrap().status.code(), Some(0));
     }
@@ -67,7 +57,7 @@ async fn trail_reports_exactly_what_happened() {
 
     // v3 rolls back on an alarm; v4 is aborted by hand.
     let release = server.cli_spawn(&["release", "hello", "v3"]);
-    waiting_for_promote(&server).await;
+    server.wait_for_promote("a wait for promote").await;
     server.cli_ok(&[
         "sim",
         "alarm",
@@ -86,7 +76,7 @@ async fn trail_reports_exactly_what_happened() {
         })
         .await;
     let release = server.cli_spawn(&["release", "hello", "v4"]);
-    waiting_for_promote(&server).await;
+    server.wait_for_promote("a wait for promote").await;
     server.cli_ok(&["abort", "hello", "--reason", "wrong build"]);
     assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
     trail_caught_up(&server).await;

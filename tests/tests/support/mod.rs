@@ -199,6 +199,18 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Waits until the service's rollout waits for a promote (a canary or an `until_promoted` pause).
+    pub async fn wait_for_promote(&self, what: &str) -> Value {
+        self.wait_for("hello", 30, what, |s| {
+            s["rollout"]["waiting_for"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("promote"))
+        })
+        .await
+    }
+}
+
 /// The share of in-service traffic on `version` in a status answer, in percent.
 pub fn share(status: &Value, version: &str) -> u32 {
     let total: f64 = status["traffic"]
