@@ -150,6 +150,8 @@ pub fn summary(event: &ServiceEvent) -> String {
         ActionFailed { error, attempt, .. } => {
             format!("action failed (attempt {attempt}): {error}")
         }
+        ObservationFailed { error } => format!("observing the cloud failed: {error}"),
+        ObservationRecovered {} => "observing the cloud works again".to_string(),
         EnvironmentObserved { environment } => format!(
             "environment {} is {:?}/{:?} with {} instance(s)",
             environment.name,

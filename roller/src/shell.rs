@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
+use crate::core::observe::observation_failed;
 use crate::core::plan::event_id;
 use crate::core::state::apply_recorded;
 use crate::core::{decide, observe, ServiceState};
@@ -162,6 +163,8 @@ impl Roller {
             }
             Err(e) => {
                 tracing::warn!(service, error = %e, "observing the cloud failed");
+                let events = observation_failed(self.fold(service), &e.to_string());
+                self.append(service, events).await?;
                 return Ok(());
             }
         }
@@ -185,9 +188,17 @@ impl Roller {
             .pending_actions()
             .map(|(id, r)| (*id, r.attempt, r.action.clone()))
             .collect();
+        // An action is only ever intended for a configured service.
+        let Some(config) = self.fold(service).latest_config().map(|c| c.config.clone()) else {
+            return Ok(());
+        };
         for (action_id, attempt, action) in pending {
             tracing::info!(service, action = %action.describe(), attempt, "executing");
-            let outcome = match self.cloud.execute(service, &action).await {
+            let outcome = match self
+                .cloud
+                .execute(service, &config, action_id, &action)
+                .await
+            {
                 Ok(detail) => {
                     Metrics::add(&self.metrics.actions_succeeded, 1);
                     ServiceEvent::ActionSucceeded {

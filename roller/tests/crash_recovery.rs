@@ -75,8 +75,10 @@ async fn intent_recorded_and_call_made_before_the_crash() {
         .await;
     let action = record_intent_then_crash(&w).await;
     // The call reached the cloud, then the process died before recording the outcome.
+    let config: ionroller_shared::config::ServiceConfig =
+        serde_json::from_str(HELLO).expect("config");
     w.sim
-        .execute("hello", &action)
+        .execute("hello", &config, uuid::Uuid::new_v4(), &action)
         .await
         .expect("the call before the crash");
     let events = restarted_roller_finishes(&mut w).await;

@@ -84,6 +84,13 @@ pub enum ServiceEvent {
         attempt: u32,
         error: String,
     },
+    /// The cloud could not be observed (the error names the call and the AWS error code).
+    /// Recorded when it starts failing or the error changes, not on every pass.
+    ObservationFailed {
+        error: String,
+    },
+    /// Observation works again after `observation-failed`.
+    ObservationRecovered {},
     EnvironmentObserved {
         environment: EnvironmentView,
     },
@@ -154,6 +161,8 @@ impl ServiceEvent {
         "action-intended",
         "action-succeeded",
         "action-failed",
+        "observation-failed",
+        "observation-recovered",
         "environment-observed",
         "registrations-observed",
         "alarm-observed",

@@ -6,6 +6,7 @@
 //!   [`store::postgres`] is for teams that already run PostgreSQL. The types and the pure
 //!   group-commit planner in [`store`] do no I/O; only the backend modules touch a database.
 
+pub mod cloud;
 pub mod config;
 pub mod events;
 pub mod store;

@@ -338,7 +338,13 @@ impl Cloud for SimCloud {
         })
     }
 
-    async fn execute(&self, service: &str, action: &Action) -> Result<String, CloudError> {
+    async fn execute(
+        &self,
+        service: &str,
+        _config: &ServiceConfig,
+        _action_id: uuid::Uuid,
+        action: &Action,
+    ) -> Result<String, CloudError> {
         self.with_state(|s, now| match action {
             Action::CreateEnvironment {
                 environment,

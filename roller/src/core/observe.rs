@@ -3,24 +3,16 @@
 //! Only changes become events, so a quiet service adds nothing to the log however often it
 //! is observed.
 
-use ionroller_shared::events::{
-    AlarmView, EnvironmentStatus, EnvironmentView, RegisteredInstance, ServiceEvent,
-};
+pub use ionroller_shared::cloud::CloudView;
+use ionroller_shared::events::{EnvironmentStatus, RegisteredInstance, ServiceEvent};
 
 use super::state::ServiceState;
 
-/// One observation of a service's part of the cloud.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CloudView {
-    /// The service's environments (found by their `ionroller:service` tag).
-    pub environments: Vec<EnvironmentView>,
-    pub load_balancer: String,
-    pub registrations: Vec<RegisteredInstance>,
-    pub alarms: Vec<AlarmView>,
-}
-
 pub fn observe(state: &ServiceState, view: &CloudView) -> Vec<ServiceEvent> {
     let mut events = Vec::new();
+    if state.observation_error.is_some() {
+        events.push(ServiceEvent::ObservationRecovered {});
+    }
     for env in &view.environments {
         let known = state.environments.get(&env.name);
         // The cloud lists terminated environments for a while; ones the state has already
@@ -80,4 +72,15 @@ pub fn observe(state: &ServiceState, view: &CloudView) -> Vec<ServiceEvent> {
         }
     }
     events
+}
+
+/// The events for an observation that failed: one when failing starts or the error changes,
+/// none while the same failure repeats (a long outage does not flood the log).
+pub fn observation_failed(state: &ServiceState, error: &str) -> Vec<ServiceEvent> {
+    if state.observation_error.as_deref() == Some(error) {
+        return Vec::new();
+    }
+    vec![ServiceEvent::ObservationFailed {
+        error: error.to_string(),
+    }]
 }

@@ -32,6 +32,9 @@ pub struct ServiceState {
     pub rollout: Option<Rollout>,
     pub actions: BTreeMap<ActionId, ActionRecord>,
     pub history: Vec<RolloutRecord>,
+    /// The last observation failed with this error (cleared when one succeeds).
+    #[serde(default)]
+    pub observation_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -585,6 +588,10 @@ pub fn evolve(
                 };
             }
         }
+        ServiceEvent::ObservationFailed { error } => {
+            state.observation_error = Some(error.clone());
+        }
+        ServiceEvent::ObservationRecovered {} => state.observation_error = None,
         ServiceEvent::EnvironmentObserved { environment } => {
             let e = state
                 .environments

@@ -1,0 +1,50 @@
+//! The roller's one door to the cloud: the `Cloud` trait and what an observation returns.
+//!
+//! It lives here, not in the roller, so that the AWS driver (`roller/aws`) depends only on
+//! this crate: changing the roller's core does not rebuild the AWS SDK side.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::config::ServiceConfig;
+use crate::events::{Action, AlarmView, EnvironmentView, RegisteredInstance};
+
+/// One observation of a service's part of the cloud.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CloudView {
+    /// The service's environments (found by their `ionroller:service` tag).
+    pub environments: Vec<EnvironmentView>,
+    pub load_balancer: String,
+    pub registrations: Vec<RegisteredInstance>,
+    pub alarms: Vec<AlarmView>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// The cloud refused the call; `code` is its error code.
+    #[error("{code}: {message}")]
+    Rejected { code: String, message: String },
+    /// The cloud could not be reached or was overloaded; retry later.
+    #[error("cloud unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Cloud: Send + Sync + 'static {
+    /// The service's environments, its load balancer's registrations and its alarms.
+    async fn observe(&self, service: &str, config: &ServiceConfig)
+        -> Result<CloudView, CloudError>;
+
+    /// Performs an action. Must be idempotent: the roller repeats an action whose outcome it
+    /// did not record (it was killed mid-call), and that must not, say, create a second
+    /// environment. `config` is the service's current config (its account and region);
+    /// `action_id` is the id the intent was recorded under (the same on every attempt), which
+    /// drivers tag what they create with. Returns a short description of what was done.
+    async fn execute(
+        &self,
+        service: &str,
+        config: &ServiceConfig,
+        action_id: Uuid,
+        action: &Action,
+    ) -> Result<String, CloudError>;
+}
