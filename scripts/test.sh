@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine of this project's kind: sets up what the tests need
-# (a throwaway PostgreSQL; Chromium and playwright-core for the dashboard test), runs
-# formatting and lint checks and every test, and cleans up.
+# (a throwaway PostgreSQL; the AWS emulators; Chromium and playwright-core for the dashboard
+# test), runs formatting and lint checks and every test, and cleans up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
+source scripts/lib/aws_emulators.sh
 
 work=$(mktemp -d /tmp/ionroller-test.XXXXXX)
 chmod 755 "$work"
 cleanup() {
+  aws_emulators_stop "$work/aws"
   pg_stop "$work/pg"
   rm -rf "$work"
 }
@@ -20,6 +22,16 @@ if ! pg_start "$work/pg"; then
     exit 1
   fi
   echo "*** PostgreSQL unavailable: its tests will be SKIPPED (loudly) ***" >&2
+fi
+
+# The AWS driver's tests run against moto, ministack and the EB stand-in (tests/aws), installed
+# into a private venv and started on free ports; the standard AWS_* variables point at them.
+if ! { aws_emulators_install && aws_emulators_start "$work/aws"; }; then
+  if [ "${CI:-}" = true ]; then
+    echo "The AWS emulators could not be started; CI cannot run without them." >&2
+    exit 1
+  fi
+  echo "*** AWS emulators unavailable: the AWS tests will be SKIPPED (loudly) ***" >&2
 fi
 
 # Trail's dashboard test drives Debian's Chromium with playwright-core (no browser download).

@@ -16,6 +16,7 @@ use crate::api::views::ServiceStatus;
 use crate::api::{app, AppState, ACTOR_HEADER};
 use crate::clock::{Clock, SystemClock};
 use crate::cloud::sim::SimCloud;
+use crate::cloud::Cloud;
 use crate::shell::Roller;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -47,13 +48,23 @@ pub struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudKind {
+    Sim,
+    Aws,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the roller on the embedded event store and the simulated cloud.
+    /// Run the roller and trail on the embedded event store, on the simulated cloud or AWS.
     Up {
-        /// Where the event log and the simulated cloud keep their files.
+        /// Where the event log (and the simulated cloud) keep their files.
         #[arg(long, default_value = ".ionroller")]
         data_dir: PathBuf,
+        /// `sim` (no account needed) or `aws`: the AWS SDK's standard configuration
+        /// (region, credentials, `AWS_ENDPOINT_URL*`) decides where calls go.
+        #[arg(long, value_enum, default_value_t = CloudKind::Sim)]
+        cloud: CloudKind,
         /// Address for the API (loopback by default).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: String,
@@ -216,12 +227,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Up {
             data_dir,
+            cloud,
             listen,
             interval_ms,
             trail_listen,
         } => {
             up(
                 data_dir,
+                cloud,
                 &listen,
                 &trail_listen,
                 Duration::from_millis(interval_ms),
@@ -482,6 +495,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 /// Runs the roller and its API until Ctrl-C (or SIGTERM).
 pub async fn up(
     data_dir: PathBuf,
+    cloud: CloudKind,
     listen: &str,
     trail_listen: &str,
     interval: Duration,
@@ -491,8 +505,21 @@ pub async fn up(
         .context("open the embedded event store")?;
     let store: Arc<dyn EventStore> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
-        .context("open the simulated cloud")?;
+    let (driver, sim, cloud_line): (Arc<dyn Cloud>, Option<SimCloud>, String) = match cloud {
+        CloudKind::Sim => {
+            let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
+                .context("open the simulated cloud")?;
+            let line = format!("simulated ({})", sim.path().display());
+            (Arc::new(sim.clone()), Some(sim), line)
+        }
+        CloudKind::Aws => {
+            let aws = ionroller_aws::AwsCloud::from_env().await;
+            let region = aws.default_region().unwrap_or_else(|| "none set".into());
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
+            let line = format!("AWS (default region {region}, endpoint {endpoint})");
+            (Arc::new(aws), None, line)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
@@ -507,14 +534,13 @@ pub async fn up(
     println!("  API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)");
     println!("  trail:        http://{trail_addr}/   (dashboard; API under /v1)");
     println!("  event store:  {}", store.describe());
-    println!("  cloud:        simulated ({})", sim.path().display());
+    println!("  cloud:        {cloud_line}");
     println!("  try:          ionroller config set hello examples/hello.json && ionroller release hello v1");
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let roller = Roller::new(store.clone(), Arc::new(sim.clone()), clock.clone())
-        .with_metrics(metrics.clone());
+    let roller = Roller::new(store.clone(), driver, clock.clone()).with_metrics(metrics.clone());
     let mut roller_stop = stop_rx.clone();
     let roller_task = tokio::spawn(roller.run(interval, async move {
         let _ = roller_stop.wait_for(|s| *s).await;
@@ -529,7 +555,7 @@ pub async fn up(
             let _ = trail_stop.wait_for(|s| *s).await;
         },
     ));
-    let state = AppState::new(store, clock, Some(sim)).with_metrics(metrics);
+    let state = AppState::new(store, clock, sim).with_metrics(metrics);
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;

@@ -1,6 +1,8 @@
 //! Runs the real `ionroller` binary: `up` as a server process, and CLI commands against it.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -51,6 +53,11 @@ pub struct Server {
 impl Server {
     /// Starts `ionroller up` on a free port and waits for it to print its URL.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &["--interval-ms", "200"], &[])
+    }
+
+    /// `ionroller up` with more arguments (e.g. `--cloud aws`) and environment variables.
+    pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(binary())
             .args([
                 "up",
@@ -58,11 +65,11 @@ impl Server {
                 "127.0.0.1:0",
                 "--trail-listen",
                 "127.0.0.1:0",
-                "--interval-ms",
-                "200",
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -202,7 +209,11 @@ impl Drop for Server {
 impl Server {
     /// Waits until the service's rollout waits for a promote (a canary or an `until_promoted` pause).
     pub async fn wait_for_promote(&self, what: &str) -> Value {
-        self.wait_for("hello", 30, what, |s| {
+        self.wait_for_promote_of("hello", what).await
+    }
+
+    pub async fn wait_for_promote_of(&self, service: &str, what: &str) -> Value {
+        self.wait_for(service, 30, what, |s| {
             s["rollout"]["waiting_for"]
                 .as_str()
                 .is_some_and(|w| w.starts_with("promote"))

@@ -1,0 +1,286 @@
+//! The roller's actions on AWS. Each is idempotent: the roller repeats an action whose
+//! outcome it did not record, so each first looks at what AWS already has.
+
+use aws_sdk_elasticbeanstalk::types::{
+    ConfigurationOptionSetting, EnvironmentStatus as EbStatus, S3Location, Tag,
+};
+use aws_sdk_elasticloadbalancing::types::Instance;
+use aws_sdk_s3::primitives::ByteStream;
+use ionroller_shared::cloud::CloudError;
+use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::events::Action;
+use uuid::Uuid;
+
+use crate::bundle::bundle_zip;
+use crate::clients::Clients;
+use crate::error::{classify, code};
+use crate::observe::describe_environments;
+use crate::spec::{
+    bundle_key, option_settings, version_label, DEFAULT_SOLUTION_STACK, TAG_ACTION_ID,
+    TAG_CONFIG_VERSION, TAG_SERVICE, TAG_VERSION,
+};
+use crate::AwsCloud;
+
+pub async fn execute(
+    cloud: &AwsCloud,
+    c: &Clients,
+    service: &str,
+    action_id: Uuid,
+    action: &Action,
+) -> Result<String, CloudError> {
+    match action {
+        Action::CreateEnvironment {
+            environment,
+            version,
+            config_version,
+            config,
+        } => {
+            let release = Release {
+                service,
+                environment,
+                version,
+                config_version: *config_version,
+                config,
+                action_id,
+            };
+            create_environment(cloud, c, &release).await
+        }
+        Action::RegisterInstances {
+            load_balancer,
+            instances,
+        } => {
+            cloud.count();
+            c.elb
+                .register_instances_with_load_balancer()
+                .load_balancer_name(load_balancer)
+                .set_instances(Some(elb_instances(instances)))
+                .send()
+                .await
+                .map_err(|e| classify("RegisterInstancesWithLoadBalancer", e))?;
+            Ok(format!("registered {} on {load_balancer}", instances.len()))
+        }
+        Action::DeregisterInstances {
+            load_balancer,
+            instances,
+        } => {
+            cloud.count();
+            c.elb
+                .deregister_instances_from_load_balancer()
+                .load_balancer_name(load_balancer)
+                .set_instances(Some(elb_instances(instances)))
+                .send()
+                .await
+                .map_err(|e| classify("DeregisterInstancesFromLoadBalancer", e))?;
+            Ok(format!(
+                "deregistered {} from {load_balancer}",
+                instances.len()
+            ))
+        }
+        Action::TerminateEnvironment { environment } => {
+            terminate_environment(cloud, c, service, environment).await
+        }
+    }
+}
+
+fn elb_instances(ids: &[String]) -> Vec<Instance> {
+    ids.iter()
+        .map(|id| Instance::builder().instance_id(id).build())
+        .collect()
+}
+
+struct Release<'a> {
+    service: &'a str,
+    environment: &'a str,
+    version: &'a str,
+    config_version: u32,
+    config: &'a ServiceConfig,
+    action_id: Uuid,
+}
+
+/// Application (once per service), bundle, application version, environment: each step is
+/// skipped when AWS already has it, so a repeat after a crash at any point completes the
+/// release without making anything twice.
+async fn create_environment(
+    cloud: &AwsCloud,
+    c: &Clients,
+    r: &Release<'_>,
+) -> Result<String, CloudError> {
+    let existing = describe_environments(cloud, c, r.service, Some(r.environment)).await?;
+    if let Some(env) = existing
+        .iter()
+        .find(|e| e.environment_name() == Some(r.environment))
+    {
+        return match env.status() {
+            Some(EbStatus::Terminating) => Err(CloudError::Unavailable(format!(
+                "environment {} is still terminating; its name is free once it is gone",
+                r.environment
+            ))),
+            _ => Ok(format!(
+                "{} already exists ({})",
+                r.environment,
+                env.environment_id().unwrap_or("no id")
+            )),
+        };
+    }
+    let Some(bucket) = r.config.aws.deployment_bucket.as_deref() else {
+        return Err(CloudError::Rejected {
+            code: "MissingDeploymentBucket".into(),
+            message: "aws.deployment_bucket must name the S3 bucket for source bundles".into(),
+        });
+    };
+    ensure_application(cloud, c, r.service).await?;
+    let label = version_label(r.version, r.config_version);
+    let key = bundle_key(r.service, &label);
+    cloud.count();
+    c.s3.put_object()
+        .bucket(bucket)
+        .key(&key)
+        .content_type("application/zip")
+        .body(ByteStream::from(bundle_zip(r.config, r.version)))
+        .send()
+        .await
+        .map_err(|e| classify("PutObject", e))?;
+    cloud.count();
+    let created =
+        c.eb.create_application_version()
+            .application_name(r.service)
+            .version_label(&label)
+            .description(format!(
+                "{} {} (config v{})",
+                r.service, r.version, r.config_version
+            ))
+            .source_bundle(S3Location::builder().s3_bucket(bucket).s3_key(&key).build())
+            .process(true)
+            .send()
+            .await
+            .map_err(|e| classify("CreateApplicationVersion", e));
+    match created {
+        Ok(_) => {}
+        Err(e) if already_exists(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let tags = [
+        (TAG_SERVICE, r.service.to_string()),
+        (TAG_VERSION, r.version.to_string()),
+        (TAG_CONFIG_VERSION, r.config_version.to_string()),
+        (TAG_ACTION_ID, r.action_id.to_string()),
+    ];
+    cloud.count();
+    let created =
+        c.eb.create_environment()
+            .application_name(r.service)
+            .environment_name(r.environment)
+            .version_label(&label)
+            .solution_stack_name(
+                r.config
+                    .aws
+                    .solution_stack
+                    .as_deref()
+                    .unwrap_or(DEFAULT_SOLUTION_STACK),
+            )
+            .description(format!("ionroller: {} {}", r.service, r.version))
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(v).build())
+                    .collect(),
+            ))
+            .set_option_settings(Some(
+                option_settings(r.config)
+                    .into_iter()
+                    .map(|(ns, name, value)| {
+                        ConfigurationOptionSetting::builder()
+                            .namespace(ns)
+                            .option_name(name)
+                            .value(value)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|e| classify("CreateEnvironment", e));
+    match created {
+        Ok(env) => Ok(format!(
+            "created {} ({})",
+            r.environment,
+            env.environment_id().unwrap_or("no id")
+        )),
+        // Someone (a previous attempt whose answer was lost) created it in the meantime.
+        Err(e) if already_exists(&e) => Ok(format!("{} already exists", r.environment)),
+        Err(e) => Err(e),
+    }
+}
+
+async fn ensure_application(
+    cloud: &AwsCloud,
+    c: &Clients,
+    service: &str,
+) -> Result<(), CloudError> {
+    cloud.count();
+    let apps =
+        c.eb.describe_applications()
+            .application_names(service)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeApplications", e))?;
+    if apps
+        .applications()
+        .iter()
+        .any(|a| a.application_name() == Some(service))
+    {
+        return Ok(());
+    }
+    cloud.count();
+    match c
+        .eb
+        .create_application()
+        .application_name(service)
+        .description("deployed by ionroller")
+        .send()
+        .await
+        .map_err(|e| classify("CreateApplication", e))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if already_exists(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// EB says "X already exists." with code InvalidParameterValue for applications, versions
+/// and environments alike; the message is the only way to tell it from other bad values.
+fn already_exists(e: &CloudError) -> bool {
+    matches!(e, CloudError::Rejected { message, .. } if message.contains("already exists"))
+        && code(e) == Some("InvalidParameterValue")
+}
+
+async fn terminate_environment(
+    cloud: &AwsCloud,
+    c: &Clients,
+    service: &str,
+    environment: &str,
+) -> Result<String, CloudError> {
+    let existing = describe_environments(cloud, c, service, Some(environment)).await?;
+    let live = existing.iter().find(|e| {
+        e.environment_name() == Some(environment)
+            && !matches!(
+                e.status(),
+                Some(EbStatus::Terminating) | Some(EbStatus::Terminated)
+            )
+    });
+    let Some(env) = live else {
+        return Ok(format!("{environment} was already terminated"));
+    };
+    cloud.count();
+    let mut call = c.eb.terminate_environment().terminate_resources(true);
+    call = match env.environment_id() {
+        Some(id) => call.environment_id(id),
+        None => call.environment_name(environment),
+    };
+    call.send()
+        .await
+        .map_err(|e| classify("TerminateEnvironment", e))?;
+    if let (Ok(mut cache), Some(id)) = (cloud.resources.lock(), env.environment_id()) {
+        cache.remove(id);
+    }
+    Ok(format!("terminating {environment}"))
+}

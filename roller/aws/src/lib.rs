@@ -1,0 +1,106 @@
+//! ionroller's AWS driver: the roller's [`Cloud`] on Elastic Beanstalk, a classic ELB and
+//! CloudWatch, through the official AWS SDK for Rust.
+//!
+//! - An environment per release, named by the roller (deterministically, so a repeated
+//!   create finds it), in the EB application named after the service, running a source
+//!   bundle ([`bundle`]) uploaded to the service's deployment bucket.
+//! - Traffic moves by registering and deregistering the environments' instances on the
+//!   endpoint's classic load balancer (ION-Roller's way).
+//! - Alarms are read with `DescribeAlarms`; the state reason and the datapoint it quotes are
+//!   the evidence a rollback records.
+//!
+//! Everything is configured the standard AWS way (see [`clients`]); nothing here knows
+//! whether it talks to AWS or to an emulator.
+
+pub mod bundle;
+pub mod clients;
+pub mod error;
+mod execute;
+mod observe;
+pub mod spec;
+pub mod testkit;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
+use ionroller_shared::config::{LoadBalancerKind, ServiceConfig};
+use ionroller_shared::events::Action;
+use uuid::Uuid;
+
+use clients::ClientCache;
+
+/// The AWS cloud. Cheap to share; keeps only caches, never truth: what it knows about an
+/// environment's Auto Scaling groups is re-read whenever the environment changes.
+pub struct AwsCloud {
+    clients: ClientCache,
+    /// Environment id → its Auto Scaling group names, once the environment is Ready (an
+    /// environment's resources do not change after launch; a replaced one has a new id).
+    resources: Mutex<HashMap<String, Vec<String>>>,
+    calls: AtomicU64,
+}
+
+impl AwsCloud {
+    /// A driver configured from the standard AWS environment and profile.
+    pub async fn from_env() -> Self {
+        AwsCloud {
+            clients: ClientCache::from_env().await,
+            resources: Mutex::new(HashMap::new()),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// AWS API calls made so far (each SDK operation counts once, however many attempts).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The region calls go to when a service names none.
+    pub fn default_region(&self) -> Option<String> {
+        self.clients.base().region().map(|r| r.to_string())
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The driver moves traffic on classic load balancers; say so plainly for anything else.
+fn require_classic(config: &ServiceConfig) -> Result<(), CloudError> {
+    match config.endpoint.load_balancer.kind {
+        LoadBalancerKind::Classic => Ok(()),
+        LoadBalancerKind::Alb => Err(CloudError::Rejected {
+            code: "UnsupportedLoadBalancer".into(),
+            message: "endpoint.load_balancer.kind \"alb\" is not supported by the AWS driver \
+                      yet; use \"classic\" (a classic ELB name)"
+                .into(),
+        }),
+    }
+}
+
+#[async_trait]
+impl Cloud for AwsCloud {
+    async fn observe(
+        &self,
+        service: &str,
+        config: &ServiceConfig,
+    ) -> Result<CloudView, CloudError> {
+        require_classic(config)?;
+        let clients = self.clients.for_service(config).await;
+        observe::observe(self, &clients, service, config).await
+    }
+
+    async fn execute(
+        &self,
+        service: &str,
+        config: &ServiceConfig,
+        action_id: Uuid,
+        action: &Action,
+    ) -> Result<String, CloudError> {
+        require_classic(config)?;
+        let clients = self.clients.for_service(config).await;
+        execute::execute(self, &clients, service, action_id, action).await
+    }
+}

@@ -1,0 +1,312 @@
+//! One observation of a service: its EB environments, their instances (through their Auto
+//! Scaling groups), the endpoint load balancer's registrations and the configured alarms.
+//!
+//! A quiet service costs at most four calls per pass whatever its history:
+//! DescribeEnvironments, DescribeAutoScalingGroups (all live environments' groups at once),
+//! DescribeInstanceHealth and DescribeAlarms (when it has alarms), plus one
+//! DescribeEnvironmentResources per environment until it is seen Ready. Pages are followed.
+
+use chrono::{DateTime, Utc};
+use ionroller_shared::cloud::{CloudError, CloudView};
+use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::events::{
+    AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView,
+    RegisteredInstance,
+};
+
+use aws_sdk_autoscaling::types::LifecycleState;
+use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_elasticbeanstalk::types::{
+    EnvironmentDescription, EnvironmentHealth, EnvironmentStatus as EbStatus,
+};
+
+use crate::clients::Clients;
+use crate::error::classify;
+use crate::spec::{parse_version_label, quoted_value};
+use crate::AwsCloud;
+
+/// At most this many names per DescribeAutoScalingGroups / DescribeAlarms call (AWS's limit).
+const NAMES_PER_CALL: usize = 50;
+
+pub async fn observe(
+    cloud: &AwsCloud,
+    c: &Clients,
+    service: &str,
+    config: &ServiceConfig,
+) -> Result<CloudView, CloudError> {
+    let described = describe_environments(cloud, c, service, None).await?;
+    let mut environments = Vec::new();
+    let mut groups_of: Vec<(usize, Vec<String>)> = Vec::new();
+    for env in &described {
+        let Some(view) = environment_view(env) else {
+            continue; // not one of ionroller's
+        };
+        if !matches!(
+            view.status,
+            EnvironmentStatus::Terminated | EnvironmentStatus::Terminating
+        ) {
+            if let Some(groups) = groups(cloud, c, env).await? {
+                groups_of.push((environments.len(), groups));
+            }
+        }
+        environments.push(view);
+    }
+    let all_groups: Vec<String> = groups_of.iter().flat_map(|(_, g)| g.clone()).collect();
+    let instances = group_instances(cloud, c, &all_groups).await?;
+    for (index, groups) in groups_of {
+        let env = &mut environments[index];
+        env.instances = instances
+            .iter()
+            .filter(|(group, _)| groups.contains(group))
+            .map(|(_, instance)| instance.clone())
+            .collect();
+        env.instances.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    let load_balancer = config.endpoint.load_balancer.name.clone();
+    let registrations = registrations(cloud, c, &load_balancer).await?;
+    let alarms = alarms(cloud, c, &config.rollout.alarms).await?;
+    Ok(CloudView {
+        environments,
+        load_balancer,
+        registrations,
+        alarms,
+    })
+}
+
+/// The application's environments (or the named one), every page, deleted ones left out.
+pub async fn describe_environments(
+    cloud: &AwsCloud,
+    c: &Clients,
+    service: &str,
+    name: Option<&str>,
+) -> Result<Vec<EnvironmentDescription>, CloudError> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        cloud.count();
+        let page =
+            c.eb.describe_environments()
+                .application_name(service)
+                .set_environment_names(name.map(|n| vec![n.to_string()]))
+                .include_deleted(false)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeEnvironments", e))?;
+        out.extend(page.environments().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// What the roller needs of an EB environment; `None` for environments ionroller did not
+/// create (their version label does not carry a config version).
+fn environment_view(env: &EnvironmentDescription) -> Option<EnvironmentView> {
+    let (version, config_version) = parse_version_label(env.version_label()?)?;
+    let status = match env.status()? {
+        EbStatus::Launching => EnvironmentStatus::Launching,
+        EbStatus::Terminating => EnvironmentStatus::Terminating,
+        EbStatus::Terminated => EnvironmentStatus::Terminated,
+        // Updating, Aborting, linking: the environment exists and serves.
+        _ => EnvironmentStatus::Ready,
+    };
+    let health = match env.health() {
+        Some(EnvironmentHealth::Green) => Health::Green,
+        Some(EnvironmentHealth::Yellow) => Health::Yellow,
+        Some(EnvironmentHealth::Red) => Health::Red,
+        _ => Health::Grey,
+    };
+    Some(EnvironmentView {
+        name: env.environment_name()?.to_string(),
+        version,
+        config_version,
+        status,
+        health,
+        instances: Vec::new(),
+        url: env
+            .cname()
+            .filter(|c| !c.is_empty())
+            .map(|c| format!("http://{c}")),
+    })
+}
+
+/// The environment's Auto Scaling groups: cached once it is Ready, asked for until then.
+async fn groups(
+    cloud: &AwsCloud,
+    c: &Clients,
+    env: &EnvironmentDescription,
+) -> Result<Option<Vec<String>>, CloudError> {
+    let Some(id) = env.environment_id() else {
+        return Ok(None);
+    };
+    if let Some(known) = cloud.resources.lock().ok().and_then(|r| r.get(id).cloned()) {
+        return Ok(Some(known));
+    }
+    cloud.count();
+    let out =
+        c.eb.describe_environment_resources()
+            .environment_id(id)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeEnvironmentResources", e))?;
+    let groups: Vec<String> = out
+        .environment_resources()
+        .map(|r| {
+            r.auto_scaling_groups()
+                .iter()
+                .filter_map(|g| g.name().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if env.status() == Some(&EbStatus::Ready) && !groups.is_empty() {
+        if let Ok(mut cache) = cloud.resources.lock() {
+            cache.insert(id.to_string(), groups.clone());
+        }
+    }
+    Ok(Some(groups))
+}
+
+/// Every instance of the groups, as (group, instance). Healthy means in service in its
+/// group and passing the group's health check.
+async fn group_instances(
+    cloud: &AwsCloud,
+    c: &Clients,
+    groups: &[String],
+) -> Result<Vec<(String, InstanceView)>, CloudError> {
+    let mut out = Vec::new();
+    for chunk in groups.chunks(NAMES_PER_CALL) {
+        let mut token = None;
+        loop {
+            cloud.count();
+            let page = c
+                .asg
+                .describe_auto_scaling_groups()
+                .set_auto_scaling_group_names(Some(chunk.to_vec()))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeAutoScalingGroups", e))?;
+            for group in page.auto_scaling_groups() {
+                let name = group.auto_scaling_group_name().unwrap_or_default();
+                for i in group.instances() {
+                    let Some(id) = i.instance_id() else { continue };
+                    let healthy = i.lifecycle_state() == Some(&LifecycleState::InService)
+                        && i.health_status() == Some("Healthy");
+                    out.push((
+                        name.to_string(),
+                        InstanceView {
+                            id: id.to_string(),
+                            healthy,
+                        },
+                    ));
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The endpoint load balancer's registered instances and whether each is InService.
+async fn registrations(
+    cloud: &AwsCloud,
+    c: &Clients,
+    load_balancer: &str,
+) -> Result<Vec<RegisteredInstance>, CloudError> {
+    cloud.count();
+    let out = c
+        .elb
+        .describe_instance_health()
+        .load_balancer_name(load_balancer)
+        .send()
+        .await
+        .map_err(|e| classify("DescribeInstanceHealth", e))?;
+    let mut registered: Vec<RegisteredInstance> = out
+        .instance_states()
+        .iter()
+        .filter_map(|s| {
+            Some(RegisteredInstance {
+                id: s.instance_id()?.to_string(),
+                in_service: s.state() == Some("InService"),
+            })
+        })
+        .collect();
+    registered.sort();
+    Ok(registered)
+}
+
+/// The configured alarms. One that CloudWatch does not have is reported as
+/// INSUFFICIENT_DATA with a reason saying so, never as OK.
+async fn alarms(
+    cloud: &AwsCloud,
+    c: &Clients,
+    names: &[String],
+) -> Result<Vec<AlarmView>, CloudError> {
+    let mut found = Vec::new();
+    for chunk in names.chunks(NAMES_PER_CALL) {
+        let mut token = None;
+        loop {
+            cloud.count();
+            let page = c
+                .cloudwatch
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeAlarms", e))?;
+            for alarm in page.metric_alarms() {
+                let Some(name) = alarm.alarm_name() else {
+                    continue;
+                };
+                let state = match alarm.state_value() {
+                    Some(StateValue::Alarm) => AlarmState::Alarm,
+                    Some(StateValue::Ok) => AlarmState::Ok,
+                    _ => AlarmState::InsufficientData,
+                };
+                found.push(AlarmView {
+                    name: name.to_string(),
+                    state,
+                    reason: alarm.state_reason().unwrap_or_default().to_string(),
+                    value: quoted_value(
+                        alarm.state_reason_data(),
+                        alarm.state_reason().unwrap_or_default(),
+                    ),
+                    updated_at: alarm
+                        .state_updated_timestamp()
+                        .and_then(to_chrono)
+                        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                });
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(names
+        .iter()
+        .map(|name| {
+            found
+                .iter()
+                .find(|a| &a.name == name)
+                .cloned()
+                .unwrap_or_else(|| AlarmView {
+                    name: name.clone(),
+                    state: AlarmState::InsufficientData,
+                    reason: format!("alarm {name} does not exist in CloudWatch"),
+                    value: None,
+                    updated_at: DateTime::<Utc>::UNIX_EPOCH,
+                })
+        })
+        .collect())
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}

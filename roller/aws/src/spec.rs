@@ -1,0 +1,190 @@
+//! What the driver asks Elastic Beanstalk for, computed from the config. Pure.
+
+use ionroller_shared::config::ServiceConfig;
+
+/// Tag keys on every environment ionroller creates.
+pub const TAG_SERVICE: &str = "ionroller:service";
+pub const TAG_VERSION: &str = "ionroller:version";
+pub const TAG_CONFIG_VERSION: &str = "ionroller:config-version";
+pub const TAG_ACTION_ID: &str = "ionroller:action-id";
+
+/// The solution stack used when the config names none.
+pub const DEFAULT_SOLUTION_STACK: &str = "64bit Amazon Linux 2023 v4.6.0 running Docker";
+
+const CONFIG_MARK: &str = ".config-";
+
+/// The application version label: the release's version and the config version it was built
+/// from (the bundle depends on both). Observation reads both back from it, which saves a
+/// ListTagsForResource per environment per pass.
+pub fn version_label(version: &str, config_version: u32) -> String {
+    format!("{version}{CONFIG_MARK}{config_version}")
+}
+
+/// Inverse of [`version_label`]; `None` for labels ionroller did not make.
+pub fn parse_version_label(label: &str) -> Option<(String, u32)> {
+    let (version, config) = label.rsplit_once(CONFIG_MARK)?;
+    if version.is_empty() || config.is_empty() || !config.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((version.to_string(), config.parse().ok()?))
+}
+
+/// The S3 key of a release's source bundle in the deployment bucket.
+pub fn bundle_key(service: &str, label: &str) -> String {
+    format!("ionroller/{service}/{label}.zip")
+}
+
+/// Elastic Beanstalk option settings: instance type and counts, env vars and the health
+/// check from their own config fields, then the config's raw `aws.option_settings`, which
+/// win where they name the same option (as ION-Roller's `eb.settings` did).
+pub fn option_settings(config: &ServiceConfig) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    let mut set = |ns: &str, name: &str, value: String| {
+        out.retain(|(n, o, _)| !(n == ns && o == name));
+        out.push((ns.to_string(), name.to_string(), value));
+    };
+    set(
+        "aws:autoscaling:launchconfiguration",
+        "InstanceType",
+        config.instances.instance_type.clone(),
+    );
+    set(
+        "aws:autoscaling:asg",
+        "MinSize",
+        config.instances.min.to_string(),
+    );
+    set(
+        "aws:autoscaling:asg",
+        "MaxSize",
+        config.instances.max.to_string(),
+    );
+    set(
+        "aws:elasticbeanstalk:application",
+        "Application Healthcheck URL",
+        config.health_check_path.clone(),
+    );
+    for (name, value) in &config.env {
+        set(
+            "aws:elasticbeanstalk:application:environment",
+            name,
+            value.clone(),
+        );
+    }
+    for o in &config.aws.option_settings {
+        set(&o.namespace, &o.option_name, o.value.clone());
+    }
+    out
+}
+
+/// The datapoint an alarm's state quotes: the newest of `recentDatapoints` in its
+/// `StateReasonData`, else the one its reason text names (AWS: "Threshold Crossed: 1
+/// datapoint [100.0 (25/11/26 17:42:00)] was greater than ..."; some emulators:
+/// "Threshold Crossed: Sum 100.0 GreaterThanThreshold 5.0").
+pub fn quoted_value(state_reason_data: Option<&str>, reason: &str) -> Option<f64> {
+    if let Some(value) = state_reason_data.and_then(quoted_datapoint) {
+        return Some(value);
+    }
+    let (_, after) = reason.split_once("Threshold Crossed:")?;
+    let text = match after.split_once('[') {
+        Some((_, list)) => list,
+        None => after,
+    };
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '(')
+        .find_map(|word| word.parse::<f64>().ok())
+}
+
+/// The newest of `recentDatapoints` in an alarm's `StateReasonData`.
+pub fn quoted_datapoint(state_reason_data: &str) -> Option<f64> {
+    let data: serde_json::Value = serde_json::from_str(state_reason_data).ok()?;
+    data.get("recentDatapoints")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find_map(|v| v.as_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> ServiceConfig {
+        serde_json::from_str(include_str!("../../../examples/hello.json")).expect("example parses")
+    }
+
+    #[test]
+    fn version_labels_round_trip_and_foreign_labels_are_ignored() {
+        for (v, c) in [
+            ("v1", 1),
+            ("1.2.3", 17),
+            ("a.config-b", 2),
+            ("x.config-3", 4),
+        ] {
+            assert_eq!(
+                parse_version_label(&version_label(v, c)),
+                Some((v.to_string(), c))
+            );
+        }
+        for foreign in [
+            "v1",
+            "v1.config-",
+            ".config-3",
+            "v1.config-x",
+            "Sample Application",
+        ] {
+            assert_eq!(parse_version_label(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn option_settings_come_from_the_config_and_raw_settings_win() {
+        let mut config = example();
+        config
+            .aws
+            .option_settings
+            .push(ionroller_shared::config::OptionSetting {
+                namespace: "aws:autoscaling:asg".into(),
+                option_name: "MaxSize".into(),
+                value: "9".into(),
+            });
+        let settings = option_settings(&config);
+        let get = |ns: &str, name: &str| {
+            settings
+                .iter()
+                .filter(|(n, o, _)| n == ns && o == name)
+                .map(|(_, _, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            get("aws:autoscaling:launchconfiguration", "InstanceType"),
+            ["t3.small"]
+        );
+        assert_eq!(get("aws:autoscaling:asg", "MinSize"), ["2"]);
+        assert_eq!(get("aws:autoscaling:asg", "MaxSize"), ["9"]);
+        assert_eq!(
+            get("aws:elasticbeanstalk:application:environment", "GREETING"),
+            ["hello"]
+        );
+        assert_eq!(
+            get(
+                "aws:elasticbeanstalk:application",
+                "Application Healthcheck URL"
+            ),
+            ["/health"]
+        );
+    }
+
+    #[test]
+    fn the_quoted_datapoint_is_the_newest_recent_one() {
+        let data =
+            r#"{"version":"1.0","statistic":"Sum","recentDatapoints":[3.0,100.0],"threshold":5.0}"#;
+        assert_eq!(quoted_datapoint(data), Some(100.0));
+        assert_eq!(quoted_datapoint(r#"{"recentDatapoints":[]}"#), None);
+        assert_eq!(quoted_datapoint("not json"), None);
+        let aws = "Threshold Crossed: 1 datapoint [100.0 (25/11/26 17:42:00)] was greater than the threshold (5.0).";
+        assert_eq!(quoted_value(None, aws), Some(100.0));
+        let emulator = "Threshold Crossed: Sum 12.5 GreaterThanThreshold 5.0";
+        assert_eq!(quoted_value(None, emulator), Some(12.5));
+        assert_eq!(quoted_value(Some(data), emulator), Some(100.0));
+        assert_eq!(quoted_value(None, "set by hand"), None);
+    }
+}

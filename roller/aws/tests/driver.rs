@@ -1,0 +1,257 @@
+//! The AWS driver against real emulators: moto (S3, classic ELB, Auto Scaling, EC2),
+//! ministack (CloudWatch) and the EB stand-in, all reached through the SDK's standard
+//! `AWS_ENDPOINT_URL*` variables that scripts/test.sh sets.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatch::types::StateValue;
+use ionroller_aws::testkit::{emulators_or_skip, Fixture};
+use ionroller_aws::AwsCloud;
+use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
+use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::events::{Action, AlarmState, EnvironmentStatus, Health};
+use uuid::Uuid;
+
+fn config(f: &Fixture, alarms: &[String]) -> ServiceConfig {
+    let mut config: ServiceConfig =
+        serde_json::from_str(include_str!("../../../examples/hello.json")).expect("example");
+    config.endpoint.load_balancer.name = f.load_balancer.clone();
+    config.aws.deployment_bucket = Some(f.bucket.clone());
+    config.instances.min = 2;
+    config.rollout.alarms = alarms.to_vec();
+    config
+}
+
+fn create(environment: &str, version: &str, config: &ServiceConfig) -> Action {
+    Action::CreateEnvironment {
+        environment: environment.to_string(),
+        version: version.to_string(),
+        config_version: 1,
+        config: Box::new(config.clone()),
+    }
+}
+
+async fn observe_until(
+    cloud: &AwsCloud,
+    service: &str,
+    config: &ServiceConfig,
+    what: &str,
+    done: impl Fn(&CloudView) -> bool,
+) -> CloudView {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = cloud.observe(service, config).await.expect("observe");
+        if done(&view) {
+            return view;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {view:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn environments_are_created_once_observed_registered_and_terminated() {
+    if !emulators_or_skip("environments_are_created_once_observed_registered_and_terminated") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("drv{}", f.id);
+    let config = config(&f, &[]);
+    let cloud = AwsCloud::from_env().await;
+    let env = format!("{service}-v1-aaaaaa");
+    let action_id = Uuid::new_v4();
+
+    // Created once, however often the action is repeated (as after a crash).
+    let first = cloud
+        .execute(&service, &config, action_id, &create(&env, "v1", &config))
+        .await
+        .expect("create");
+    assert!(first.starts_with("created"), "{first}");
+    let again = cloud
+        .execute(&service, &config, action_id, &create(&env, "v1", &config))
+        .await
+        .expect("create again");
+    assert!(again.contains("already exists"), "{again}");
+    let listed = f.environments(&service).await.expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let tags = &listed[0].2;
+    for (key, value) in [
+        ("ionroller:service", service.clone()),
+        ("ionroller:version", "v1".to_string()),
+        ("ionroller:config-version", "1".to_string()),
+        ("ionroller:action-id", action_id.to_string()),
+    ] {
+        assert!(
+            tags.contains(&(key.to_string(), value.clone())),
+            "tag {key}={value} missing: {tags:?}"
+        );
+    }
+
+    // Launching, then Ready and Green with the Auto Scaling group's two instances.
+    let view = cloud.observe(&service, &config).await.expect("observe");
+    assert_eq!(view.environments.len(), 1);
+    assert_eq!(view.environments[0].version, "v1");
+    assert_eq!(view.environments[0].config_version, 1);
+    let view = observe_until(&cloud, &service, &config, "green", |v| {
+        v.environments[0].health == Health::Green
+    })
+    .await;
+    let env_view = &view.environments[0];
+    assert_eq!(env_view.status, EnvironmentStatus::Ready);
+    assert_eq!(env_view.instances.len(), 2, "{env_view:?}");
+    assert!(env_view.instances.iter().all(|i| i.healthy));
+    assert!(env_view.url.as_deref().is_some_and(|u| u.contains(&env)));
+    assert!(view.registrations.is_empty());
+
+    // Traffic: register both, deregister one; the load balancer reports InService.
+    let ids: Vec<String> = env_view.instances.iter().map(|i| i.id.clone()).collect();
+    let register = Action::RegisterInstances {
+        load_balancer: f.load_balancer.clone(),
+        instances: ids.clone(),
+    };
+    cloud
+        .execute(&service, &config, Uuid::new_v4(), &register)
+        .await
+        .expect("register");
+    let view = cloud.observe(&service, &config).await.expect("observe");
+    assert_eq!(view.registrations.len(), 2);
+    assert!(view.registrations.iter().all(|r| r.in_service));
+    let deregister = Action::DeregisterInstances {
+        load_balancer: f.load_balancer.clone(),
+        instances: ids[..1].to_vec(),
+    };
+    for _ in 0..2 {
+        cloud
+            .execute(&service, &config, Uuid::new_v4(), &deregister)
+            .await
+            .expect("deregister (twice: idempotent)");
+    }
+    let health = f.instance_health().await.expect("health");
+    assert_eq!(health, vec![(ids[1].clone(), "InService".to_string())]);
+
+    // A quiet pass costs a fixed number of calls, whatever happened before.
+    let before = cloud.calls();
+    cloud.observe(&service, &config).await.expect("observe");
+    let idle = cloud.calls() - before;
+    assert_eq!(
+        idle, 3,
+        "DescribeEnvironments, DescribeAutoScalingGroups, DescribeInstanceHealth"
+    );
+
+    // Terminated once; the environment then leaves the listing and its group goes.
+    let terminate = Action::TerminateEnvironment {
+        environment: env.clone(),
+    };
+    let done = cloud
+        .execute(&service, &config, Uuid::new_v4(), &terminate)
+        .await
+        .expect("terminate");
+    assert!(done.starts_with("terminating"), "{done}");
+    let again = cloud
+        .execute(&service, &config, Uuid::new_v4(), &terminate)
+        .await
+        .expect("terminate again");
+    assert!(again.contains("already terminated"), "{again}");
+    observe_until(&cloud, &service, &config, "the environment to go", |v| {
+        v.environments.is_empty()
+    })
+    .await;
+    let before = cloud.calls();
+    cloud.observe(&service, &config).await.expect("observe");
+    assert_eq!(
+        cloud.calls() - before,
+        2,
+        "no live environments: no Auto Scaling call"
+    );
+}
+
+#[tokio::test]
+async fn alarms_report_state_reason_and_the_quoted_datapoint() {
+    if !emulators_or_skip("alarms_report_state_reason_and_the_quoted_datapoint") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("alm{}", f.id);
+    let set = format!("{}-set", f.id);
+    let metric = format!("{}-5xx", f.id);
+    let missing = format!("{}-missing", f.id);
+    f.create_alarm(&set, "Latency", 1000.0)
+        .await
+        .expect("alarm");
+    f.create_alarm(&metric, "5xx", 5.0).await.expect("alarm");
+    let config = config(&f, &[set.clone(), metric.clone(), missing.clone()]);
+    let cloud = AwsCloud::from_env().await;
+
+    let view = cloud.observe(&service, &config).await.expect("observe");
+    let names: Vec<&str> = view.alarms.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, [set.as_str(), metric.as_str(), missing.as_str()]);
+    assert!(view.alarms.iter().all(|a| a.state != AlarmState::Alarm));
+    assert_eq!(view.alarms[2].state, AlarmState::InsufficientData);
+    assert!(
+        view.alarms[2].reason.contains("does not exist"),
+        "{:?}",
+        view.alarms[2]
+    );
+
+    f.set_alarm_state(&set, StateValue::Alarm, "set by the test")
+        .await
+        .expect("set state");
+    f.put_metric("5xx", 100.0).await.expect("metric");
+    let view = observe_until(&cloud, &service, &config, "both alarms", |v| {
+        v.alarms[..2].iter().all(|a| a.state == AlarmState::Alarm)
+    })
+    .await;
+    assert_eq!(view.alarms[0].reason, "set by the test");
+    // CloudWatch itself evaluated this one, and says which datapoint crossed.
+    let evaluated = &view.alarms[1];
+    assert!(
+        evaluated.reason.contains("Threshold Crossed"),
+        "{evaluated:?}"
+    );
+    assert_eq!(evaluated.value, Some(100.0), "{evaluated:?}");
+    assert!(evaluated.updated_at.timestamp() > 0);
+}
+
+#[tokio::test]
+async fn refusals_keep_the_aws_error_code() {
+    if !emulators_or_skip("refusals_keep_the_aws_error_code") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("err{}", f.id);
+    let mut config = config(&f, &[]);
+    let cloud = AwsCloud::from_env().await;
+    let mut elsewhere = config.clone();
+    elsewhere.endpoint.load_balancer.name = format!("no-such-lb-{}", f.id);
+    let observed = cloud.observe(&service, &elsewhere).await.map(|_| ());
+    assert_refused(observed, "LoadBalancerNotFound");
+    // The EB stand-in checks parameters as AWS does: a bad instance type is refused.
+    config.instances.instance_type = "enormous".into();
+    let env = format!("{service}-v1-bbbbbb");
+    let create_with = |config: &ServiceConfig| {
+        let action = create(&env, "v1", config);
+        let (cloud, service, config) = (&cloud, &service, config.clone());
+        async move {
+            cloud
+                .execute(service, &config, Uuid::new_v4(), &action)
+                .await
+                .map(|_| ())
+        }
+    };
+    assert_refused(
+        create_with(&config).await,
+        "ConfigurationValidationException",
+    );
+    config.aws.deployment_bucket = None;
+    assert_refused(create_with(&config).await, "MissingDeploymentBucket");
+}
+
+fn assert_refused(result: Result<(), CloudError>, expected: &str) {
+    match result {
+        Err(CloudError::Rejected { code, message }) => assert_eq!(code, expected, "{message}"),
+        other => panic!("expected a {expected} refusal, got {other:?}"),
+    }
+}

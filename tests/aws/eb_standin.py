@@ -1,0 +1,601 @@
+#!/usr/bin/env python3
+"""A strict stand-in for AWS Elastic Beanstalk, for ionroller's tests.
+
+moto's Elastic Beanstalk is a stub (no application versions, no environment resources, no
+termination; CreateEnvironment creates nothing). This server speaks EB's query protocol
+(API version 2010-12-01) for exactly the calls ionroller's driver makes, and does in moto
+what EB does behind the scenes:
+
+* CreateEnvironment creates, in moto, a classic load balancer and an Auto Scaling group of
+  running instances for the environment. Status goes Launching -> Ready after
+  EB_STANDIN_LAUNCH_SECS, health Grey -> Green EB_STANDIN_HEALTHY_SECS later.
+* DescribeEnvironmentResources names that group, its instances and its load balancer.
+* TerminateEnvironment deletes them; status Terminating -> Terminated after
+  EB_STANDIN_TERMINATE_SECS.
+
+Every request parameter is checked against the API reference: a missing required parameter,
+an unknown one, or a malformed value gets the error AWS documents (400 MissingParameter,
+InvalidParameterValue, InvalidParameterCombination), and a request without a SigV4
+Authorization header for the elasticbeanstalk service gets 403 MissingAuthenticationToken.
+
+Run it with the moto venv's python (it needs boto3):
+    python eb_standin.py --port 0 --port-file FILE --moto http://127.0.0.1:5055
+Control (tests only): GET /standin/state returns the environments as JSON;
+POST /standin/health?environment=NAME&health=Red sets an environment's health.
+"""
+
+import argparse
+import io
+import json
+import os
+import re
+import threading
+import time
+import uuid
+import zipfile
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+from xml.sax.saxutils import escape
+
+import boto3
+from botocore.config import Config
+
+API_VERSION = "2010-12-01"
+XMLNS = "http://elasticbeanstalk.amazonaws.com/docs/2010-12-01/"
+REGION = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+ACCOUNT = "123456789012"
+
+LAUNCH_SECS = float(os.environ.get("EB_STANDIN_LAUNCH_SECS", "2"))
+HEALTHY_SECS = float(os.environ.get("EB_STANDIN_HEALTHY_SECS", "1"))
+TERMINATE_SECS = float(os.environ.get("EB_STANDIN_TERMINATE_SECS", "1"))
+# AWS does not document DescribeEnvironments' default page size; a small one here makes
+# every test exercise the caller's NextToken handling.
+PAGE_SIZE = int(os.environ.get("EB_STANDIN_PAGE_SIZE", "2"))
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{2,38}[a-zA-Z0-9]$")
+DOCKER_STACK_RE = re.compile(r"^64bit Amazon Linux 20(23|18)? ?.*running (Docker|ECS).*$")
+INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$")
+
+
+class ApiError(Exception):
+    def __init__(self, code, message, status=400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def now_iso(t=None):
+    t = time.time() if t is None else t
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# ---------------------------------------------------------------- request parameters
+
+
+class Params:
+    """The form parameters of one call; remembers which were read to reject unknown ones."""
+
+    def __init__(self, action, raw):
+        self.action = action
+        self.raw = raw
+        self.used = {"Action", "Version"}
+
+    def opt(self, name, lo=None, hi=None, pattern=None):
+        self.used.add(name)
+        value = self.raw.get(name)
+        if value is None:
+            return None
+        if lo is not None and len(value) < lo or hi is not None and len(value) > hi:
+            raise ApiError(
+                "InvalidParameterValue",
+                f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy "
+                f"constraint: Member must have length between {lo} and {hi}",
+            )
+        if pattern is not None and not pattern.match(value):
+            raise ApiError("InvalidParameterValue", f"Value '{value}' at '{name}' is not valid.")
+        return value
+
+    def req(self, name, **kw):
+        value = self.opt(name, **kw)
+        if value is None:
+            raise ApiError("MissingParameter", f"The request must contain the parameter {name}")
+        return value
+
+    def boolean(self, name, default):
+        value = self.opt(name)
+        if value is None:
+            return default
+        if value not in ("true", "false"):
+            raise ApiError("InvalidParameterValue", f"Value '{value}' at '{name}' must be true or false.")
+        return value == "true"
+
+    def integer(self, name, lo, hi):
+        value = self.opt(name)
+        if value is None:
+            return None
+        if not value.isdigit() or not lo <= int(value) <= hi:
+            raise ApiError("InvalidParameterValue", f"Value '{value}' at '{name}' must be an integer from {lo} to {hi}.")
+        return int(value)
+
+    def members(self, name, fields=None, limit=None):
+        """`Name.member.N` (strings) or `Name.member.N.Field` (structures), N from 1, no gaps."""
+        prefix = name + ".member."
+        keys = [k for k in self.raw if k.startswith(prefix)]
+        self.used.update(keys)
+        indexes = sorted({int(k[len(prefix):].split(".")[0]) for k in keys if k[len(prefix):].split(".")[0].isdigit()})
+        if len(indexes) != len({k[len(prefix):].split(".")[0] for k in keys}) or indexes != list(range(1, len(indexes) + 1)):
+            raise ApiError("InvalidParameterValue", f"{name} members must be numbered 1, 2, 3, ... without gaps.")
+        if limit is not None and len(indexes) > limit:
+            raise ApiError("InvalidParameterValue", f"{name} has {len(indexes)} members; at most {limit} are allowed.")
+        out = []
+        for i in indexes:
+            if fields is None:
+                value = self.raw.get(f"{prefix}{i}")
+                if value is None:
+                    raise ApiError("InvalidParameterValue", f"{name}.member.{i} has no value.")
+                out.append(value)
+            else:
+                item = {}
+                for f in self.raw:
+                    if f.startswith(f"{prefix}{i}."):
+                        field = f[len(f"{prefix}{i}."):]
+                        if field not in fields:
+                            raise ApiError("InvalidParameterValue", f"{name}.member.{i}.{field} is not a field of {name}.")
+                        item[field] = self.raw[f]
+                out.append(item)
+        return out
+
+    def finish(self):
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ApiError("InvalidParameterValue", f"{self.action} does not take the parameter(s) {', '.join(unknown)}.")
+
+
+# ---------------------------------------------------------------- XML answers
+
+
+def el(name, value):
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return f"<{name}>{escape(str(value))}</{name}>"
+
+
+def members(name, items):
+    return f"<{name}>" + "".join(f"<member>{i}</member>" for i in items) + f"</{name}>"
+
+
+def answer(action, result_xml):
+    rid = str(uuid.uuid4())
+    return (
+        f'<{action}Response xmlns="{XMLNS}"><{action}Result>{result_xml}</{action}Result>'
+        f"<ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></{action}Response>"
+    )
+
+
+def error_xml(err):
+    kind = "Sender" if err.status < 500 else "Receiver"
+    return (
+        f'<ErrorResponse xmlns="{XMLNS}"><Error><Type>{kind}</Type><Code>{escape(err.code)}</Code>'
+        f"<Message>{escape(err.message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+    )
+
+
+# ---------------------------------------------------------------- the fake control plane
+
+
+class Beanstalk:
+    def __init__(self, moto_url):
+        cfg = Config(retries={"max_attempts": 1})
+        kw = dict(endpoint_url=moto_url, region_name=REGION, config=cfg,
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.asg = boto3.client("autoscaling", **kw)
+        self.elb = boto3.client("elb", **kw)
+        self.s3 = boto3.client("s3", **kw)
+        self.lock = threading.Lock()
+        self.applications = {}  # name -> {created, description}
+        self.versions = {}  # (app, label) -> {...}
+        self.environments = {}  # id -> {...}
+
+    # -- helpers
+    def status(self, env, t=None):
+        t = time.time() if t is None else t
+        if env["terminated_at"] is not None:
+            if t - env["terminated_at"] < TERMINATE_SECS:
+                return "Terminating", "Grey"
+            return "Terminated", "Grey"
+        age = t - env["created"]
+        if age < LAUNCH_SECS:
+            return "Launching", "Grey"
+        if age < LAUNCH_SECS + HEALTHY_SECS:
+            return "Ready", "Grey"
+        return "Ready", env.get("health_override") or "Green"
+
+    def find_env(self, p, live_only=True):
+        env_id = p.opt("EnvironmentId")
+        name = p.opt("EnvironmentName", lo=4, hi=40)
+        if env_id is None and name is None:
+            raise ApiError("MissingParameter", "You must specify either EnvironmentId or EnvironmentName.")
+        for env in self.environments.values():
+            if env_id is not None and env["id"] != env_id or name is not None and env["name"] != name:
+                continue
+            if live_only and self.status(env)[0] == "Terminated":
+                continue
+            return env
+        what = f"EnvironmentId = '{env_id}'" if env_id else f"EnvironmentName = '{name}'"
+        raise ApiError("InvalidParameterValue", f"No Environment found for {what}.")
+
+    def env_xml(self, env, inner="member"):
+        status, health = self.status(env)
+        return (
+            f"<{inner}>"
+            + el("EnvironmentName", env["name"]) + el("EnvironmentId", env["id"])
+            + el("ApplicationName", env["app"]) + el("VersionLabel", env["version"])
+            + el("SolutionStackName", env["stack"]) + el("Description", env["description"])
+            + el("EndpointURL", env["endpoint"]) + el("CNAME", env["cname"])
+            + el("DateCreated", now_iso(env["created"])) + el("DateUpdated", now_iso(env["updated"]))
+            + el("Status", status) + el("AbortableOperationInProgress", False) + el("Health", health)
+            + "<Tier>" + el("Name", "WebServer") + el("Type", "Standard") + el("Version", "1.0") + "</Tier>"
+            + el("EnvironmentArn", env["arn"])
+            + f"</{inner}>"
+        )
+
+    # -- operations
+    def CreateApplication(self, p):
+        name = p.req("ApplicationName", lo=1, hi=100)
+        description = p.opt("Description", hi=200)
+        tags = p.members("Tags", fields={"Key", "Value"}, limit=50)
+        p.finish()
+        check_tags(tags)
+        with self.lock:
+            if name in self.applications:
+                raise ApiError("InvalidParameterValue", f"Application {name} already exists.")
+            self.applications[name] = {"created": time.time(), "description": description}
+        return app_xml(name, self.applications[name])
+
+    def DescribeApplications(self, p):
+        names = p.members("ApplicationNames")
+        p.finish()
+        with self.lock:
+            apps = [(n, a) for n, a in self.applications.items() if not names or n in names]
+        return "<Applications>" + "".join(app_xml(n, a, "member") for n, a in apps) + "</Applications>"
+
+    def CreateApplicationVersion(self, p):
+        app = p.req("ApplicationName", lo=1, hi=100)
+        label = p.req("VersionLabel", lo=1, hi=100)
+        description = p.opt("Description", hi=200)
+        bucket = p.opt("SourceBundle.S3Bucket", hi=255)
+        key = p.opt("SourceBundle.S3Key", hi=1024)
+        auto_create = p.boolean("AutoCreateApplication", False)
+        process = p.boolean("Process", False)
+        tags = p.members("Tags", fields={"Key", "Value"}, limit=50)
+        p.finish()
+        check_tags(tags)
+        if (bucket is None) != (key is None):
+            raise ApiError("InvalidParameterCombination", "SourceBundle needs both S3Bucket and S3Key.")
+        if bucket is not None:
+            try:
+                head = self.s3.head_object(Bucket=bucket, Key=key)
+            except Exception:
+                raise ApiError(
+                    "InvalidParameterValue",
+                    f"Unable to download from S3 location (Bucket: {bucket}  Key: {key}). Reason: Not Found",
+                )
+            if process:
+                check_bundle(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        with self.lock:
+            if app not in self.applications:
+                if not auto_create:
+                    raise ApiError("InvalidParameterValue", f"No Application named '{app}' found.")
+                self.applications[app] = {"created": time.time(), "description": None}
+            if (app, label) in self.versions:
+                raise ApiError("InvalidParameterValue", f"Application Version {label} already exists.")
+            v = {"created": time.time(), "description": description, "bucket": bucket, "key": key}
+            self.versions[(app, label)] = v
+        return ("<ApplicationVersion>" + el("ApplicationName", app) + el("VersionLabel", label)
+                + el("Description", description) + el("DateCreated", now_iso(v["created"]))
+                + el("Status", "PROCESSED" if process else "UNPROCESSED")
+                + ("<SourceBundle>" + el("S3Bucket", bucket) + el("S3Key", key) + "</SourceBundle>" if bucket else "")
+                + "</ApplicationVersion>")
+
+    def CreateEnvironment(self, p):
+        app = p.req("ApplicationName", lo=1, hi=100)
+        name = p.req("EnvironmentName", lo=4, hi=40)
+        if not NAME_RE.match(name):
+            raise ApiError("InvalidParameterValue",
+                           f"Value {name} at 'EnvironmentName' failed to satisfy constraint: it can contain only "
+                           "letters, numbers and hyphens, and cannot start or end with a hyphen.")
+        label = p.opt("VersionLabel", lo=1, hi=100)
+        stack = p.opt("SolutionStackName")
+        platform = p.opt("PlatformArn")
+        template = p.opt("TemplateName", lo=1, hi=100)
+        description = p.opt("Description", hi=200)
+        cname_prefix = p.opt("CNAMEPrefix", lo=4, hi=63)
+        for f in ("Tier.Name", "Tier.Type", "Tier.Version"):
+            p.opt(f)
+        tags = p.members("Tags", fields={"Key", "Value"}, limit=50)
+        options = p.members("OptionSettings", fields={"ResourceName", "Namespace", "OptionName", "Value"})
+        p.members("OptionsToRemove", fields={"ResourceName", "Namespace", "OptionName"})
+        p.opt("GroupName")
+        p.opt("OperationsRole")
+        p.finish()
+        check_tags(tags)
+        given = [x for x in (stack, platform, template) if x is not None]
+        if not given:
+            raise ApiError("MissingParameter", "You must specify a SolutionStackName, a PlatformArn or a TemplateName.")
+        if len(given) > 1:
+            raise ApiError("InvalidParameterCombination", "Specify only one of SolutionStackName, PlatformArn and TemplateName.")
+        if stack is not None and not DOCKER_STACK_RE.match(stack):
+            raise ApiError("InvalidParameterValue", f"No Solution Stack named '{stack}' found.")
+        settings = {}
+        for o in options:
+            if "Namespace" not in o or "OptionName" not in o:
+                raise ApiError("InvalidParameterValue", "Every OptionSettings member needs a Namespace and an OptionName.")
+            settings[(o["Namespace"], o["OptionName"])] = o.get("Value", "")
+        instance_type = settings.get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
+        if not INSTANCE_TYPE_RE.match(instance_type):
+            raise ApiError("ConfigurationValidationException",
+                           f"Configuration validation exception: Invalid option value: '{instance_type}' "
+                           "(Namespace: 'aws:autoscaling:launchconfiguration', OptionName: 'InstanceType')")
+        sizes = {}
+        for opt, default in (("MinSize", "1"), ("MaxSize", "4")):
+            raw = settings.get(("aws:autoscaling:asg", opt), default)
+            if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+                raise ApiError("ConfigurationValidationException",
+                               f"Configuration validation exception: Invalid option value: '{raw}' "
+                               f"(Namespace: 'aws:autoscaling:asg', OptionName: '{opt}'): must be an integer from 1 to 10000")
+            sizes[opt] = int(raw)
+        if sizes["MinSize"] > sizes["MaxSize"]:
+            raise ApiError("ConfigurationValidationException",
+                           "Configuration validation exception: MinSize must be less than or equal to MaxSize.")
+        with self.lock:
+            if app not in self.applications:
+                raise ApiError("InvalidParameterValue", f"No Application named '{app}' found.")
+            if label is not None and (app, label) not in self.versions:
+                raise ApiError("InvalidParameterValue", f"No Application Version named '{label}' found.")
+            for env in self.environments.values():
+                if env["name"] == name and self.status(env)[0] != "Terminated":
+                    raise ApiError("InvalidParameterValue", f"Environment {name} already exists.")
+            env_id = "e-" + uuid.uuid4().hex[:10]
+            cname = f"{cname_prefix or name}.{REGION}.elasticbeanstalk.com"
+            t = time.time()
+            env = {
+                "id": env_id, "name": name, "app": app, "version": label, "stack": stack or platform or template,
+                "description": description, "cname": cname, "endpoint": cname, "created": t, "updated": t,
+                "terminated_at": None, "tags": {x["Key"]: x.get("Value", "") for x in tags}, "settings": settings,
+                "arn": f"arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:environment/{app}/{name}",
+                "asg": f"awseb-{env_id}-stack-AWSEBAutoScalingGroup-{uuid.uuid4().hex[:12].upper()}",
+                "lb": f"awseb-{env_id}-AWSEBLoa-{uuid.uuid4().hex[:6].upper()}"[:32],
+                "lc": f"awseb-{env_id}-stack-AWSEBLaunchConfig",
+            }
+            self.environments[env_id] = env
+        self.launch(env, instance_type, sizes)
+        with self.lock:
+            env["created"] = env["updated"] = time.time()  # launch timings start now
+        return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
+
+    def launch(self, env, instance_type, sizes):
+        """What EB's CloudFormation stack would create: a load balancer and a group of instances."""
+        self.elb.create_load_balancer(
+            LoadBalancerName=env["lb"],
+            Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}],
+            AvailabilityZones=[f"{REGION}a"],
+        )
+        self.asg.create_launch_configuration(
+            LaunchConfigurationName=env["lc"], ImageId="ami-12c6146b", InstanceType=instance_type)
+        self.asg.create_auto_scaling_group(
+            AutoScalingGroupName=env["asg"], LaunchConfigurationName=env["lc"],
+            MinSize=sizes["MinSize"], MaxSize=sizes["MaxSize"], DesiredCapacity=sizes["MinSize"],
+            AvailabilityZones=[f"{REGION}a"], LoadBalancerNames=[env["lb"]],
+            Tags=[{"Key": "elasticbeanstalk:environment-name", "Value": env["name"], "PropagateAtLaunch": True}],
+        )
+
+    def DescribeEnvironments(self, p):
+        app = p.opt("ApplicationName", lo=1, hi=100)
+        label = p.opt("VersionLabel", lo=1, hi=100)
+        ids = p.members("EnvironmentIds")
+        names = p.members("EnvironmentNames")
+        include_deleted = p.boolean("IncludeDeleted", True)
+        back_to = p.opt("IncludedDeletedBackTo")
+        max_records = p.integer("MaxRecords", 1, 1000)
+        token = p.opt("NextToken", lo=1, hi=100)
+        p.finish()
+        cutoff = None
+        if back_to is not None:
+            try:
+                cutoff = datetime.strptime(back_to.replace("Z", "+00:00").split(".")[0].replace("+00:00", ""),
+                                           "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+            except ValueError:
+                raise ApiError("InvalidParameterValue", f"Value '{back_to}' at 'IncludedDeletedBackTo' is not a timestamp.")
+        with self.lock:
+            found = []
+            for env in sorted(self.environments.values(), key=lambda e: (e["created"], e["id"])):
+                if app is not None and env["app"] != app or label is not None and env["version"] != label:
+                    continue
+                if ids and env["id"] not in ids or names and env["name"] not in names:
+                    continue
+                if self.status(env)[0] == "Terminated":
+                    if not include_deleted or cutoff is not None and env["terminated_at"] < cutoff:
+                        continue
+                found.append(env)
+            start = 0
+            if token is not None:
+                if not token.isdigit() or int(token) > len(found):
+                    raise ApiError("InvalidParameterValue", f"Invalid NextToken '{token}'.")
+                start = int(token)
+            size = max_records or PAGE_SIZE
+            page = found[start:start + size]
+            more = start + size < len(found)
+            xml = "<Environments>" + "".join(self.env_xml(e) for e in page) + "</Environments>"
+        return xml + (el("NextToken", str(start + size)) if more else "")
+
+    def DescribeEnvironmentResources(self, p):
+        with self.lock:
+            env = self.find_env(p)
+        p.finish()
+        instances = []
+        if env["terminated_at"] is None:
+            groups = self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[env["asg"]])["AutoScalingGroups"]
+            instances = [i["InstanceId"] for g in groups for i in g["Instances"]]
+        return (
+            "<EnvironmentResources>" + el("EnvironmentName", env["name"])
+            + members("AutoScalingGroups", [el("Name", env["asg"])])
+            + members("Instances", [el("Id", i) for i in instances])
+            + members("LaunchConfigurations", [el("Name", env["lc"])])
+            + "<LaunchTemplates/>"
+            + members("LoadBalancers", [el("Name", env["lb"])])
+            + "<Triggers/><Queues/></EnvironmentResources>"
+        )
+
+    def TerminateEnvironment(self, p):
+        terminate_resources = p.boolean("TerminateResources", True)
+        p.boolean("ForceTerminate", False)
+        with self.lock:
+            env = self.find_env(p)
+            p.finish()
+            if env["terminated_at"] is not None:
+                raise ApiError("InvalidParameterValue",
+                               f"Environment named {env['name']} is in an invalid state for this operation. Must be Ready.")
+            env["terminated_at"] = env["updated"] = time.time()
+        if terminate_resources:
+            self.asg.delete_auto_scaling_group(AutoScalingGroupName=env["asg"], ForceDelete=True)
+            self.asg.delete_launch_configuration(LaunchConfigurationName=env["lc"])
+            self.elb.delete_load_balancer(LoadBalancerName=env["lb"])
+        return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
+
+    def ListTagsForResource(self, p):
+        arn = p.req("ResourceArn")
+        p.finish()
+        with self.lock:
+            env = next((e for e in self.environments.values() if e["arn"] == arn), None)
+        if env is None:
+            raise ApiError("ResourceNotFoundException", f"Resource {arn} not found.", 404)
+        return el("ResourceArn", arn) + members(
+            "ResourceTags", [el("Key", k) + el("Value", v) for k, v in sorted(env["tags"].items())])
+
+
+def app_xml(name, app, inner="Application"):
+    return (f"<{inner}>" + el("ApplicationName", name) + el("Description", app["description"])
+            + el("DateCreated", now_iso(app["created"])) + el("DateUpdated", now_iso(app["created"]))
+            + el("ApplicationArn", f"arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:application/{name}")
+            + f"</{inner}>")
+
+
+def check_bundle(body):
+    """What EB's processing checks: a zip (or a bare Dockerrun.aws.json) with a valid v1
+    Dockerrun; a Dockerfile, if present, must start FROM the Dockerrun's image."""
+    files = {}
+    if body[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(body)) as z:
+                if z.testzip() is not None:
+                    raise ValueError("bad CRC")
+                files = {n: z.read(n) for n in z.namelist()}
+        except Exception as e:
+            raise ApiError("InvalidParameterValue", f"The source bundle is not a readable zip file: {e}")
+    else:
+        files = {"Dockerrun.aws.json": body}
+    try:
+        doc = json.loads(files["Dockerrun.aws.json"])
+        assert doc.get("AWSEBDockerrunVersion") in ("1", 1) and doc["Image"]["Name"]
+    except Exception:
+        raise ApiError("InvalidParameterValue", "The source bundle has no valid Dockerrun.aws.json (version 1).")
+    if "Dockerfile" in files:
+        first = files["Dockerfile"].decode(errors="replace").splitlines()[0:1]
+        if first != [f"FROM {doc['Image']['Name']}"]:
+            raise ApiError("InvalidParameterValue", "The Dockerfile does not start FROM the Dockerrun image.")
+
+
+def check_tags(tags):
+    for t in tags:
+        key = t.get("Key")
+        if key is None or not 1 <= len(key) <= 128 or key.startswith("aws:"):
+            raise ApiError("InvalidParameterValue", f"Tag key '{key}' must be 1 to 128 characters and not start with 'aws:'.")
+        if len(t.get("Value", "")) > 256:
+            raise ApiError("InvalidParameterValue", f"The value of tag '{key}' is longer than 256 characters.")
+
+
+OPERATIONS = {
+    "CreateApplication", "DescribeApplications", "CreateApplicationVersion", "CreateEnvironment",
+    "DescribeEnvironments", "DescribeEnvironmentResources", "TerminateEnvironment", "ListTagsForResource",
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    beanstalk = None
+
+    def log_message(self, fmt, *args):
+        if os.environ.get("EB_STANDIN_LOG"):
+            super().log_message(fmt, *args)
+
+    def reply(self, status, body, content_type="text/xml"):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        if url.path == "/standin/state":
+            with self.beanstalk.lock:
+                out = [dict(name=e["name"], id=e["id"], app=e["app"], version=e["version"],
+                            status=self.beanstalk.status(e)[0], tags=e["tags"], asg=e["asg"])
+                       for e in self.beanstalk.environments.values()]
+            return self.reply(200, json.dumps(out), "application/json")
+        self.reply(404, error_xml(ApiError("NotFound", "GET is not part of the query protocol", 404)))
+
+    def do_POST(self):
+        url = urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode()
+        if url.path == "/standin/health":
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            with self.beanstalk.lock:
+                for e in self.beanstalk.environments.values():
+                    if e["name"] == q.get("environment"):
+                        e["health_override"] = q.get("health")
+            return self.reply(200, "{}", "application/json")
+        raw = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        action = raw.get("Action")
+        try:
+            auth = self.headers.get("Authorization", "")
+            if not auth.startswith("AWS4-HMAC-SHA256 ") or "/elasticbeanstalk/aws4_request" not in auth:
+                raise ApiError("MissingAuthenticationToken",
+                               "Request is missing a SigV4 Authorization header for elasticbeanstalk.", 403)
+            if action is None:
+                raise ApiError("MissingAction", "The request must contain the parameter Action")
+            if raw.get("Version") != API_VERSION:
+                raise ApiError("InvalidParameterValue", f"Version must be {API_VERSION}.")
+            if action not in OPERATIONS:
+                raise ApiError("InvalidAction", f"The action {action} is not valid for this web service.")
+            result = getattr(self.beanstalk, action)(Params(action, raw))
+            self.reply(200, answer(action, result))
+        except ApiError as e:
+            self.reply(e.status, error_xml(e))
+        except Exception as e:  # a bug here, or moto refused: say so, as AWS would with a 500
+            self.reply(500, error_xml(ApiError("InternalFailure", f"{type(e).__name__}: {e}", 500)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--moto", required=True, help="moto server URL (Auto Scaling, ELB, S3)")
+    args = ap.parse_args()
+    Handler.beanstalk = Beanstalk(args.moto)
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(str(server.server_address[1]))
+        os.rename(args.port_file + ".tmp", args.port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

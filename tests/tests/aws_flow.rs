@@ -1,0 +1,283 @@
+//! End to end on AWS emulators: `ionroller up --cloud aws` (the real binary, the real AWS
+//! driver) against moto, ministack and the EB stand-in that scripts/test.sh starts. The test
+//! reads the load balancer and CloudWatch itself, through the SDK, to check what the roller
+//! did.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::StateValue;
+use ionroller_aws::testkit::{emulators_or_skip, Fixture};
+use serde_json::{json, Value};
+use support::fault_proxy::{Fault, FaultProxy};
+use support::{example_config, share, Server};
+
+fn config_for(f: &Fixture, alarms: &[&str]) -> Value {
+    let mut config: Value = serde_json::from_str(&example_config()).expect("example config");
+    config["endpoint"]["load_balancer"]["name"] = json!(f.load_balancer);
+    config["aws"]["deployment_bucket"] = json!(f.bucket);
+    config["instances"]["min"] = json!(2);
+    config["instances"]["max"] = json!(2);
+    config["rollout"]["alarms"] = json!(alarms);
+    config
+}
+
+fn save_config(server: &Server, dir: &std::path::Path, service: &str, config: &Value) {
+    let path = dir.join(format!("{service}.json"));
+    std::fs::write(&path, config.to_string()).expect("write config");
+    let out = server.cli_ok(&["config", "set", service, path.to_str().expect("utf-8")]);
+    assert!(out.contains("Saved config version"), "{out}");
+}
+
+/// The live environment that runs `version`, from the roller's status.
+fn environment_of(status: &Value, version: &str) -> String {
+    status["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["version"] == version && e["terminated"] == false)
+        .and_then(|e| e["name"].as_str())
+        .unwrap_or_else(|| panic!("no live environment for {version}: {status:#}"))
+        .to_string()
+}
+
+fn finish(mut child: std::process::Child) -> (i32, String) {
+    let status = child.wait().expect("CLI finishes");
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read;
+        let _ = stdout.read_to_string(&mut out);
+    }
+    (status.code().unwrap_or(-1), out)
+}
+
+async fn wait_step_done(server: &Server, service: &str, step: u64) -> Value {
+    server
+        .wait_for(service, 60, &format!("step {step} to complete"), |s| {
+            s["rollout"]["step"] == step && s["rollout"]["stage"] == "step_done"
+                || s["rollout"].is_null()
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_release_moves_traffic_by_steps_and_alarms_roll_back() {
+    if !emulators_or_skip("aws_release_moves_traffic_by_steps_and_alarms_roll_back") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("aws{}", f.id);
+    let set_alarm = format!("{}-errors", f.id);
+    let metric_alarm = format!("{}-5xx", f.id);
+    f.create_alarm(&set_alarm, "errors", 1000.0)
+        .await
+        .expect("alarm");
+    f.create_alarm(&metric_alarm, "5xx", 5.0)
+        .await
+        .expect("alarm");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start_with(dir.path(), &["--cloud", "aws", "--interval-ms", "300"], &[]);
+    save_config(
+        &server,
+        dir.path(),
+        &service,
+        &config_for(&f, &[&set_alarm, &metric_alarm]),
+    );
+
+    // v1: the first release; its two instances end up alone behind the load balancer.
+    let release = server.cli_spawn(&["release", &service, "v1"]);
+    server.wait_for_promote_of(&service, "v1 canary").await;
+    server.cli_ok(&["promote", &service]);
+    let (code, out) = finish(release);
+    assert_eq!(code, 0, "{out}");
+    let status = server.get(&format!("/v1/services/{service}")).await;
+    let v1 = environment_of(&status, "v1");
+    assert_eq!(f.share_of(&v1).await.expect("share"), 100);
+    assert_eq!(f.instance_health().await.expect("health").len(), 2);
+
+    // v2: the canary holds until promoted; then 25%, 50%, 100% of the new environment's
+    // capacity: 1 new beside 2 old, 1 beside 1, 2 alone — as the load balancer reports.
+    let release = server.cli_spawn(&["release", &service, "v2"]);
+    let canary = server.wait_for_promote_of(&service, "v2 canary").await;
+    let v2 = environment_of(&canary, "v2");
+    assert_eq!(f.share_of(&v2).await.expect("share"), 33);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = server.get(&format!("/v1/services/{service}")).await;
+    assert_eq!(
+        still["rollout"]["step"], 1,
+        "the canary holds until promoted"
+    );
+    assert_eq!(f.share_of(&v2).await.expect("share"), 33);
+    server.cli_ok(&["promote", &service]);
+    let mut seen = Vec::new();
+    for step in 2..=4u64 {
+        let s = wait_step_done(&server, &service, step).await;
+        if s["rollout"].is_null() {
+            break;
+        }
+        let on_lb = f.share_of(&v2).await.expect("share");
+        assert_eq!(
+            on_lb,
+            share(&s, "v2"),
+            "the roller's view matches the load balancer"
+        );
+        seen.push(on_lb);
+    }
+    let (code, out) = finish(release);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        seen,
+        vec![33, 50, 100],
+        "load balancer shares at 25%, 50%, 100%"
+    );
+    assert_eq!(f.share_of(&v2).await.expect("share"), 100);
+
+    // v3: an alarm set to ALARM mid-rollout sends all traffic back to v2.
+    let release = server.cli_spawn(&["release", &service, "v3"]);
+    server.wait_for_promote_of(&service, "v3 canary").await;
+    server.cli_ok(&["promote", &service]);
+    wait_step_done(&server, &service, 3).await;
+    f.set_alarm_state(&set_alarm, StateValue::Alarm, "error rate 12% > 5%")
+        .await
+        .expect("set alarm");
+    let (code, out) = finish(release);
+    assert_eq!(code, 1, "rolled back: {out}");
+    assert!(out.contains("error rate 12% > 5%"), "{out}");
+    assert_eq!(f.share_of(&v2).await.expect("share"), 100);
+    let events = server.cli_ok(&["events", &service]);
+    let rolled_back = events
+        .lines()
+        .find(|l| l.contains(" rolled-back "))
+        .expect("a rolled-back event");
+    assert!(
+        rolled_back.contains(&set_alarm) && rolled_back.contains("error rate 12% > 5%"),
+        "the rollback records the alarm's evidence: {rolled_back}"
+    );
+    f.set_alarm_state(&set_alarm, StateValue::Ok, "recovered")
+        .await
+        .expect("reset alarm");
+    server
+        .wait_for(&service, 20, "the alarm to clear", |s| {
+            s["alarms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|a| a["state"] != "ALARM")
+        })
+        .await;
+
+    // v4: this time CloudWatch evaluates the alarm itself from a breaching datapoint.
+    let release = server.cli_spawn(&["release", &service, "v4"]);
+    server.wait_for_promote_of(&service, "v4 canary").await;
+    server.cli_ok(&["promote", &service]);
+    wait_step_done(&server, &service, 2).await;
+    f.put_metric("5xx", 100.0).await.expect("metric");
+    let (code, out) = finish(release);
+    assert_eq!(code, 1, "rolled back: {out}");
+    assert!(out.contains("Threshold Crossed"), "{out}");
+    assert_eq!(f.share_of(&v2).await.expect("share"), 100);
+    let events = server.cli_ok(&["events", &service]);
+    let evidence = events
+        .lines()
+        .rfind(|l| l.contains(" rolled-back "))
+        .expect("a second rolled-back event");
+    assert!(
+        evidence.contains(&metric_alarm) && evidence.contains("\"value\":100.0"),
+        "the evidence quotes the datapoint: {evidence}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
+    if !emulators_or_skip("aws_kill_between_intent_and_outcome_and_injected_faults_converge") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("kil{}", f.id);
+    let eb = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK").expect("EB stand-in");
+    let moto = std::env::var("AWS_ENDPOINT_URL").expect("moto");
+    let eb_proxy = FaultProxy::start(&eb).await;
+    let elb_proxy = FaultProxy::start(&moto).await;
+    // The environment gets created, but the roller does not hear so before it is killed.
+    eb_proxy.inject(
+        "CreateEnvironment",
+        Fault::HoldAnswer(Duration::from_secs(30)),
+        1,
+    );
+    // Throttling and 5xx on the load balancer, for both actions and observations.
+    elb_proxy.inject("RegisterInstancesWithLoadBalancer", Fault::Throttle, 2);
+    elb_proxy.inject("DescribeInstanceHealth", Fault::Unavailable, 2);
+    let env = [
+        ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", eb_proxy.url.as_str()),
+        (
+            "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING",
+            elb_proxy.url.as_str(),
+        ),
+    ];
+    let args = ["--cloud", "aws", "--interval-ms", "300"];
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start_with(dir.path(), &args, &env);
+    let mut config = config_for(&f, &[]);
+    config["rollout"]["canary"] = Value::Null;
+    config["rollout"]["pause"] = json!("1s");
+    save_config(&server, dir.path(), &service, &config);
+    server.cli_ok(&["release", &service, "v1", "--no-follow"]);
+
+    // Wait until the create was recorded as intended and EB has the environment, while the
+    // answer is still held: then SIGKILL.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let envs = f.environments(&service).await.expect("list");
+        if !envs.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "EB never got the create"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = server.cli_ok(&["events", &service]);
+    assert!(events.contains("action-intended"), "{events}");
+    assert!(!events.contains("action-succeeded"), "{events}");
+    server.kill();
+
+    // Restarted, the roller repeats the create, finds the environment and finishes.
+    let server = Server::start_with(dir.path(), &args, &env);
+    server
+        .wait_for(&service, 90, "v1 to serve everything", |s| {
+            s["rollout"].is_null() && s["stable_version"] == "v1"
+        })
+        .await;
+    let envs = f.environments(&service).await.expect("list");
+    assert_eq!(envs.len(), 1, "one environment, not two: {envs:?}");
+    let status = server.get(&format!("/v1/services/{service}")).await;
+    assert_eq!(
+        f.share_of(&environment_of(&status, "v1"))
+            .await
+            .expect("share"),
+        100
+    );
+
+    // Every fault was injected, recorded with its AWS error code, and retried.
+    let injected = elb_proxy.injected();
+    assert_eq!(injected.len(), 4, "{injected:?}");
+    let events = server.cli_ok(&["events", &service]);
+    assert!(
+        events.contains("already exists"),
+        "the repeated create found the environment: {events}"
+    );
+    let failed = events
+        .lines()
+        .filter(|l| l.contains(" action-failed ") && l.contains("Throttling"))
+        .count();
+    assert_eq!(failed, 2, "{events}");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains(" observation-failed ") && l.contains("ServiceUnavailable")),
+        "{events}"
+    );
+    assert!(events.contains(" observation-recovered "), "{events}");
+}
