@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
+use ionroller_shared::store::postgres::{PgOptions, PgStore};
 use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::EventStore;
 use serde_json::{json, Value};
@@ -65,6 +66,12 @@ enum Command {
         /// (region, credentials, `AWS_ENDPOINT_URL*`) decides where calls go.
         #[arg(long, value_enum, default_value_t = CloudKind::Sim)]
         cloud: CloudKind,
+        /// Keep the event log in PostgreSQL (a libpq URL) instead of the embedded SQLite file.
+        #[arg(long, env = "IONROLLER_POSTGRES_URL")]
+        postgres: Option<String>,
+        /// The PostgreSQL schema for the log's tables (created if missing).
+        #[arg(long, default_value = "public")]
+        postgres_schema: String,
         /// Address for the API (loopback by default).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: String,
@@ -228,12 +235,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Up {
             data_dir,
             cloud,
+            postgres,
+            postgres_schema,
             listen,
             interval_ms,
             trail_listen,
         } => {
+            let store = match postgres {
+                Some(url) => StoreChoice::Postgres {
+                    url,
+                    schema: postgres_schema,
+                },
+                None => StoreChoice::Embedded,
+            };
             up(
                 data_dir,
+                store,
                 cloud,
                 &listen,
                 &trail_listen,
@@ -493,17 +510,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// Runs the roller and its API until Ctrl-C (or SIGTERM).
+/// Where `up` keeps the event log.
+pub enum StoreChoice {
+    /// `events.sqlite` in the data directory.
+    Embedded,
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
 pub async fn up(
     data_dir: PathBuf,
+    store: StoreChoice,
     cloud: CloudKind,
     listen: &str,
     trail_listen: &str,
     interval: Duration,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-    let store = SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
-        .context("open the embedded event store")?;
-    let store: Arc<dyn EventStore> = Arc::new(store);
+    let store: Arc<dyn EventStore> = match store {
+        StoreChoice::Embedded => Arc::new(
+            SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
+                .context("open the embedded event store")?,
+        ),
+        StoreChoice::Postgres { url, schema } => Arc::new(
+            PgStore::open(PgOptions::new(url).schema(schema))
+                .await
+                .context("open the PostgreSQL event store")?,
+        ),
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (driver, sim, cloud_line): (Arc<dyn Cloud>, Option<SimCloud>, String) = match cloud {
         CloudKind::Sim => {
@@ -540,7 +576,8 @@ pub async fn up(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let roller = Roller::new(store.clone(), driver, clock.clone()).with_metrics(metrics.clone());
+    let roller =
+        Roller::new(store.clone(), driver.clone(), clock.clone()).with_metrics(metrics.clone());
     let mut roller_stop = stop_rx.clone();
     let roller_task = tokio::spawn(roller.run(interval, async move {
         let _ = roller_stop.wait_for(|s| *s).await;
@@ -555,7 +592,9 @@ pub async fn up(
             let _ = trail_stop.wait_for(|s| *s).await;
         },
     ));
-    let state = AppState::new(store, clock, sim).with_metrics(metrics);
+    let state = AppState::new(store, clock, sim)
+        .with_metrics(metrics)
+        .with_cloud(driver);
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;

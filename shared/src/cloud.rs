@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::config::ServiceConfig;
+use crate::config::{FieldError, ServiceConfig};
 use crate::events::{Action, AlarmView, EnvironmentView, RegisteredInstance};
 
 /// One observation of a service's part of the cloud.
@@ -31,6 +31,12 @@ pub enum CloudError {
 
 #[async_trait]
 pub trait Cloud: Send + Sync + 'static {
+    /// What this cloud needs of a config beyond the schema (say, a deployment bucket);
+    /// checked when a config is saved, so that a release cannot fail for it later.
+    fn check_config(&self, _config: &ServiceConfig) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// The service's environments, its load balancer's registrations and its alarms.
     async fn observe(&self, service: &str, config: &ServiceConfig)
         -> Result<CloudView, CloudError>;

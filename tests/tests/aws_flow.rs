@@ -11,7 +11,7 @@ use aws_sdk_cloudwatch::types::StateValue;
 use ionroller_aws::testkit::{emulators_or_skip, Fixture};
 use serde_json::{json, Value};
 use support::fault_proxy::{Fault, FaultProxy};
-use support::{example_config, share, Server};
+use support::{environment_of, example_config, share, Server};
 
 fn config_for(f: &Fixture, alarms: &[&str]) -> Value {
     let mut config: Value = serde_json::from_str(&example_config()).expect("example config");
@@ -28,18 +28,6 @@ fn save_config(server: &Server, dir: &std::path::Path, service: &str, config: &V
     std::fs::write(&path, config.to_string()).expect("write config");
     let out = server.cli_ok(&["config", "set", service, path.to_str().expect("utf-8")]);
     assert!(out.contains("Saved config version"), "{out}");
-}
-
-/// The live environment that runs `version`, from the roller's status.
-fn environment_of(status: &Value, version: &str) -> String {
-    status["environments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["version"] == version && e["terminated"] == false)
-        .and_then(|e| e["name"].as_str())
-        .unwrap_or_else(|| panic!("no live environment for {version}: {status:#}"))
-        .to_string()
 }
 
 fn finish(mut child: std::process::Child) -> (i32, String) {
@@ -78,6 +66,21 @@ async fn aws_release_moves_traffic_by_steps_and_alarms_roll_back() {
         .expect("alarm");
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = Server::start_with(dir.path(), &["--cloud", "aws", "--interval-ms", "300"], &[]);
+
+    // What the AWS driver needs is checked when the config is saved, naming the field.
+    let mut incomplete = config_for(&f, &[]);
+    incomplete["aws"]
+        .as_object_mut()
+        .expect("aws section")
+        .remove("deployment_bucket");
+    let path = dir.path().join("incomplete.json");
+    std::fs::write(&path, incomplete.to_string()).expect("write config");
+    let out = server.cli(&["config", "set", &service, path.to_str().expect("utf-8")]);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("aws.deployment_bucket"), "{text}");
+
     save_config(
         &server,
         dir.path(),
@@ -215,7 +218,14 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
             elb_proxy.url.as_str(),
         ),
     ];
-    let args = ["--cloud", "aws", "--interval-ms", "300"];
+    // On PostgreSQL when the suite has one (scripts/test.sh starts it): the kill and restart
+    // then also go through that backend.
+    let mut args = vec!["--cloud", "aws", "--interval-ms", "300"];
+    let pg = std::env::var("IONROLLER_TEST_PG_URL").ok();
+    let schema = format!("aws_kill_{}", f.id);
+    if let Some(url) = &pg {
+        args.extend(["--postgres", url, "--postgres-schema", &schema]);
+    }
     let dir = tempfile::tempdir().expect("temporary directory");
     let server = Server::start_with(dir.path(), &args, &env);
     let mut config = config_for(&f, &[]);

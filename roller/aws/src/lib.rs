@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
-use ionroller_shared::config::{LoadBalancerKind, ServiceConfig};
+use ionroller_shared::config::{FieldError, LoadBalancerKind, ServiceConfig};
 use ionroller_shared::events::Action;
 use uuid::Uuid;
 
@@ -82,6 +82,10 @@ fn require_classic(config: &ServiceConfig) -> Result<(), CloudError> {
 
 #[async_trait]
 impl Cloud for AwsCloud {
+    fn check_config(&self, config: &ServiceConfig) -> Vec<FieldError> {
+        spec::check_config(config)
+    }
+
     async fn observe(
         &self,
         service: &str,

@@ -1,12 +1,90 @@
 //! What the driver asks Elastic Beanstalk for, computed from the config. Pure.
 
-use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::config::{FieldError, LoadBalancerKind, ServiceConfig};
 
 /// Tag keys on every environment ionroller creates.
 pub const TAG_SERVICE: &str = "ionroller:service";
 pub const TAG_VERSION: &str = "ionroller:version";
 pub const TAG_CONFIG_VERSION: &str = "ionroller:config-version";
 pub const TAG_ACTION_ID: &str = "ionroller:action-id";
+
+/// What the AWS driver needs of a config beyond its schema, each problem naming its field.
+pub fn check_config(config: &ServiceConfig) -> Vec<FieldError> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, text: String| {
+        problems.push(FieldError {
+            field: field.to_string(),
+            problem: text,
+        })
+    };
+    if config.endpoint.load_balancer.kind != LoadBalancerKind::Classic {
+        problem(
+            "endpoint.load_balancer.kind",
+            "the AWS driver moves traffic on a classic ELB: use \"classic\" (ALB weights are \
+             not supported yet)"
+                .into(),
+        );
+    }
+    let lb = &config.endpoint.load_balancer.name;
+    if lb.is_empty()
+        || lb.len() > 32
+        || lb.starts_with('-')
+        || lb.ends_with('-')
+        || !lb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        problem(
+            "endpoint.load_balancer.name",
+            format!("{lb:?} is not a classic ELB name (1 to 32 letters, digits and hyphens, not at either end)"),
+        );
+    }
+    match config.aws.deployment_bucket.as_deref() {
+        None => problem(
+            "aws.deployment_bucket",
+            "required with the AWS cloud: the S3 bucket source bundles are uploaded to".into(),
+        ),
+        Some(b) if !valid_bucket_name(b) => problem(
+            "aws.deployment_bucket",
+            format!("{b:?} is not an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)"),
+        ),
+        Some(_) => {}
+    }
+    if let Some(role) = &config.aws.role_arn {
+        let parts: Vec<&str> = role.splitn(6, ':').collect();
+        let ok = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[2] == "iam"
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5].starts_with("role/");
+        if !ok {
+            problem(
+                "aws.role_arn",
+                format!("{role:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"),
+            );
+        }
+    }
+    if let Some(region) = &config.aws.region {
+        let ok = region.split('-').count() >= 3
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            problem(
+                "aws.region",
+                format!("{region:?} is not an AWS region name (like us-east-1)"),
+            );
+        }
+    }
+    problems
+}
+
+fn valid_bucket_name(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && b.as_bytes()[0].is_ascii_alphanumeric()
+        && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric()
+}
 
 /// The solution stack used when the config names none.
 pub const DEFAULT_SOLUTION_STACK: &str = "64bit Amazon Linux 2023 v4.6.0 running Docker";
@@ -171,6 +249,46 @@ mod tests {
             ),
             ["/health"]
         );
+    }
+
+    #[test]
+    fn the_aws_driver_names_each_field_it_needs() {
+        let mut config = example();
+        let fields = |c: &ServiceConfig| {
+            check_config(c)
+                .into_iter()
+                .map(|p| p.field)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fields(&config), ["aws.deployment_bucket"]);
+        config.aws.deployment_bucket = Some("my-bundles".into());
+        assert!(fields(&config).is_empty());
+        for (bad, field) in [
+            ("My_Bucket", "aws.deployment_bucket"),
+            ("ab", "aws.deployment_bucket"),
+            ("-bundles", "aws.deployment_bucket"),
+        ] {
+            let mut c = config.clone();
+            c.aws.deployment_bucket = Some(bad.into());
+            assert_eq!(fields(&c), [field], "{bad}");
+        }
+        let mut c = config.clone();
+        c.aws.role_arn = Some("arn:aws:iam::123:role/x".into());
+        c.aws.region = Some("moon".into());
+        c.endpoint.load_balancer.kind = LoadBalancerKind::Alb;
+        c.endpoint.load_balancer.name = "has spaces".into();
+        assert_eq!(
+            fields(&c),
+            [
+                "endpoint.load_balancer.kind",
+                "endpoint.load_balancer.name",
+                "aws.role_arn",
+                "aws.region"
+            ]
+        );
+        c = config.clone();
+        c.aws.role_arn = Some("arn:aws:iam::123456789012:role/ionroller-deployer".into());
+        assert!(fields(&c).is_empty());
     }
 
     #[test]

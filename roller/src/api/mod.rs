@@ -32,6 +32,7 @@ pub use error::ApiError;
 
 use crate::clock::Clock;
 use crate::cloud::sim::SimCloud;
+use crate::cloud::Cloud;
 use crate::core::plan::{compute_plan, environment_name, event_id};
 use crate::core::state::{RolloutKind, Stage};
 use crate::core::ServiceState;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, ServiceState>>>,
     /// The roller's counters, when it runs in this process.
     pub metrics: Arc<Metrics>,
+    /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`).
+    pub cloud: Option<Arc<dyn Cloud>>,
 }
 
 impl AppState {
@@ -63,11 +66,18 @@ impl AppState {
             sim,
             folds: Arc::default(),
             metrics: Arc::default(),
+            cloud: None,
         }
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Configs are also checked against this cloud's requirements when saved.
+    pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
+        self.cloud = Some(cloud);
         self
     }
 }
@@ -317,6 +327,12 @@ async fn put_config(
     validate_service_name(&service)?;
     let actor = actor(&headers)?;
     let config = parse_service_config(&body).map_err(ApiError::invalid)?;
+    if let Some(cloud) = &state.cloud {
+        let problems = cloud.check_config(&config);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(problems));
+        }
+    }
     let folded = command(&state, &service, &actor, |s| {
         let version = s.latest_config().map_or(1, |c| c.version + 1);
         Ok(vec![ServiceEvent::ConfigSaved {

@@ -2,6 +2,7 @@
 //! with the standard `AWS_ENDPOINT_URL_<SERVICE>` variable, and it answers chosen calls with
 //! throttling or a 5xx, or holds them, before (or instead of) passing them on.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ struct Shared {
     upstream: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     injected: Arc<Mutex<Vec<String>>>,
+    /// Calls seen, by operation.
+    calls: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 pub struct FaultProxy {
@@ -69,6 +72,16 @@ impl FaultProxy {
         }
     }
 
+    /// Calls that reached the proxy so far, by operation (`Action=` for the query protocol,
+    /// the last path segment for CloudWatch's `/operation/<Op>`).
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.shared
+            .calls
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
     /// Every fault injected so far, as "Action: fault".
     pub fn injected(&self) -> Vec<String> {
         self.shared
@@ -97,7 +110,18 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     let Ok(body) = to_bytes(body, 64 << 20).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let action = query_action(&body).unwrap_or_default();
+    let action = query_action(&body).unwrap_or_else(|| {
+        parts
+            .uri
+            .path()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
+    if let Ok(mut calls) = shared.calls.lock() {
+        *calls.entry(action.clone()).or_default() += 1;
+    }
     let fault = shared.rules.lock().ok().and_then(|mut rules| {
         let rule = rules
             .iter_mut()

@@ -233,3 +233,15 @@ pub fn share(status: &Value, version: &str) -> u32 {
         .sum();
     (total * 100.0).round() as u32
 }
+
+/// The live environment that runs `version`, from the roller's status.
+pub fn environment_of(status: &Value, version: &str) -> String {
+    status["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["version"] == version && e["terminated"] == false)
+        .and_then(|e| e["name"].as_str())
+        .unwrap_or_else(|| panic!("no live environment for {version}: {status:#}"))
+        .to_string()
+}
