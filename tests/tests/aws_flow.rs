@@ -49,6 +49,84 @@ async fn wait_step_done(server: &Server, service: &str, step: u64) -> Value {
         .await
 }
 
+/// v1, then v2 through its canary (held until promoted) and steps 25%, 50%, 100% of the new
+/// environment's capacity: 1 new beside 2 old, 1 beside 1, 2 alone. `lb_share` reads a
+/// version's share off the load balancer itself; it must match at every stage. Returns v2's
+/// environment.
+async fn release_v1_then_v2_by_steps<F, Fut>(server: &Server, service: &str, lb_share: F) -> String
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = u32>,
+{
+    let release = server.cli_spawn(&["release", service, "v1"]);
+    server.wait_for_promote_of(service, "v1 canary").await;
+    server.cli_ok(&["promote", service]);
+    let (code, out) = finish(release);
+    assert_eq!(code, 0, "{out}");
+    let status = server.get(&format!("/v1/services/{service}")).await;
+    assert_eq!(lb_share(environment_of(&status, "v1")).await, 100);
+
+    let release = server.cli_spawn(&["release", service, "v2"]);
+    let canary = server.wait_for_promote_of(service, "v2 canary").await;
+    let v2 = environment_of(&canary, "v2");
+    assert_eq!(lb_share(v2.clone()).await, 33);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let still = server.get(&format!("/v1/services/{service}")).await;
+    assert_eq!(
+        still["rollout"]["step"], 1,
+        "the canary holds until promoted"
+    );
+    assert_eq!(lb_share(v2.clone()).await, 33);
+    server.cli_ok(&["promote", service]);
+    let mut seen = Vec::new();
+    for step in 2..=4u64 {
+        let s = wait_step_done(server, service, step).await;
+        if s["rollout"].is_null() {
+            break;
+        }
+        let on_lb = lb_share(v2.clone()).await;
+        assert_eq!(
+            on_lb,
+            share(&s, "v2"),
+            "the roller's view matches the load balancer"
+        );
+        seen.push(on_lb);
+    }
+    let (code, out) = finish(release);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        seen,
+        vec![33, 50, 100],
+        "load balancer shares at 25%, 50%, 100%"
+    );
+    assert_eq!(lb_share(v2.clone()).await, 100);
+    v2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_release_on_an_alb_moves_listener_weights_by_steps() {
+    if !emulators_or_skip("aws_release_on_an_alb_moves_listener_weights_by_steps") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let alb = f.create_alb().await.expect("alb");
+    let service = format!("alb{}", f.id);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start_with(dir.path(), &["--cloud", "aws", "--interval-ms", "300"], &[]);
+    let mut config = config_for(&f, &[]);
+    config["endpoint"]["load_balancer"] = json!({ "kind": "alb", "name": alb.listener });
+    save_config(&server, dir.path(), &service, &config);
+    let listener = alb.listener.clone();
+    let f = &f;
+    let v2 = release_v1_then_v2_by_steps(&server, &service, |env| {
+        let listener = listener.clone();
+        async move { f.alb_share_of(&listener, &env).await.expect("share").0 }
+    })
+    .await;
+    let (_, healthy) = f.alb_share_of(&alb.listener, &v2).await.expect("share");
+    assert_eq!(healthy, 2, "v2's target group has both instances, healthy");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aws_release_moves_traffic_by_steps_and_alarms_roll_back() {
     if !emulators_or_skip("aws_release_moves_traffic_by_steps_and_alarms_roll_back") {
@@ -88,52 +166,12 @@ async fn aws_release_moves_traffic_by_steps_and_alarms_roll_back() {
         &config_for(&f, &[&set_alarm, &metric_alarm]),
     );
 
-    // v1: the first release; its two instances end up alone behind the load balancer.
-    let release = server.cli_spawn(&["release", &service, "v1"]);
-    server.wait_for_promote_of(&service, "v1 canary").await;
-    server.cli_ok(&["promote", &service]);
-    let (code, out) = finish(release);
-    assert_eq!(code, 0, "{out}");
-    let status = server.get(&format!("/v1/services/{service}")).await;
-    let v1 = environment_of(&status, "v1");
-    assert_eq!(f.share_of(&v1).await.expect("share"), 100);
+    let fixture = &f;
+    let v2 = release_v1_then_v2_by_steps(&server, &service, |env| async move {
+        fixture.share_of(&env).await.expect("share")
+    })
+    .await;
     assert_eq!(f.instance_health().await.expect("health").len(), 2);
-
-    // v2: the canary holds until promoted; then 25%, 50%, 100% of the new environment's
-    // capacity: 1 new beside 2 old, 1 beside 1, 2 alone — as the load balancer reports.
-    let release = server.cli_spawn(&["release", &service, "v2"]);
-    let canary = server.wait_for_promote_of(&service, "v2 canary").await;
-    let v2 = environment_of(&canary, "v2");
-    assert_eq!(f.share_of(&v2).await.expect("share"), 33);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let still = server.get(&format!("/v1/services/{service}")).await;
-    assert_eq!(
-        still["rollout"]["step"], 1,
-        "the canary holds until promoted"
-    );
-    assert_eq!(f.share_of(&v2).await.expect("share"), 33);
-    server.cli_ok(&["promote", &service]);
-    let mut seen = Vec::new();
-    for step in 2..=4u64 {
-        let s = wait_step_done(&server, &service, step).await;
-        if s["rollout"].is_null() {
-            break;
-        }
-        let on_lb = f.share_of(&v2).await.expect("share");
-        assert_eq!(
-            on_lb,
-            share(&s, "v2"),
-            "the roller's view matches the load balancer"
-        );
-        seen.push(on_lb);
-    }
-    let (code, out) = finish(release);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        seen,
-        vec![33, 50, 100],
-        "load balancer shares at 25%, 50%, 100%"
-    );
     assert_eq!(f.share_of(&v2).await.expect("share"), 100);
 
     // v3: an alarm set to ALARM mid-rollout sends all traffic back to v2.

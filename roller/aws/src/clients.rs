@@ -16,10 +16,11 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use ionroller_shared::config::ServiceConfig;
 use tokio::sync::Mutex;
 
-/// The five clients one service's account and region need.
+/// The clients one service's account and region need.
 pub struct Clients {
     pub eb: aws_sdk_elasticbeanstalk::Client,
     pub elb: aws_sdk_elasticloadbalancing::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub asg: aws_sdk_autoscaling::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub s3: aws_sdk_s3::Client,
@@ -38,6 +39,7 @@ impl Clients {
         Clients {
             eb: aws_sdk_elasticbeanstalk::Client::new(config),
             elb: aws_sdk_elasticloadbalancing::Client::new(config),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(config),
             asg: aws_sdk_autoscaling::Client::new(config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3),

@@ -7,14 +7,14 @@ use aws_sdk_elasticbeanstalk::types::{
 use aws_sdk_elasticloadbalancing::types::Instance;
 use aws_sdk_s3::primitives::ByteStream;
 use ionroller_shared::cloud::CloudError;
-use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::config::{LoadBalancerKind, ServiceConfig};
 use ionroller_shared::events::Action;
 use uuid::Uuid;
 
 use crate::bundle::bundle_zip;
 use crate::clients::Clients;
 use crate::error::{classify, code};
-use crate::observe::describe_environments;
+use crate::observe::{describe_environments, environment_groups, EnvironmentRef};
 use crate::spec::{
     bundle_key, option_settings, version_label, DEFAULT_SOLUTION_STACK, TAG_ACTION_ID,
     TAG_CONFIG_VERSION, TAG_SERVICE, TAG_VERSION,
@@ -25,9 +25,11 @@ pub async fn execute(
     cloud: &AwsCloud,
     c: &Clients,
     service: &str,
+    config: &ServiceConfig,
     action_id: Uuid,
     action: &Action,
 ) -> Result<String, CloudError> {
+    let alb = config.endpoint.load_balancer.kind == LoadBalancerKind::Alb;
     match action {
         Action::CreateEnvironment {
             environment,
@@ -44,6 +46,18 @@ pub async fn execute(
                 action_id,
             };
             create_environment(cloud, c, &release).await
+        }
+        Action::RegisterInstances {
+            load_balancer,
+            instances,
+        }
+        | Action::DeregisterInstances {
+            load_balancer,
+            instances,
+        } if alb => {
+            let register = matches!(action, Action::RegisterInstances { .. });
+            let path = &config.health_check_path;
+            crate::alb::change(cloud, c, load_balancer, instances, register, path).await
         }
         Action::RegisterInstances {
             load_balancer,
@@ -77,7 +91,7 @@ pub async fn execute(
             ))
         }
         Action::TerminateEnvironment { environment } => {
-            terminate_environment(cloud, c, service, environment).await
+            terminate_environment(cloud, c, service, environment, alb).await
         }
     }
 }
@@ -258,6 +272,7 @@ async fn terminate_environment(
     c: &Clients,
     service: &str,
     environment: &str,
+    alb: bool,
 ) -> Result<String, CloudError> {
     let existing = describe_environments(cloud, c, service, Some(environment)).await?;
     let live = existing.iter().find(|e| {
@@ -269,6 +284,15 @@ async fn terminate_environment(
     });
     let Some(env) = live else {
         return Ok(format!("{environment} was already terminated"));
+    };
+    // On an ALB, each of the environment's groups had a target group: name them now, while
+    // EB still lists the groups, and delete them once the environment is going.
+    let groups = match (alb, env.environment_id()) {
+        (true, Some(id)) => {
+            cloud.count();
+            environment_groups(c, EnvironmentRef::Id(id)).await?
+        }
+        _ => Vec::new(),
     };
     cloud.count();
     let mut call = c.eb.terminate_environment().terminate_resources(true);
@@ -282,5 +306,6 @@ async fn terminate_environment(
     if let (Ok(mut cache), Some(id)) = (cloud.resources.lock(), env.environment_id()) {
         cache.remove(id);
     }
+    crate::alb::delete_target_groups(cloud, c, &groups).await?;
     Ok(format!("terminating {environment}"))
 }

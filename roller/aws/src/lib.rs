@@ -5,13 +5,15 @@
 //!   create finds it), in the EB application named after the service, running a source
 //!   bundle ([`bundle`]) uploaded to the service's deployment bucket.
 //! - Traffic moves by registering and deregistering the environments' instances on the
-//!   endpoint's classic load balancer (ION-Roller's way).
+//!   endpoint's classic load balancer (ION-Roller's way), or on an ALB listener's weighted
+//!   target groups ([`alb`]).
 //! - Alarms are read with `DescribeAlarms`; the state reason and the datapoint it quotes are
 //!   the evidence a rollback records.
 //!
 //! Everything is configured the standard AWS way (see [`clients`]); nothing here knows
 //! whether it talks to AWS or to an emulator.
 
+pub mod alb;
 pub mod bundle;
 pub mod clients;
 pub mod error;
@@ -26,7 +28,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
-use ionroller_shared::config::{FieldError, LoadBalancerKind, ServiceConfig};
+use ionroller_shared::config::{FieldError, ServiceConfig};
 use ionroller_shared::events::Action;
 use uuid::Uuid;
 
@@ -67,19 +69,6 @@ impl AwsCloud {
     }
 }
 
-/// The driver moves traffic on classic load balancers; say so plainly for anything else.
-fn require_classic(config: &ServiceConfig) -> Result<(), CloudError> {
-    match config.endpoint.load_balancer.kind {
-        LoadBalancerKind::Classic => Ok(()),
-        LoadBalancerKind::Alb => Err(CloudError::Rejected {
-            code: "UnsupportedLoadBalancer".into(),
-            message: "endpoint.load_balancer.kind \"alb\" is not supported by the AWS driver \
-                      yet; use \"classic\" (a classic ELB name)"
-                .into(),
-        }),
-    }
-}
-
 #[async_trait]
 impl Cloud for AwsCloud {
     fn check_config(&self, config: &ServiceConfig) -> Vec<FieldError> {
@@ -91,7 +80,6 @@ impl Cloud for AwsCloud {
         service: &str,
         config: &ServiceConfig,
     ) -> Result<CloudView, CloudError> {
-        require_classic(config)?;
         let clients = self.clients.for_service(config).await;
         observe::observe(self, &clients, service, config).await
     }
@@ -103,8 +91,7 @@ impl Cloud for AwsCloud {
         action_id: Uuid,
         action: &Action,
     ) -> Result<String, CloudError> {
-        require_classic(config)?;
         let clients = self.clients.for_service(config).await;
-        execute::execute(self, &clients, service, action_id, action).await
+        execute::execute(self, &clients, service, config, action_id, action).await
     }
 }

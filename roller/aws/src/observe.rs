@@ -3,12 +3,13 @@
 //!
 //! A quiet service costs at most four calls per pass whatever its history:
 //! DescribeEnvironments, DescribeAutoScalingGroups (all live environments' groups at once),
-//! DescribeInstanceHealth and DescribeAlarms (when it has alarms), plus one
+//! DescribeInstanceHealth (on an ALB: DescribeListeners, and DescribeTargetHealth per
+//! weighted target group) and DescribeAlarms (when it has alarms), plus one
 //! DescribeEnvironmentResources per environment until it is seen Ready. Pages are followed.
 
 use chrono::{DateTime, Utc};
 use ionroller_shared::cloud::{CloudError, CloudView};
-use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::config::{LoadBalancerKind, ServiceConfig};
 use ionroller_shared::events::{
     AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView,
     RegisteredInstance,
@@ -63,7 +64,10 @@ pub async fn observe(
         env.instances.sort_by(|a, b| a.id.cmp(&b.id));
     }
     let load_balancer = config.endpoint.load_balancer.name.clone();
-    let registrations = registrations(cloud, c, &load_balancer).await?;
+    let registrations = match config.endpoint.load_balancer.kind {
+        LoadBalancerKind::Classic => registrations(cloud, c, &load_balancer).await?,
+        LoadBalancerKind::Alb => crate::alb::registrations(cloud, c, &load_balancer).await?,
+    };
     let alarms = alarms(cloud, c, &config.rollout.alarms).await?;
     Ok(CloudView {
         environments,
@@ -145,13 +149,36 @@ async fn groups(
         return Ok(Some(known));
     }
     cloud.count();
-    let out =
-        c.eb.describe_environment_resources()
-            .environment_id(id)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeEnvironmentResources", e))?;
-    let groups: Vec<String> = out
+    let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
+    if env.status() == Some(&EbStatus::Ready) && !groups.is_empty() {
+        if let Ok(mut cache) = cloud.resources.lock() {
+            cache.insert(id.to_string(), groups.clone());
+        }
+    }
+    Ok(Some(groups))
+}
+
+/// An environment, by the id EB gave it or by its name.
+pub enum EnvironmentRef<'a> {
+    Id(&'a str),
+    Name(&'a str),
+}
+
+/// An environment's Auto Scaling groups, as EB's DescribeEnvironmentResources names them.
+pub async fn environment_groups(
+    c: &Clients,
+    environment: EnvironmentRef<'_>,
+) -> Result<Vec<String>, CloudError> {
+    let call = c.eb.describe_environment_resources();
+    let call = match environment {
+        EnvironmentRef::Id(id) => call.environment_id(id),
+        EnvironmentRef::Name(name) => call.environment_name(name),
+    };
+    let out = call
+        .send()
+        .await
+        .map_err(|e| classify("DescribeEnvironmentResources", e))?;
+    Ok(out
         .environment_resources()
         .map(|r| {
             r.auto_scaling_groups()
@@ -159,13 +186,7 @@ async fn groups(
                 .filter_map(|g| g.name().map(str::to_string))
                 .collect()
         })
-        .unwrap_or_default();
-    if env.status() == Some(&EbStatus::Ready) && !groups.is_empty() {
-        if let Ok(mut cache) = cloud.resources.lock() {
-            cache.insert(id.to_string(), groups.clone());
-        }
-    }
-    Ok(Some(groups))
+        .unwrap_or_default())
 }
 
 /// Every instance of the groups, as (group, instance). Healthy means in service in its

@@ -17,25 +17,29 @@ pub fn check_config(config: &ServiceConfig) -> Vec<FieldError> {
             problem: text,
         })
     };
-    if config.endpoint.load_balancer.kind != LoadBalancerKind::Classic {
-        problem(
-            "endpoint.load_balancer.kind",
-            "the AWS driver moves traffic on a classic ELB: use \"classic\" (ALB weights are \
-             not supported yet)"
-                .into(),
-        );
-    }
     let lb = &config.endpoint.load_balancer.name;
-    if lb.is_empty()
-        || lb.len() > 32
-        || lb.starts_with('-')
-        || lb.ends_with('-')
-        || !lb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        problem(
-            "endpoint.load_balancer.name",
-            format!("{lb:?} is not a classic ELB name (1 to 32 letters, digits and hyphens, not at either end)"),
-        );
+    match config.endpoint.load_balancer.kind {
+        LoadBalancerKind::Classic => {
+            if lb.is_empty()
+                || lb.len() > 32
+                || lb.starts_with('-')
+                || lb.ends_with('-')
+                || !lb.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                problem(
+                    "endpoint.load_balancer.name",
+                    format!("{lb:?} is not a classic ELB name (1 to 32 letters, digits and hyphens, not at either end)"),
+                );
+            }
+        }
+        LoadBalancerKind::Alb => {
+            if !(lb.starts_with("arn:") && lb.contains(":listener/app/")) {
+                problem(
+                    "endpoint.load_balancer.name",
+                    format!("{lb:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener/app/NAME/ID/ID)"),
+                );
+            }
+        }
     }
     match config.aws.deployment_bucket.as_deref() {
         None => problem(
@@ -275,17 +279,21 @@ mod tests {
         let mut c = config.clone();
         c.aws.role_arn = Some("arn:aws:iam::123:role/x".into());
         c.aws.region = Some("moon".into());
-        c.endpoint.load_balancer.kind = LoadBalancerKind::Alb;
         c.endpoint.load_balancer.name = "has spaces".into();
         assert_eq!(
             fields(&c),
-            [
-                "endpoint.load_balancer.kind",
-                "endpoint.load_balancer.name",
-                "aws.role_arn",
-                "aws.region"
-            ]
+            ["endpoint.load_balancer.name", "aws.role_arn", "aws.region"]
         );
+        c = config.clone();
+        c.endpoint.load_balancer.kind = LoadBalancerKind::Alb;
+        assert_eq!(
+            fields(&c),
+            ["endpoint.load_balancer.name"],
+            "a name is not a listener ARN"
+        );
+        c.endpoint.load_balancer.name =
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/50dc6c495c0c9188/f2f7dc8efc522ab2".into();
+        assert!(fields(&c).is_empty());
         c = config.clone();
         c.aws.role_arn = Some("arn:aws:iam::123456789012:role/ionroller-deployer".into());
         assert!(fields(&c).is_empty());

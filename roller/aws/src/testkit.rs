@@ -247,6 +247,202 @@ impl Fixture {
     }
 }
 
+/// An Application Load Balancer in moto's default VPC with an HTTP listener whose default
+/// action forwards to an empty placeholder target group.
+pub struct Alb {
+    pub listener: String,
+    pub placeholder: String,
+}
+
+impl Fixture {
+    pub async fn create_alb(&self) -> Result<Alb, String> {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            Action, ActionTypeEnum, ProtocolEnum, TargetTypeEnum,
+        };
+        let subnets = default_subnets().await?;
+        let lb = self
+            .clients
+            .elbv2
+            .create_load_balancer()
+            .name(format!("alb-{}", self.id))
+            .set_subnets(Some(subnets.into_iter().take(2).collect()))
+            .send()
+            .await
+            .map_err(|e| format!("CreateLoadBalancer (v2): {e:?}"))?;
+        let lb = lb.load_balancers().first().ok_or("no load balancer")?;
+        let lb_arn = lb.load_balancer_arn().unwrap_or_default().to_string();
+        let vpc = lb.vpc_id().unwrap_or_default().to_string();
+        let tg = self
+            .clients
+            .elbv2
+            .create_target_group()
+            .name(format!("placeholder-{}", self.id))
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(vpc)
+            .target_type(TargetTypeEnum::Instance)
+            .send()
+            .await
+            .map_err(|e| format!("CreateTargetGroup: {e:?}"))?;
+        let placeholder = tg
+            .target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .unwrap_or_default()
+            .to_string();
+        let listener = self
+            .clients
+            .elbv2
+            .create_listener()
+            .load_balancer_arn(lb_arn)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(&placeholder)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("CreateListener: {e:?}"))?;
+        let listener = listener
+            .listeners()
+            .first()
+            .and_then(|l| l.listener_arn())
+            .unwrap_or_default()
+            .to_string();
+        Ok(Alb {
+            listener,
+            placeholder,
+        })
+    }
+
+    /// The listener's forward weights, by target group ARN.
+    pub async fn listener_weights(&self, listener: &str) -> Result<Vec<(String, i32)>, String> {
+        let out = self
+            .clients
+            .elbv2
+            .describe_listeners()
+            .listener_arns(listener)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeListeners: {e:?}"))?;
+        let mut weights = Vec::new();
+        for l in out.listeners() {
+            for a in l.default_actions() {
+                match a.forward_config() {
+                    Some(f) => {
+                        for tg in f.target_groups() {
+                            weights.push((
+                                tg.target_group_arn().unwrap_or_default().to_string(),
+                                tg.weight().unwrap_or(1),
+                            ));
+                        }
+                    }
+                    None => weights.push((a.target_group_arn().unwrap_or_default().to_string(), 1)),
+                }
+            }
+        }
+        Ok(weights)
+    }
+
+    /// The percentage of the listener's weight on `environment`'s target group, and that
+    /// group's healthy targets, read from ELBv2 itself.
+    pub async fn alb_share_of(
+        &self,
+        listener: &str,
+        environment: &str,
+    ) -> Result<(u32, usize), String> {
+        let groups = crate::observe::environment_groups(
+            &self.clients,
+            crate::observe::EnvironmentRef::Name(environment),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let names: Vec<String> = groups
+            .iter()
+            .map(|g| crate::alb::target_group_name(g))
+            .collect();
+        let weights = self.listener_weights(listener).await?;
+        let total: i32 = weights.iter().map(|(_, w)| *w).sum();
+        let mut mine = 0;
+        let mut healthy = 0;
+        for (tg, w) in &weights {
+            let described = self
+                .clients
+                .elbv2
+                .describe_target_groups()
+                .target_group_arns(tg)
+                .send()
+                .await
+                .map_err(|e| format!("DescribeTargetGroups: {e:?}"))?;
+            let name = described
+                .target_groups()
+                .first()
+                .and_then(|t| t.target_group_name())
+                .unwrap_or_default()
+                .to_string();
+            if names.contains(&name) {
+                mine += w;
+                let health = self
+                    .clients
+                    .elbv2
+                    .describe_target_health()
+                    .target_group_arn(tg)
+                    .send()
+                    .await
+                    .map_err(|e| format!("DescribeTargetHealth: {e:?}"))?;
+                healthy += health
+                    .target_health_descriptions()
+                    .iter()
+                    .filter(|d| {
+                        d.target_health().and_then(|h| h.state())
+                            == Some(&aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::Healthy)
+                    })
+                    .count();
+            }
+        }
+        if total == 0 {
+            return Ok((0, healthy));
+        }
+        Ok(((100.0 * mine as f64 / total as f64).round() as u32, healthy))
+    }
+}
+
+/// The default VPC's subnets in moto. EC2 is asked directly over HTTP (moto does not check
+/// signatures; the credential scope routes the call) rather than through aws-sdk-ec2, which
+/// alone would more than double the build.
+async fn default_subnets() -> Result<Vec<String>, String> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL is not set")?;
+    let body = reqwest::Client::new()
+        .post(endpoint)
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("Action=DescribeSubnets&Version=2016-11-15&Filter.1.Name=default-for-az&Filter.1.Value.1=true")
+        .send()
+        .await
+        .map_err(|e| format!("DescribeSubnets: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("DescribeSubnets: {e}"))?;
+    let subnets: Vec<String> = body
+        .split("<subnetId>")
+        .skip(1)
+        .filter_map(|s| s.split("</subnetId>").next())
+        .map(str::to_string)
+        .collect();
+    if subnets.len() < 2 {
+        return Err(format!(
+            "moto listed fewer than two default subnets: {body}"
+        ));
+    }
+    Ok(subnets)
+}
+
 /// Six random lowercase hex digits.
 pub fn random_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_string()

@@ -255,3 +255,114 @@ fn assert_refused(result: Result<(), CloudError>, expected: &str) {
         other => panic!("expected a {expected} refusal, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn on_an_alb_traffic_follows_target_group_weights() {
+    if !emulators_or_skip("on_an_alb_traffic_follows_target_group_weights") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let alb = f.create_alb().await.expect("alb");
+    let service = format!("alb{}", f.id);
+    let mut config = config(&f, &[]);
+    config.endpoint.load_balancer.kind = ionroller_shared::config::LoadBalancerKind::Alb;
+    config.endpoint.load_balancer.name = alb.listener.clone();
+    assert!(ionroller_aws::spec::check_config(&config).is_empty());
+    let cloud = AwsCloud::from_env().await;
+    let (v1, v2) = (
+        format!("{service}-v1-cccccc"),
+        format!("{service}-v2-dddddd"),
+    );
+    for (env, version) in [(&v1, "v1"), (&v2, "v2")] {
+        cloud
+            .execute(
+                &service,
+                &config,
+                Uuid::new_v4(),
+                &create(env, version, &config),
+            )
+            .await
+            .expect("create");
+    }
+    let view = observe_until(&cloud, &service, &config, "both green", |v| {
+        v.environments.len() == 2 && v.environments.iter().all(|e| e.health == Health::Green)
+    })
+    .await;
+    let ids = |env: &str| -> Vec<String> {
+        view.environments
+            .iter()
+            .find(|e| e.name == env)
+            .map(|e| e.instances.iter().map(|i| i.id.clone()).collect())
+            .unwrap_or_default()
+    };
+    let (old, new) = (ids(&v1), ids(&v2));
+    assert_eq!((old.len(), new.len()), (2, 2));
+    let change = |register: bool, instances: Vec<String>| {
+        let listener = alb.listener.clone();
+        let (cloud, service, config) = (&cloud, &service, &config);
+        async move {
+            let action = if register {
+                Action::RegisterInstances {
+                    load_balancer: listener,
+                    instances,
+                }
+            } else {
+                Action::DeregisterInstances {
+                    load_balancer: listener,
+                    instances,
+                }
+            };
+            cloud
+                .execute(service, config, Uuid::new_v4(), &action)
+                .await
+                .expect("traffic change")
+        }
+    };
+    let shares = || async {
+        let (a, healthy_a) = f.alb_share_of(&alb.listener, &v1).await.expect("share");
+        let (b, healthy_b) = f.alb_share_of(&alb.listener, &v2).await.expect("share");
+        (a, b, healthy_a, healthy_b)
+    };
+
+    // v1 alone: the placeholder group drops out and v1's group carries all the weight.
+    change(true, old.clone()).await;
+    assert_eq!(shares().await, (100, 0, 2, 0));
+    let weights = f.listener_weights(&alb.listener).await.expect("weights");
+    assert!(
+        weights.iter().all(|(tg, _)| tg != &alb.placeholder),
+        "{weights:?}"
+    );
+    // Register new before deregistering old, as the roller does: 2:1, then 1:1, then v2 alone.
+    let detail = change(true, new[..1].to_vec()).await;
+    assert!(detail.contains("weights"), "{detail}");
+    assert_eq!(shares().await, (67, 33, 2, 1));
+    change(false, old[..1].to_vec()).await;
+    assert_eq!(shares().await, (50, 50, 1, 1));
+    change(true, new[1..].to_vec()).await;
+    change(false, old[1..].to_vec()).await;
+    change(false, old[1..].to_vec()).await; // repeated: harmless
+    assert_eq!(shares().await, (0, 100, 0, 2));
+    // The roller sees what the listener does: registered = targets of weighted groups.
+    let view = cloud.observe(&service, &config).await.expect("observe");
+    let mut registered: Vec<String> = view.registrations.iter().map(|r| r.id.clone()).collect();
+    registered.sort();
+    let mut expected = new.clone();
+    expected.sort();
+    assert_eq!(registered, expected);
+    assert!(view.registrations.iter().all(|r| r.in_service));
+
+    // Terminating v1 removes its (now empty) target group too.
+    cloud
+        .execute(
+            &service,
+            &config,
+            Uuid::new_v4(),
+            &Action::TerminateEnvironment {
+                environment: v1.clone(),
+            },
+        )
+        .await
+        .expect("terminate");
+    let (share, healthy) = f.alb_share_of(&alb.listener, &v2).await.expect("share");
+    assert_eq!((share, healthy), (100, 2));
+}
