@@ -45,6 +45,9 @@ pub enum RollerError {
     },
 }
 
+/// At most this many decide rounds per pass (see `reconcile`).
+const DECISION_ROUNDS: usize = 4;
+
 pub struct Roller {
     store: Arc<dyn EventStore>,
     cloud: Arc<dyn Cloud>,
@@ -168,10 +171,22 @@ impl Roller {
                 return Ok(());
             }
         }
+        // Decide until the state settles: a decision that only moves the rollout along (say,
+        // rollback-started) is followed in the same pass by the action it leads to, instead of
+        // waiting one interval for it. Bounded, in case a bug made decisions never settle.
         let now = self.clock.now();
-        let decisions = decide(self.fold(service), now);
-        if !self.append(service, decisions).await? {
-            return Ok(());
+        for _ in 0..DECISION_ROUNDS {
+            let decisions = decide(self.fold(service), now);
+            let settled = decisions.is_empty()
+                || decisions
+                    .iter()
+                    .any(|e| matches!(e, ServiceEvent::ActionIntended { .. }));
+            if !self.append(service, decisions).await? {
+                return Ok(());
+            }
+            if settled {
+                break;
+            }
         }
         self.execute_pending(service).await
     }

@@ -251,3 +251,43 @@ fn w_live_differs(status: &Value, old: &str) -> bool {
         .flatten()
         .all(|t| t["environment"] != old)
 }
+
+#[tokio::test]
+async fn an_alarm_sends_traffic_back_in_the_pass_that_sees_it() {
+    let mut w = serving_v1(&no_waits()).await;
+    release(&w, "v2").await;
+    let canary = until(&mut w, 1, 30, "v2 taking some traffic", |s| {
+        share(s, "v2") > 0
+    })
+    .await;
+    assert!(share(&canary, "v1") > 0, "old instances still registered");
+    w.sim
+        .set_alarm(
+            "hello-5xx",
+            ionroller_shared::events::AlarmState::Alarm,
+            Some("5xx rate 9%".into()),
+            Some(9.0),
+        )
+        .expect("set alarm");
+    w.tick(1).await;
+    // One pass observed the alarm, started the rollback and made its traffic change: no
+    // interval is lost between deciding to roll back and doing it.
+    let config: ionroller_shared::config::ServiceConfig =
+        serde_json::from_str(&no_waits()).expect("config");
+    let view = ionroller_shared::cloud::Cloud::observe(&w.sim, "hello", &config)
+        .await
+        .expect("observe");
+    let v2: Vec<&str> = view
+        .environments
+        .iter()
+        .filter(|e| e.version == "v2")
+        .flat_map(|e| e.instances.iter().map(|i| i.id.as_str()))
+        .collect();
+    assert!(!v2.is_empty());
+    assert!(
+        view.registrations
+            .iter()
+            .all(|r| !v2.contains(&r.id.as_str())),
+        "{view:#?}"
+    );
+}

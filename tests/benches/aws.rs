@@ -185,8 +185,20 @@ async fn main() -> Result<(), String> {
             )
             .await;
     }
-    // Rolled-back environments are terminated after keep_old_for; then measure again.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Rolled-back environments are terminated after keep_old_for; once only v1's is left
+    // (and EB no longer lists the others), measure again.
+    server
+        .wait_for(&service, 180, "only v1's environment to be left", |s| {
+            s["environments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["terminated"] == false)
+                .count()
+                == 1
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(INTERVAL_MS)).await;
     let (late, late_ops) = idle_calls(&proxies, 4).await;
     times.sort_by(|a, b| a.total_cmp(b));
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
