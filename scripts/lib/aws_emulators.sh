@@ -63,7 +63,9 @@ aws_emulators_start() {
   echo $! >"$dir/ministack.pid"
   _wait_http "$ms_port" ministack || return 1
 
-  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 \
+  # A page of one environment: every service with two environments makes the driver follow
+  # DescribeEnvironments' NextToken.
+  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 EB_STANDIN_PAGE_SIZE=1 \
     "$v/moto/bin/python" tests/aws/eb_standin.py --port 0 --port-file "$dir/eb.port" \
     --moto "http://127.0.0.1:$moto_port" >"$dir/eb.log" 2>&1 &
   echo $! >"$dir/eb.pid"

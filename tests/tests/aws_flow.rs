@@ -81,9 +81,6 @@ where
     let mut seen = Vec::new();
     for step in 2..=4u64 {
         let s = wait_step_done(server, service, step).await;
-        if s["rollout"].is_null() {
-            break;
-        }
         let on_lb = lb_share(v2.clone()).await;
         assert_eq!(
             on_lb,
@@ -91,6 +88,10 @@ where
             "the roller's view matches the load balancer"
         );
         seen.push(on_lb);
+        // The last step's completion and the rollout's are one pass: then the rollout is done.
+        if s["rollout"].is_null() {
+            break;
+        }
     }
     let (code, out) = finish(release);
     assert_eq!(code, 0, "{out}");
@@ -111,10 +112,18 @@ async fn aws_release_on_an_alb_moves_listener_weights_by_steps() {
     let f = Fixture::new().await.expect("fixture");
     let alb = f.create_alb().await.expect("alb");
     let service = format!("alb{}", f.id);
+    // This service lives in "another account": the roller assumes its role (STS in moto,
+    // behind a counting proxy), and every call uses the role's credentials.
+    let sts = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").expect("moto")).await;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let server = Server::start_with(dir.path(), &["--cloud", "aws", "--interval-ms", "300"], &[]);
+    let server = Server::start_with(
+        dir.path(),
+        &["--cloud", "aws", "--interval-ms", "300"],
+        &[("AWS_ENDPOINT_URL_STS", sts.url.as_str())],
+    );
     let mut config = config_for(&f, &[]);
     config["endpoint"]["load_balancer"] = json!({ "kind": "alb", "name": alb.listener });
+    config["aws"]["role_arn"] = json!("arn:aws:iam::123456789012:role/ionroller-deployer");
     save_config(&server, dir.path(), &service, &config);
     let listener = alb.listener.clone();
     let f = &f;
@@ -125,6 +134,11 @@ async fn aws_release_on_an_alb_moves_listener_weights_by_steps() {
     .await;
     let (_, healthy) = f.alb_share_of(&alb.listener, &v2).await.expect("share");
     assert_eq!(healthy, 2, "v2's target group has both instances, healthy");
+    let calls = sts.calls();
+    assert!(
+        calls.get("AssumeRole").copied().unwrap_or(0) >= 1,
+        "the service's role was assumed: {calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
