@@ -410,6 +410,24 @@ impl Fixture {
     }
 }
 
+/// Sets an environment's health in the EB stand-in (its test-only control endpoint), as a
+/// failing application would turn it Red.
+pub async fn set_environment_health(environment: &str, health: &str) -> Result<(), String> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")
+        .map_err(|_| "AWS_ENDPOINT_URL_ELASTIC_BEANSTALK is not set")?;
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{endpoint}/standin/health?environment={environment}&health={health}"
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("stand-in health: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("stand-in health: HTTP {}", response.status()));
+    }
+    Ok(())
+}
+
 /// The default VPC's subnets in moto. EC2 is asked directly over HTTP (moto does not check
 /// signatures; the credential scope routes the call) rather than through aws-sdk-ec2, which
 /// alone would more than double the build.

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::StateValue;
-use ionroller_aws::testkit::{emulators_or_skip, Fixture};
+use ionroller_aws::testkit::{emulators_or_skip, set_environment_health, Fixture};
 use ionroller_aws::AwsCloud;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
 use ionroller_shared::config::ServiceConfig;
@@ -131,6 +131,12 @@ async fn environments_are_created_once_observed_registered_and_terminated() {
     }
     let health = f.instance_health().await.expect("health");
     assert_eq!(health, vec![(ids[1].clone(), "InService".to_string())]);
+
+    // EB's health is the environment's: Red shows as Red.
+    set_environment_health(&env, "Red").await.expect("health");
+    let view = cloud.observe(&service, &config).await.expect("observe");
+    assert_eq!(view.environments[0].health, Health::Red);
+    set_environment_health(&env, "Green").await.expect("health");
 
     // A quiet pass costs a fixed number of calls, whatever happened before.
     let before = cloud.calls();
