@@ -23,7 +23,8 @@ use ionroller_shared::events::{
 use super::plan::{action_id, compute_plan};
 use super::state::{action_key, ActionStatus, Rollout, RolloutKind, ServiceState, Stage};
 
-/// A failed action is retried after 2^attempt seconds, capped at this.
+/// A failed action is retried after about 2^attempt seconds, capped at this (see
+/// [`retry_backoff`]).
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 pub fn decide(state: &ServiceState, now: DateTime<Utc>) -> Vec<ServiceEvent> {
@@ -373,9 +374,7 @@ fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<Servi
     let attempt = match state.last_action(&key) {
         Some(last) => match &last.status {
             ActionStatus::Failed { at, .. } => {
-                // Backoff doubles up to MAX_BACKOFF and then stays there: a rollback or a
-                // repair must never give up while the cloud is failing.
-                let backoff = Duration::from_secs(1 << last.attempt.min(6)).min(MAX_BACKOFF);
+                let backoff = retry_backoff(&state.service, &key, last.attempt);
                 if (now - *at).to_std().unwrap_or_default() < backoff {
                     return Vec::new();
                 }
@@ -391,6 +390,22 @@ fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<Servi
         attempt,
         action,
     }]
+}
+
+/// How long a failed attempt waits before the next: doubling from 2 s up to [`MAX_BACKOFF`]
+/// and then staying there (a rollback or a repair must never give up while the cloud is
+/// failing), spread by ±25% so that services throttled together do not retry together. The
+/// spread comes from the service, action and attempt, not a random draw: the core stays
+/// deterministic, and a restarted roller waits as long as the one it replaced would have.
+pub fn retry_backoff(service: &str, action_key: &str, attempt: u32) -> Duration {
+    let base = Duration::from_secs(1 << attempt.min(6)).min(MAX_BACKOFF);
+    let seed = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{service}/{action_key}#{attempt}").as_bytes(),
+    );
+    let [a, b, ..] = *seed.as_bytes();
+    let spread = f64::from(u16::from_be_bytes([a, b])) / 65536.0; // in [0, 1)
+    base.mul_f64(0.75 + spread / 2.0)
 }
 
 /// The instances that should be registered: `percent` of the target's healthy capacity and

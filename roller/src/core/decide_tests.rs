@@ -593,14 +593,40 @@ fn failed_actions_back_off_then_retry() {
             error: "Throttling".into(),
         },
     );
-    assert!(h.decide(2).is_empty(), "backing off for 2s");
-    match &h.decide(3)[..] {
+    assert!(h.decide(2).is_empty(), "backing off for 2s ±25%");
+    match &h.decide(4)[..] {
         [ServiceEvent::ActionIntended {
             attempt: 2,
             action_id: retry,
             ..
         }] => assert_ne!(*retry, action_id),
         other => panic!("{:?}", kinds(other)),
+    }
+}
+
+#[test]
+fn retry_backoff_doubles_to_a_cap_and_is_spread_per_action() {
+    use super::decide::retry_backoff;
+    use std::time::Duration as Std;
+    for attempt in 1..=12u32 {
+        let base = Std::from_secs(1 << attempt.min(6)).min(Std::from_secs(60));
+        let mut seen = std::collections::BTreeSet::new();
+        for n in 0..64 {
+            let wait = retry_backoff(SERVICE, &format!("register:i-{n}"), attempt);
+            assert!(
+                wait >= base.mul_f64(0.75) && wait < base.mul_f64(1.25),
+                "attempt {attempt}: {wait:?} is not within 25% of {base:?}"
+            );
+            assert_eq!(
+                wait,
+                retry_backoff(SERVICE, &format!("register:i-{n}"), attempt)
+            );
+            seen.insert(wait);
+        }
+        assert!(
+            seen.len() > 32,
+            "attempt {attempt}: actions retry at spread times"
+        );
     }
 }
 
