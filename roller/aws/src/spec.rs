@@ -79,7 +79,26 @@ pub fn check_config(config: &ServiceConfig) -> Vec<FieldError> {
             );
         }
     }
+    let size = environment_properties_size(config);
+    if size > ENV_PROPERTIES_MAX_BYTES {
+        problem(
+            "env",
+            format!("the environment variables take {size} bytes as NAME=value; Elastic Beanstalk allows {ENV_PROPERTIES_MAX_BYTES} in all"),
+        );
+    }
     problems
+}
+
+/// Elastic Beanstalk's limit on an environment's properties, counted as `NAME=value`.
+pub const ENV_PROPERTIES_MAX_BYTES: usize = 4096;
+const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
+
+fn environment_properties_size(config: &ServiceConfig) -> usize {
+    option_settings(config)
+        .iter()
+        .filter(|(ns, _, _)| ns == ENV_NAMESPACE)
+        .map(|(_, name, value)| name.len() + 1 + value.len())
+        .sum()
 }
 
 fn valid_bucket_name(b: &str) -> bool {
@@ -146,11 +165,7 @@ pub fn option_settings(config: &ServiceConfig) -> Vec<(String, String, String)> 
         config.health_check_path.clone(),
     );
     for (name, value) in &config.env {
-        set(
-            "aws:elasticbeanstalk:application:environment",
-            name,
-            value.clone(),
-        );
+        set(ENV_NAMESPACE, name, value.clone());
     }
     for o in &config.aws.option_settings {
         set(&o.namespace, &o.option_name, o.value.clone());
@@ -297,6 +312,14 @@ mod tests {
         c = config.clone();
         c.aws.role_arn = Some("arn:aws:iam::123456789012:role/ionroller-deployer".into());
         assert!(fields(&c).is_empty());
+
+        // Elastic Beanstalk's 4096 bytes of NAME=value, counted with what the config has.
+        c = config.clone();
+        c.env.clear();
+        c.env.insert("BIG".into(), "x".repeat(4092));
+        assert!(fields(&c).is_empty(), "BIG=<4092 bytes> is exactly 4096");
+        c.env.insert("A".into(), String::new());
+        assert_eq!(fields(&c), ["env"], "two more bytes are too many");
     }
 
     #[test]

@@ -251,6 +251,20 @@ async fn refusals_keep_the_aws_error_code() {
         create_with(&config).await,
         "ConfigurationValidationException",
     );
+    // So are environment variables beyond EB's 4096 bytes (config checks catch them first).
+    config.instances.instance_type = "t3.small".into();
+    config.env.insert("BIG".into(), "x".repeat(4096));
+    assert_eq!(
+        ionroller_aws::spec::check_config(&config)
+            .into_iter()
+            .map(|p| p.field)
+            .collect::<Vec<_>>(),
+        ["env"]
+    );
+    assert_refused(
+        create_with(&config).await,
+        "ConfigurationValidationException",
+    );
     config.aws.deployment_bucket = None;
     assert_refused(create_with(&config).await, "MissingDeploymentBucket");
 }
