@@ -14,17 +14,28 @@ what EB does behind the scenes:
   EB_STANDIN_TERMINATE_SECS.
 
 Every request parameter is checked against the API reference: a missing required parameter,
-an unknown one, or a malformed value gets the error AWS documents (400 MissingParameter,
-InvalidParameterValue, InvalidParameterCombination), and a request without a SigV4
-Authorization header for the elasticbeanstalk service gets 403 MissingAuthenticationToken.
+a value outside its documented length or range, or a malformed value gets the error AWS
+documents (400 MissingParameter, MissingRequiredParameter, ValidationError,
+InvalidParameterValue, InvalidParameterCombination, ConfigurationValidationException), and a
+request without a SigV4 Authorization header for the elasticbeanstalk service gets 403
+MissingAuthenticationToken. Two rules are the stand-in's own, so that a change in the driver
+cannot go unnoticed: a parameter the API does not have, and one the API has but the driver
+never sends (so the stand-in does not model it), are refused with 400.
+
+Also as AWS does: an application version created with Process=true is Processing for
+EB_STANDIN_PROCESS_SECS and cannot be deployed until then; a bundle without a valid Dockerrun
+launches an environment that goes Red (EB reads the bundle at deployment, not at upload); a
+non-Ready environment cannot be terminated ("Must be Ready").
 
 Run it with the moto venv's python (it needs boto3):
     python eb_standin.py --port 0 --port-file FILE --moto http://127.0.0.1:5055
 Control (tests only): GET /standin/state returns the environments as JSON;
-POST /standin/health?environment=NAME&health=Red sets an environment's health.
+POST /standin/health?environment=NAME&health=Red sets an environment's health;
+POST /standin/hold?environment=NAME&launching=true keeps it Launching until launching=false.
 """
 
 import argparse
+import base64
 import io
 import json
 import os
@@ -39,6 +50,7 @@ from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape
 
 import boto3
+import botocore.exceptions
 from botocore.config import Config
 
 API_VERSION = "2010-12-01"
@@ -49,13 +61,37 @@ ACCOUNT = "123456789012"
 LAUNCH_SECS = float(os.environ.get("EB_STANDIN_LAUNCH_SECS", "2"))
 HEALTHY_SECS = float(os.environ.get("EB_STANDIN_HEALTHY_SECS", "1"))
 TERMINATE_SECS = float(os.environ.get("EB_STANDIN_TERMINATE_SECS", "1"))
-# AWS does not document DescribeEnvironments' default page size; a small one here makes
-# every test exercise the caller's NextToken handling.
+PROCESS_SECS = float(os.environ.get("EB_STANDIN_PROCESS_SECS", "1"))
+# DescribeEnvironments without MaxRecords answers everything at once (as documented). With
+# MaxRecords, a page may hold fewer than asked for (callers must follow NextToken); this cap
+# makes every test exercise that.
 PAGE_SIZE = int(os.environ.get("EB_STANDIN_PAGE_SIZE", "2"))
+# CreateEnvironment: AWS allows 50 tags on a resource and EB adds 3 of its own.
+ENVIRONMENT_TAG_LIMIT = 47
+# EB's documented limit on environment properties, counted as "key=value" strings.
+ENV_PROPERTIES_MAX_BYTES = 4096
+ENV_NAMESPACE = "aws:elasticbeanstalk:application:environment"
+# The option namespaces EB documents for a Docker web server environment; any other is refused
+# as AWS refuses it ("Invalid option specification").
+NAMESPACES = {
+    "aws:autoscaling:asg", "aws:autoscaling:launchconfiguration", "aws:autoscaling:scheduledaction",
+    "aws:autoscaling:trigger", "aws:autoscaling:updatepolicy:rollingupdate", "aws:ec2:instances",
+    "aws:ec2:vpc", "aws:elasticbeanstalk:application", ENV_NAMESPACE,
+    "aws:elasticbeanstalk:application:environmentsecrets", "aws:elasticbeanstalk:cloudwatch:logs",
+    "aws:elasticbeanstalk:cloudwatch:logs:health", "aws:elasticbeanstalk:command",
+    "aws:elasticbeanstalk:environment", "aws:elasticbeanstalk:environment:process:default",
+    "aws:elasticbeanstalk:environment:proxy", "aws:elasticbeanstalk:environment:proxy:staticfiles",
+    "aws:elasticbeanstalk:healthreporting:system", "aws:elasticbeanstalk:hostmanager",
+    "aws:elasticbeanstalk:managedactions", "aws:elasticbeanstalk:managedactions:platformupdate",
+    "aws:elasticbeanstalk:monitoring", "aws:elasticbeanstalk:sns:topics", "aws:elasticbeanstalk:xray",
+    "aws:elb:healthcheck", "aws:elb:listener", "aws:elb:loadbalancer", "aws:elb:policies",
+    "aws:elbv2:listener:default", "aws:elbv2:loadbalancer", "aws:rds:dbinstance",
+    "aws:elasticbeanstalk:environment:process", "aws:elbv2:listener", "aws:elbv2:listenerrule",
+}
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{2,38}[a-zA-Z0-9]$")
-DOCKER_STACK_RE = re.compile(r"^64bit Amazon Linux 20(23|18)? ?.*running (Docker|ECS).*$")
 INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$")
+TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 
 class ApiError(Exception):
@@ -85,12 +121,10 @@ class Params:
         value = self.raw.get(name)
         if value is None:
             return None
-        if lo is not None and len(value) < lo or hi is not None and len(value) > hi:
-            raise ApiError(
-                "InvalidParameterValue",
-                f"1 validation error detected: Value '{value}' at '{name}' failed to satisfy "
-                f"constraint: Member must have length between {lo} and {hi}",
-            )
+        if lo is not None and len(value) < lo:
+            raise validation_error(name, value, f"greater than or equal to {lo}")
+        if hi is not None and len(value) > hi:
+            raise validation_error(name, value, f"less than or equal to {hi}")
         if pattern is not None and not pattern.match(value):
             raise ApiError("InvalidParameterValue", f"Value '{value}' at '{name}' is not valid.")
         return value
@@ -113,20 +147,36 @@ class Params:
         value = self.opt(name)
         if value is None:
             return None
-        if not value.isdigit() or not lo <= int(value) <= hi:
-            raise ApiError("InvalidParameterValue", f"Value '{value}' at '{name}' must be an integer from {lo} to {hi}.")
+        if not value.isdigit():
+            raise ApiError("InvalidParameterValue", f"Value '{value}' at '{name}' is not an integer.")
+        if int(value) < lo:
+            raise validation_error(name, value, f"greater than or equal to {lo}", "value")
+        if int(value) > hi:
+            raise validation_error(name, value, f"less than or equal to {hi}", "value")
         return int(value)
 
+    def unsupported(self, *names):
+        """Parameters the API has but the driver never sends: refused, not silently ignored."""
+        for name in names:
+            if any(k == name or k.startswith(name + ".") for k in self.raw):
+                raise ApiError("InvalidParameterValue",
+                               f"{self.action}: the EB stand-in does not model {name} (the driver never sends it).")
+
     def members(self, name, fields=None, limit=None):
-        """`Name.member.N` (strings) or `Name.member.N.Field` (structures), N from 1, no gaps."""
+        """`Name.member.N` (strings) or `Name.member.N.Field` (structures), N from 1, no gaps.
+        An empty list arrives as a bare `Name=` (as the AWS SDKs send it)."""
         prefix = name + ".member."
         keys = [k for k in self.raw if k.startswith(prefix)]
         self.used.update(keys)
+        if name in self.raw:
+            if self.raw[name] != "" or keys:
+                raise ApiError("InvalidParameterValue", f"{name} must be given as {name}.member.N.")
+            self.used.add(name)
         indexes = sorted({int(k[len(prefix):].split(".")[0]) for k in keys if k[len(prefix):].split(".")[0].isdigit()})
         if len(indexes) != len({k[len(prefix):].split(".")[0] for k in keys}) or indexes != list(range(1, len(indexes) + 1)):
             raise ApiError("InvalidParameterValue", f"{name} members must be numbered 1, 2, 3, ... without gaps.")
         if limit is not None and len(indexes) > limit:
-            raise ApiError("InvalidParameterValue", f"{name} has {len(indexes)} members; at most {limit} are allowed.")
+            raise validation_error(name, f"{len(indexes)} members", f"less than or equal to {limit}", "length")
         out = []
         for i in indexes:
             if fields is None:
@@ -149,6 +199,14 @@ class Params:
         unknown = sorted(set(self.raw) - self.used)
         if unknown:
             raise ApiError("InvalidParameterValue", f"{self.action} does not take the parameter(s) {', '.join(unknown)}.")
+
+
+def validation_error(name, value, bound, what="length"):
+    """AWS's wording for a value outside the model's constraints (the member in camelCase)."""
+    member = name[:1].lower() + name[1:]
+    return ApiError("ValidationError",
+                    f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+                    f"constraint: Member must have {what} {bound}")
 
 
 # ---------------------------------------------------------------- XML answers
@@ -193,6 +251,10 @@ class Beanstalk:
         self.asg = boto3.client("autoscaling", **kw)
         self.elb = boto3.client("elb", **kw)
         self.s3 = boto3.client("s3", **kw)
+        # The solution stacks EB offers (moto keeps AWS's list); a v1 Dockerrun needs a
+        # single-container Docker platform, so ECS (multicontainer) stacks are refused too.
+        stacks = boto3.client("elasticbeanstalk", **kw).list_available_solution_stacks()["SolutionStacks"]
+        self.docker_stacks = {s for s in stacks if s.endswith("running Docker")}
         self.lock = threading.Lock()
         self.applications = {}  # name -> {created, description}
         self.versions = {}  # (app, label) -> {...}
@@ -205,18 +267,25 @@ class Beanstalk:
             if t - env["terminated_at"] < TERMINATE_SECS:
                 return "Terminating", "Grey"
             return "Terminated", "Grey"
-        age = t - env["created"]
-        if age < LAUNCH_SECS:
+        age = t - env["launched"]
+        if age < LAUNCH_SECS or env.get("held"):
             return "Launching", "Grey"
         if age < LAUNCH_SECS + HEALTHY_SECS:
             return "Ready", "Grey"
-        return "Ready", env.get("health_override") or "Green"
+        # EB deploys the bundle on the instances: one it cannot run leaves the environment Red.
+        return "Ready", env.get("health_override") or ("Red" if env["bundle_error"] else "Green")
+
+    def version_status(self, v, t=None):
+        t = time.time() if t is None else t
+        if not v["process"]:
+            return "UNPROCESSED"
+        return "PROCESSING" if t - v["created"] < PROCESS_SECS else "PROCESSED"
 
     def find_env(self, p, live_only=True):
         env_id = p.opt("EnvironmentId")
         name = p.opt("EnvironmentName", lo=4, hi=40)
         if env_id is None and name is None:
-            raise ApiError("MissingParameter", "You must specify either EnvironmentId or EnvironmentName.")
+            raise ApiError("MissingRequiredParameter", "You must specify either EnvironmentId or EnvironmentName.")
         for env in self.environments.values():
             if env_id is not None and env["id"] != env_id or name is not None and env["name"] != name:
                 continue
@@ -234,18 +303,27 @@ class Beanstalk:
             + el("ApplicationName", env["app"]) + el("VersionLabel", env["version"])
             + el("SolutionStackName", env["stack"]) + el("Description", env["description"])
             + el("EndpointURL", env["endpoint"]) + el("CNAME", env["cname"])
-            + el("DateCreated", now_iso(env["created"])) + el("DateUpdated", now_iso(env["updated"]))
+            + el("DateCreated", now_iso(env["created"])) + el("DateUpdated", now_iso(self.updated(env)))
             + el("Status", status) + el("AbortableOperationInProgress", False) + el("Health", health)
             + "<Tier>" + el("Name", "WebServer") + el("Type", "Standard") + el("Version", "1.0") + "</Tier>"
             + el("EnvironmentArn", env["arn"])
             + f"</{inner}>"
         )
 
+    def updated(self, env):
+        """DateUpdated: the last status change that has happened by now."""
+        t = time.time()
+        changes = [env["created"], env["launched"] + LAUNCH_SECS]
+        if env["terminated_at"] is not None:
+            changes += [env["terminated_at"], env["terminated_at"] + TERMINATE_SECS]
+        return max(c for c in changes if c <= t)
+
     # -- operations
     def CreateApplication(self, p):
         name = p.req("ApplicationName", lo=1, hi=100)
         description = p.opt("Description", hi=200)
         tags = p.members("Tags", fields={"Key", "Value"}, limit=50)
+        p.unsupported("ResourceLifecycleConfig")
         p.finish()
         check_tags(tags)
         with self.lock:
@@ -270,20 +348,19 @@ class Beanstalk:
         auto_create = p.boolean("AutoCreateApplication", False)
         process = p.boolean("Process", False)
         tags = p.members("Tags", fields={"Key", "Value"}, limit=50)
+        p.unsupported("SourceBuildInformation", "BuildConfiguration")
         p.finish()
         check_tags(tags)
         if (bucket is None) != (key is None):
             raise ApiError("InvalidParameterCombination", "SourceBundle needs both S3Bucket and S3Key.")
         if bucket is not None:
             try:
-                head = self.s3.head_object(Bucket=bucket, Key=key)
+                self.s3.head_object(Bucket=bucket, Key=key)
             except Exception:
                 raise ApiError(
-                    "InvalidParameterValue",
+                    "InvalidParameterCombination",
                     f"Unable to download from S3 location (Bucket: {bucket}  Key: {key}). Reason: Not Found",
                 )
-            if process:
-                check_bundle(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         with self.lock:
             if app not in self.applications:
                 if not auto_create:
@@ -291,16 +368,19 @@ class Beanstalk:
                 self.applications[app] = {"created": time.time(), "description": None}
             if (app, label) in self.versions:
                 raise ApiError("InvalidParameterValue", f"Application Version {label} already exists.")
-            v = {"created": time.time(), "description": description, "bucket": bucket, "key": key}
+            v = {"created": time.time(), "description": description, "bucket": bucket, "key": key,
+                 "process": process}
             self.versions[(app, label)] = v
         return ("<ApplicationVersion>" + el("ApplicationName", app) + el("VersionLabel", label)
+                + el("ApplicationVersionArn", f"arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:applicationversion/{app}/{label}")
                 + el("Description", description) + el("DateCreated", now_iso(v["created"]))
-                + el("Status", "PROCESSED" if process else "UNPROCESSED")
+                + el("DateUpdated", now_iso(v["created"])) + el("Status", self.version_status(v))
                 + ("<SourceBundle>" + el("S3Bucket", bucket) + el("S3Key", key) + "</SourceBundle>" if bucket else "")
                 + "</ApplicationVersion>")
 
     def CreateEnvironment(self, p):
         app = p.req("ApplicationName", lo=1, hi=100)
+        # Optional in the API (EB then makes one up); the driver always names its environments.
         name = p.req("EnvironmentName", lo=4, hi=40)
         if not NAME_RE.match(name):
             raise ApiError("InvalidParameterValue",
@@ -308,71 +388,68 @@ class Beanstalk:
                            "letters, numbers and hyphens, and cannot start or end with a hyphen.")
         label = p.opt("VersionLabel", lo=1, hi=100)
         stack = p.opt("SolutionStackName")
-        platform = p.opt("PlatformArn")
-        template = p.opt("TemplateName", lo=1, hi=100)
         description = p.opt("Description", hi=200)
         cname_prefix = p.opt("CNAMEPrefix", lo=4, hi=63)
-        for f in ("Tier.Name", "Tier.Type", "Tier.Version"):
-            p.opt(f)
-        tags = p.members("Tags", fields={"Key", "Value"}, limit=50)
+        tags = p.members("Tags", fields={"Key", "Value"}, limit=ENVIRONMENT_TAG_LIMIT)
         options = p.members("OptionSettings", fields={"ResourceName", "Namespace", "OptionName", "Value"})
-        p.members("OptionsToRemove", fields={"ResourceName", "Namespace", "OptionName"})
-        p.opt("GroupName")
-        p.opt("OperationsRole")
+        p.unsupported("PlatformArn", "TemplateName", "Tier", "OptionsToRemove", "GroupName", "OperationsRole")
         p.finish()
         check_tags(tags)
-        given = [x for x in (stack, platform, template) if x is not None]
-        if not given:
+        if stack is None:
             raise ApiError("MissingParameter", "You must specify a SolutionStackName, a PlatformArn or a TemplateName.")
-        if len(given) > 1:
-            raise ApiError("InvalidParameterCombination", "Specify only one of SolutionStackName, PlatformArn and TemplateName.")
-        if stack is not None and not DOCKER_STACK_RE.match(stack):
+        if stack not in self.docker_stacks:
             raise ApiError("InvalidParameterValue", f"No Solution Stack named '{stack}' found.")
-        settings = {}
-        for o in options:
-            if "Namespace" not in o or "OptionName" not in o:
-                raise ApiError("InvalidParameterValue", "Every OptionSettings member needs a Namespace and an OptionName.")
-            settings[(o["Namespace"], o["OptionName"])] = o.get("Value", "")
+        settings = check_option_settings(options)
         instance_type = settings.get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
-        if not INSTANCE_TYPE_RE.match(instance_type):
-            raise ApiError("ConfigurationValidationException",
-                           f"Configuration validation exception: Invalid option value: '{instance_type}' "
-                           "(Namespace: 'aws:autoscaling:launchconfiguration', OptionName: 'InstanceType')")
         sizes = {}
         for opt, default in (("MinSize", "1"), ("MaxSize", "4")):
-            raw = settings.get(("aws:autoscaling:asg", opt), default)
-            if not raw.isdigit() or not 1 <= int(raw) <= 10000:
-                raise ApiError("ConfigurationValidationException",
-                               f"Configuration validation exception: Invalid option value: '{raw}' "
-                               f"(Namespace: 'aws:autoscaling:asg', OptionName: '{opt}'): must be an integer from 1 to 10000")
-            sizes[opt] = int(raw)
+            sizes[opt] = int(settings.get(("aws:autoscaling:asg", opt), default))
         if sizes["MinSize"] > sizes["MaxSize"]:
             raise ApiError("ConfigurationValidationException",
                            "Configuration validation exception: MinSize must be less than or equal to MaxSize.")
         with self.lock:
             if app not in self.applications:
                 raise ApiError("InvalidParameterValue", f"No Application named '{app}' found.")
-            if label is not None and (app, label) not in self.versions:
+            version = self.versions.get((app, label)) if label is not None else None
+            if label is not None and version is None:
                 raise ApiError("InvalidParameterValue", f"No Application Version named '{label}' found.")
+            if version is not None and self.version_status(version) == "PROCESSING":
+                raise ApiError("InvalidParameterValue",
+                               f"Application version '{label}' is still being processed; it cannot be deployed yet.")
             for env in self.environments.values():
                 if env["name"] == name and self.status(env)[0] != "Terminated":
                     raise ApiError("InvalidParameterValue", f"Environment {name} already exists.")
-            env_id = "e-" + uuid.uuid4().hex[:10]
             cname = f"{cname_prefix or name}.{REGION}.elasticbeanstalk.com"
+            for env in self.environments.values():
+                if env["cname"] == cname and self.status(env)[0] != "Terminated":
+                    raise ApiError("InvalidParameterValue", f"DNS name ({cname}) is not available.")
+            env_id = "e-" + uuid.uuid4().hex[:10]
             t = time.time()
             env = {
-                "id": env_id, "name": name, "app": app, "version": label, "stack": stack or platform or template,
-                "description": description, "cname": cname, "endpoint": cname, "created": t, "updated": t,
-                "terminated_at": None, "tags": {x["Key"]: x.get("Value", "") for x in tags}, "settings": settings,
+                "id": env_id, "name": name, "app": app, "version": label, "stack": stack,
+                "description": description, "cname": cname, "endpoint": cname, "created": t, "launched": t,
+                "terminated_at": None, "tags": {x["Key"]: x["Value"] for x in tags}, "settings": settings,
                 "arn": f"arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:environment/{app}/{name}",
                 "asg": f"awseb-{env_id}-stack-AWSEBAutoScalingGroup-{uuid.uuid4().hex[:12].upper()}",
                 "lb": f"awseb-{env_id}-AWSEBLoa-{uuid.uuid4().hex[:6].upper()}"[:32],
                 "lc": f"awseb-{env_id}-stack-AWSEBLaunchConfig",
+                "bundle_error": None,
             }
+            # Reserved under the lock, so that a concurrent create of the same name is refused.
             self.environments[env_id] = env
-        self.launch(env, instance_type, sizes)
+        try:
+            if version is not None and version["bucket"] is not None:
+                body = self.s3.get_object(Bucket=version["bucket"], Key=version["key"])["Body"].read()
+                env["bundle_error"] = bundle_error(body)
+            self.launch(env, instance_type, sizes)
+        except Exception:
+            # A launch that failed half way leaves nothing behind, so a retry starts afresh.
+            self.remove_resources(env)
+            with self.lock:
+                del self.environments[env_id]
+            raise
         with self.lock:
-            env["created"] = env["updated"] = time.time()  # launch timings start now
+            env["launched"] = time.time()  # launch timings start once its resources exist
         return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
 
     def launch(self, env, instance_type, sizes):
@@ -388,8 +465,21 @@ class Beanstalk:
             AutoScalingGroupName=env["asg"], LaunchConfigurationName=env["lc"],
             MinSize=sizes["MinSize"], MaxSize=sizes["MaxSize"], DesiredCapacity=sizes["MinSize"],
             AvailabilityZones=[f"{REGION}a"], LoadBalancerNames=[env["lb"]],
-            Tags=[{"Key": "elasticbeanstalk:environment-name", "Value": env["name"], "PropagateAtLaunch": True}],
+            Tags=[{"Key": k, "Value": v, "PropagateAtLaunch": True} for k, v in system_tags(env).items()],
         )
+
+    def remove_resources(self, env):
+        """Deletes what launch() made; what is already gone is fine."""
+        for delete in (
+            lambda: self.asg.delete_auto_scaling_group(AutoScalingGroupName=env["asg"], ForceDelete=True),
+            lambda: self.asg.delete_launch_configuration(LaunchConfigurationName=env["lc"]),
+            lambda: self.elb.delete_load_balancer(LoadBalancerName=env["lb"]),
+        ):
+            try:
+                delete()
+            except botocore.exceptions.ClientError as e:
+                if "NotFound" not in e.response["Error"]["Code"] and "not found" not in str(e).lower():
+                    raise
 
     def DescribeEnvironments(self, p):
         app = p.opt("ApplicationName", lo=1, hi=100)
@@ -399,7 +489,7 @@ class Beanstalk:
         include_deleted = p.boolean("IncludeDeleted", True)
         back_to = p.opt("IncludedDeletedBackTo")
         max_records = p.integer("MaxRecords", 1, 1000)
-        token = p.opt("NextToken", lo=1, hi=100)
+        token = p.opt("NextToken")
         p.finish()
         cutoff = None
         if back_to is not None:
@@ -408,9 +498,22 @@ class Beanstalk:
                                            "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
             except ValueError:
                 raise ApiError("InvalidParameterValue", f"Value '{back_to}' at 'IncludedDeletedBackTo' is not a timestamp.")
+        # A token names the last environment of its page and the query it belongs to: pages
+        # stay right while environments come and go, and a token from another query is refused.
+        query = json.dumps([app, label, ids, names, include_deleted, back_to, max_records])
+        after = None
+        if token is not None:
+            try:
+                data = json.loads(base64.urlsafe_b64decode(token.encode()))
+                assert data["q"] == query
+                after = tuple(data["after"])
+            except Exception:
+                raise ApiError("InvalidParameterValue", f"Invalid NextToken '{token}' for this request.")
         with self.lock:
             found = []
             for env in sorted(self.environments.values(), key=lambda e: (e["created"], e["id"])):
+                if after is not None and (env["created"], env["id"]) <= after:
+                    continue
                 if app is not None and env["app"] != app or label is not None and env["version"] != label:
                     continue
                 if ids and env["id"] not in ids or names and env["name"] not in names:
@@ -419,16 +522,14 @@ class Beanstalk:
                     if not include_deleted or cutoff is not None and env["terminated_at"] < cutoff:
                         continue
                 found.append(env)
-            start = 0
-            if token is not None:
-                if not token.isdigit() or int(token) > len(found):
-                    raise ApiError("InvalidParameterValue", f"Invalid NextToken '{token}'.")
-                start = int(token)
-            size = max_records or PAGE_SIZE
-            page = found[start:start + size]
-            more = start + size < len(found)
+            size = len(found) if max_records is None else min(max_records, PAGE_SIZE)
+            page = found[:size]
             xml = "<Environments>" + "".join(self.env_xml(e) for e in page) + "</Environments>"
-        return xml + (el("NextToken", str(start + size)) if more else "")
+        if len(found) > size:
+            last = page[-1]
+            token = base64.urlsafe_b64encode(json.dumps({"q": query, "after": [last["created"], last["id"]]}).encode())
+            xml += el("NextToken", token.decode())
+        return xml
 
     def DescribeEnvironmentResources(self, p):
         with self.lock:
@@ -454,14 +555,14 @@ class Beanstalk:
         with self.lock:
             env = self.find_env(p)
             p.finish()
-            if env["terminated_at"] is not None:
+            status = self.status(env)[0]
+            if status != "Ready":
                 raise ApiError("InvalidParameterValue",
                                f"Environment named {env['name']} is in an invalid state for this operation. Must be Ready.")
-            env["terminated_at"] = env["updated"] = time.time()
         if terminate_resources:
-            self.asg.delete_auto_scaling_group(AutoScalingGroupName=env["asg"], ForceDelete=True)
-            self.asg.delete_launch_configuration(LaunchConfigurationName=env["lc"])
-            self.elb.delete_load_balancer(LoadBalancerName=env["lb"])
+            self.remove_resources(env)
+        with self.lock:
+            env["terminated_at"] = time.time()
         return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
 
     def ListTagsForResource(self, p):
@@ -470,9 +571,16 @@ class Beanstalk:
         with self.lock:
             env = next((e for e in self.environments.values() if e["arn"] == arn), None)
         if env is None:
-            raise ApiError("ResourceNotFoundException", f"Resource {arn} not found.", 404)
+            raise ApiError("ResourceNotFoundException", f"Resource {arn} not found.")
+        tags = {**env["tags"], **system_tags(env)}
         return el("ResourceArn", arn) + members(
-            "ResourceTags", [el("Key", k) + el("Value", v) for k, v in sorted(env["tags"].items())])
+            "ResourceTags", [el("Key", k) + el("Value", v) for k, v in sorted(tags.items())])
+
+
+def system_tags(env):
+    """The tags EB puts on an environment and the resources it launches for it."""
+    return {"elasticbeanstalk:environment-name": env["name"],
+            "elasticbeanstalk:environment-id": env["id"], "Name": env["name"]}
 
 
 def app_xml(name, app, inner="Application"):
@@ -482,38 +590,78 @@ def app_xml(name, app, inner="Application"):
             + f"</{inner}>")
 
 
-def check_bundle(body):
-    """What EB's processing checks: a zip (or a bare Dockerrun.aws.json) with a valid v1
-    Dockerrun; a Dockerfile, if present, must start FROM the Dockerrun's image."""
+def bundle_error(body):
+    """Why EB could not run a bundle on the Docker platform, or None: a zip (or a bare
+    Dockerrun.aws.json) with a valid v1 Dockerrun; a Dockerfile, if present, must start FROM
+    the Dockerrun's image."""
     files = {}
     if body[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(io.BytesIO(body)) as z:
                 if z.testzip() is not None:
-                    raise ValueError("bad CRC")
+                    return "the source bundle has a bad CRC"
                 files = {n: z.read(n) for n in z.namelist()}
         except Exception as e:
-            raise ApiError("InvalidParameterValue", f"The source bundle is not a readable zip file: {e}")
+            return f"the source bundle is not a readable zip file: {e}"
     else:
         files = {"Dockerrun.aws.json": body}
     try:
         doc = json.loads(files["Dockerrun.aws.json"])
         assert doc.get("AWSEBDockerrunVersion") in ("1", 1) and doc["Image"]["Name"]
     except Exception:
-        raise ApiError("InvalidParameterValue", "The source bundle has no valid Dockerrun.aws.json (version 1).")
+        return "the source bundle has no valid Dockerrun.aws.json (version 1)"
     if "Dockerfile" in files:
         first = files["Dockerfile"].decode(errors="replace").splitlines()[0:1]
         if first != [f"FROM {doc['Image']['Name']}"]:
-            raise ApiError("InvalidParameterValue", "The Dockerfile does not start FROM the Dockerrun image.")
+            return "the Dockerfile does not start FROM the Dockerrun image"
+    return None
 
 
 def check_tags(tags):
     for t in tags:
-        key = t.get("Key")
-        if key is None or not 1 <= len(key) <= 128 or key.startswith("aws:"):
-            raise ApiError("InvalidParameterValue", f"Tag key '{key}' must be 1 to 128 characters and not start with 'aws:'.")
-        if len(t.get("Value", "")) > 256:
-            raise ApiError("InvalidParameterValue", f"The value of tag '{key}' is longer than 256 characters.")
+        key, value = t.get("Key"), t.get("Value")
+        if key is None or value is None:
+            raise ApiError("InvalidParameterValue", "Every tag needs a Key and a Value.")
+        if not 1 <= len(key) <= 128:
+            raise validation_error("Tags.member.Key", key, "between 1 and 128")
+        if not 1 <= len(value) <= 256:
+            raise validation_error("Tags.member.Value", value, "between 1 and 256")
+        if key.lower().startswith("aws:") or key.startswith("elasticbeanstalk:"):
+            raise ApiError("InvalidParameterValue", f"Tag key '{key}' uses a reserved prefix.")
+        if not TAG_RE.match(key) or not TAG_RE.match(value):
+            raise ApiError("InvalidParameterValue",
+                           f"Tag '{key}' may contain only letters, digits, spaces and _ . : / = + - @.")
+
+
+def check_option_settings(options):
+    """What EB's configuration validation refuses of the settings the driver sends."""
+    settings = {}
+    for o in options:
+        if "Namespace" not in o or "OptionName" not in o:
+            raise ApiError("InvalidParameterValue", "Every OptionSettings member needs a Namespace and an OptionName.")
+        if o["Namespace"] not in NAMESPACES:
+            raise ApiError("ConfigurationValidationException",
+                           f"Configuration validation exception: Invalid option specification (Namespace: "
+                           f"'{o['Namespace']}', OptionName: '{o['OptionName']}'): Unknown configuration setting.")
+        settings[(o["Namespace"], o["OptionName"])] = o.get("Value", "")
+    instance_type = settings.get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
+    if not INSTANCE_TYPE_RE.match(instance_type):
+        raise ApiError("ConfigurationValidationException",
+                       f"Configuration validation exception: Invalid option value: '{instance_type}' "
+                       "(Namespace: 'aws:autoscaling:launchconfiguration', OptionName: 'InstanceType')")
+    for opt, default in (("MinSize", "1"), ("MaxSize", "4")):
+        raw = settings.get(("aws:autoscaling:asg", opt), default)
+        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+            raise ApiError("ConfigurationValidationException",
+                           f"Configuration validation exception: Invalid option value: '{raw}' "
+                           f"(Namespace: 'aws:autoscaling:asg', OptionName: '{opt}'): must be an integer from 1 to 10000")
+    properties = [f"{name}={value}" for (ns, name), value in settings.items() if ns == ENV_NAMESPACE]
+    size = sum(len(p.encode()) for p in properties)
+    if size > ENV_PROPERTIES_MAX_BYTES:
+        raise ApiError("ConfigurationValidationException",
+                       f"Configuration validation exception: environment properties take {size} bytes; "
+                       f"their total size cannot exceed {ENV_PROPERTIES_MAX_BYTES} bytes.")
+    return settings
 
 
 OPERATIONS = {
@@ -553,12 +701,16 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
-        if url.path == "/standin/health":
+        if url.path in ("/standin/health", "/standin/hold"):
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
             with self.beanstalk.lock:
                 for e in self.beanstalk.environments.values():
                     if e["name"] == q.get("environment"):
-                        e["health_override"] = q.get("health")
+                        if url.path == "/standin/health":
+                            e["health_override"] = q.get("health")
+                        else:
+                            e["held"] = q.get("launching") == "true"
+                            e["launched"] = time.time() - LAUNCH_SECS
             return self.reply(200, "{}", "application/json")
         raw = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
         action = raw.get("Action")

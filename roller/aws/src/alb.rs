@@ -238,21 +238,23 @@ async fn groups_of(
     c: &Clients,
     instances: &[String],
 ) -> Result<BTreeMap<String, Vec<String>>, CloudError> {
-    cloud.count();
-    let out = c
-        .asg
-        .describe_auto_scaling_instances()
-        .set_instance_ids(Some(instances.to_vec()))
-        .send()
-        .await
-        .map_err(|e| classify("DescribeAutoScalingInstances", e))?;
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for i in out.auto_scaling_instances() {
-        if let (Some(group), Some(id)) = (i.auto_scaling_group_name(), i.instance_id()) {
-            groups
-                .entry(group.to_string())
-                .or_default()
-                .push(id.to_string());
+    for chunk in instances.chunks(crate::observe::NAMES_PER_CALL) {
+        cloud.count();
+        let out = c
+            .asg
+            .describe_auto_scaling_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeAutoScalingInstances", e))?;
+        for i in out.auto_scaling_instances() {
+            if let (Some(group), Some(id)) = (i.auto_scaling_group_name(), i.instance_id()) {
+                groups
+                    .entry(group.to_string())
+                    .or_default()
+                    .push(id.to_string());
+            }
         }
     }
     Ok(groups)

@@ -164,7 +164,8 @@ async fn create_environment(
                 r.service, r.version, r.config_version
             ))
             .source_bundle(S3Location::builder().s3_bucket(bucket).s3_key(&key).build())
-            .process(true)
+            // Not `process`: that only validates .ebextensions (the bundle has none) and
+            // leaves the version Processing for a while, during which it cannot be deployed.
             .send()
             .await
             .map_err(|e| classify("CreateApplicationVersion", e));
@@ -285,6 +286,14 @@ async fn terminate_environment(
     let Some(env) = live else {
         return Ok(format!("{environment} was already terminated"));
     };
+    // EB terminates only a Ready environment ("Must be Ready"): one still launching or
+    // updating is retried later rather than refused for good.
+    if env.status() != Some(&EbStatus::Ready) {
+        return Err(CloudError::Unavailable(format!(
+            "{environment} is {}; Elastic Beanstalk terminates it once it is Ready",
+            env.status().map_or("in no known state", |s| s.as_str())
+        )));
+    }
     // On an ALB, each of the environment's groups had a target group: name them now, while
     // EB still lists the groups, and delete them once the environment is going.
     let groups = match (alb, env.environment_id()) {

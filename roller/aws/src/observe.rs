@@ -27,7 +27,11 @@ use crate::spec::{parse_version_label, quoted_value};
 use crate::AwsCloud;
 
 /// At most this many names per DescribeAutoScalingGroups / DescribeAlarms call (AWS's limit).
-const NAMES_PER_CALL: usize = 50;
+pub const NAMES_PER_CALL: usize = 50;
+
+/// Environments per DescribeEnvironments page. Without it EB answers everything at once;
+/// with it the answer stays bounded, and NextToken is followed.
+const ENVIRONMENTS_PER_PAGE: i32 = 100;
 
 pub async fn observe(
     cloud: &AwsCloud,
@@ -93,6 +97,7 @@ pub async fn describe_environments(
                 .application_name(service)
                 .set_environment_names(name.map(|n| vec![n.to_string()]))
                 .include_deleted(false)
+                .max_records(ENVIRONMENTS_PER_PAGE)
                 .set_next_token(token)
                 .send()
                 .await

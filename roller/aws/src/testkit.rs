@@ -413,17 +413,27 @@ impl Fixture {
 /// Sets an environment's health in the EB stand-in (its test-only control endpoint), as a
 /// failing application would turn it Red.
 pub async fn set_environment_health(environment: &str, health: &str) -> Result<(), String> {
+    standin_control(&format!("health?environment={environment}&health={health}")).await
+}
+
+/// Keeps an environment Launching in the EB stand-in (or, with `false`, lets it be Ready).
+pub async fn hold_launching(environment: &str, launching: bool) -> Result<(), String> {
+    standin_control(&format!(
+        "hold?environment={environment}&launching={launching}"
+    ))
+    .await
+}
+
+async fn standin_control(what: &str) -> Result<(), String> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")
         .map_err(|_| "AWS_ENDPOINT_URL_ELASTIC_BEANSTALK is not set")?;
     let response = reqwest::Client::new()
-        .post(format!(
-            "{endpoint}/standin/health?environment={environment}&health={health}"
-        ))
+        .post(format!("{endpoint}/standin/{what}"))
         .send()
         .await
-        .map_err(|e| format!("stand-in health: {e}"))?;
+        .map_err(|e| format!("stand-in {what}: {e}"))?;
     if !response.status().is_success() {
-        return Err(format!("stand-in health: HTTP {}", response.status()));
+        return Err(format!("stand-in {what}: HTTP {}", response.status()));
     }
     Ok(())
 }

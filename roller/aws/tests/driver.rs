@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::StateValue;
-use ionroller_aws::testkit::{emulators_or_skip, set_environment_health, Fixture};
+use ionroller_aws::testkit::{emulators_or_skip, hold_launching, set_environment_health, Fixture};
 use ionroller_aws::AwsCloud;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
 use ionroller_shared::config::ServiceConfig;
@@ -91,10 +91,24 @@ async fn environments_are_created_once_observed_registered_and_terminated() {
     }
 
     // Launching, then Ready and Green with the Auto Scaling group's two instances.
+    hold_launching(&env, true).await.expect("hold");
     let view = cloud.observe(&service, &config).await.expect("observe");
     assert_eq!(view.environments.len(), 1);
     assert_eq!(view.environments[0].version, "v1");
     assert_eq!(view.environments[0].config_version, 1);
+    assert_eq!(view.environments[0].status, EnvironmentStatus::Launching);
+    // EB terminates only Ready environments: until then the driver asks to be retried.
+    let terminate = Action::TerminateEnvironment {
+        environment: env.clone(),
+    };
+    match cloud
+        .execute(&service, &config, Uuid::new_v4(), &terminate)
+        .await
+    {
+        Err(CloudError::Unavailable(why)) => assert!(why.contains("Launching"), "{why}"),
+        other => panic!("a launching environment is not terminated yet: {other:?}"),
+    }
+    hold_launching(&env, false).await.expect("release");
     let view = observe_until(&cloud, &service, &config, "green", |v| {
         v.environments[0].health == Health::Green
     })
@@ -148,9 +162,6 @@ async fn environments_are_created_once_observed_registered_and_terminated() {
     );
 
     // Terminated once; the environment then leaves the listing and its group goes.
-    let terminate = Action::TerminateEnvironment {
-        environment: env.clone(),
-    };
     let done = cloud
         .execute(&service, &config, Uuid::new_v4(), &terminate)
         .await
