@@ -419,7 +419,10 @@ class Beanstalk:
             for env in self.environments.values():
                 if env["name"] == name and self.status(env)[0] != "Terminated":
                     raise ApiError("InvalidParameterValue", f"Environment {name} already exists.")
-            cname = f"{cname_prefix or name}.{REGION}.elasticbeanstalk.com"
+            # Without a prefix EB makes the CNAME unique with a random part; with one, the
+            # prefix must be free.
+            cname = (f"{cname_prefix}.{REGION}.elasticbeanstalk.com" if cname_prefix
+                     else f"{name}.eba-{uuid.uuid4().hex[:8]}.{REGION}.elasticbeanstalk.com")
             for env in self.environments.values():
                 if env["cname"] == cname and self.status(env)[0] != "Terminated":
                     raise ApiError("InvalidParameterValue", f"DNS name ({cname}) is not available.")
