@@ -31,7 +31,8 @@ Run it with the moto venv's python (it needs boto3):
     python eb_standin.py --port 0 --port-file FILE --moto http://127.0.0.1:5055
 Control (tests only): GET /standin/state returns the environments as JSON;
 POST /standin/health?environment=NAME&health=Red sets an environment's health;
-POST /standin/hold?environment=NAME&launching=true keeps it Launching until launching=false.
+POST /standin/hold?environment=NAME&launching=true keeps it Launching until launching=false;
+POST /standin/rebuild?environment=NAME replaces its Auto Scaling group (RebuildEnvironment).
 """
 
 import argparse
@@ -484,6 +485,22 @@ class Beanstalk:
                 if "NotFound" not in e.response["Error"]["Code"] and "not found" not in str(e).lower():
                     raise
 
+    def rebuild(self, name):
+        """RebuildEnvironment, for tests: the same environment id, new resources."""
+        with self.lock:
+            env = next(e for e in self.environments.values()
+                       if e["name"] == name and e["terminated_at"] is None)
+        self.remove_resources(env)
+        suffix = uuid.uuid4().hex[:12].upper()
+        env["asg"] = f"awseb-{env['id']}-stack-AWSEBAutoScalingGroup-{suffix}"
+        env["lc"] = f"awseb-{env['id']}-stack-AWSEBLaunchConfig-{suffix}"
+        sizes = {"MinSize": int(env["settings"].get(("aws:autoscaling:asg", "MinSize"), "1")),
+                 "MaxSize": int(env["settings"].get(("aws:autoscaling:asg", "MaxSize"), "4"))}
+        instance_type = env["settings"].get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
+        self.launch(env, instance_type, sizes)
+        with self.lock:
+            env["launched"] = time.time()
+
     def DescribeEnvironments(self, p):
         app = p.opt("ApplicationName", lo=1, hi=100)
         label = p.opt("VersionLabel", lo=1, hi=100)
@@ -704,6 +721,10 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
+        if url.path == "/standin/rebuild":
+            q = {k: v[0] for k, v in parse_qs(url.query).items()}
+            self.beanstalk.rebuild(q.get("environment"))
+            return self.reply(200, "{}", "application/json")
         if url.path in ("/standin/health", "/standin/hold"):
             q = {k: v[0] for k, v in parse_qs(url.query).items()}
             with self.beanstalk.lock:

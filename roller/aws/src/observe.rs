@@ -7,6 +7,8 @@
 //! weighted target group) and DescribeAlarms (when it has alarms), plus one
 //! DescribeEnvironmentResources per environment until it is seen Ready. Pages are followed.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use ionroller_shared::cloud::{CloudError, CloudView};
 use ionroller_shared::config::{LoadBalancerKind, ServiceConfig};
@@ -16,7 +18,7 @@ use ionroller_shared::events::{
 };
 
 use aws_sdk_autoscaling::types::LifecycleState;
-use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 use aws_sdk_elasticbeanstalk::types::{
     EnvironmentDescription, EnvironmentHealth, EnvironmentStatus as EbStatus,
 };
@@ -41,7 +43,8 @@ pub async fn observe(
 ) -> Result<CloudView, CloudError> {
     let described = describe_environments(cloud, c, service, None).await?;
     let mut environments = Vec::new();
-    let mut groups_of: Vec<(usize, Vec<String>)> = Vec::new();
+    // (index into `environments`, EB's environment id, its Auto Scaling groups)
+    let mut groups_of: Vec<(usize, &str, Vec<String>)> = Vec::new();
     for env in &described {
         let Some(view) = environment_view(env) else {
             continue; // not one of ionroller's
@@ -50,15 +53,24 @@ pub async fn observe(
             view.status,
             EnvironmentStatus::Terminated | EnvironmentStatus::Terminating
         ) {
-            if let Some(groups) = groups(cloud, c, env).await? {
-                groups_of.push((environments.len(), groups));
+            if let (Some(id), Some(groups)) = (env.environment_id(), groups(cloud, c, env).await?) {
+                groups_of.push((environments.len(), id, groups));
             }
         }
         environments.push(view);
     }
-    let all_groups: Vec<String> = groups_of.iter().flat_map(|(_, g)| g.clone()).collect();
-    let instances = group_instances(cloud, c, &all_groups).await?;
-    for (index, groups) in groups_of {
+    let all_groups: Vec<String> = groups_of.iter().flat_map(|(_, _, g)| g.clone()).collect();
+    let (instances, existing) = group_instances(cloud, c, &all_groups).await?;
+    // A cached group that Auto Scaling no longer has was replaced (RebuildEnvironment keeps
+    // the environment id and makes new groups): EB is asked again on the next pass.
+    for (_, id, groups) in &groups_of {
+        if groups.iter().any(|g| !existing.contains(g)) {
+            if let Ok(mut cache) = cloud.resources.lock() {
+                cache.remove(*id);
+            }
+        }
+    }
+    for (index, _, groups) in groups_of {
         let env = &mut environments[index];
         env.instances = instances
             .iter()
@@ -150,12 +162,20 @@ async fn groups(
     let Some(id) = env.environment_id() else {
         return Ok(None);
     };
-    if let Some(known) = cloud.resources.lock().ok().and_then(|r| r.get(id).cloned()) {
-        return Ok(Some(known));
+    let ready = env.status() == Some(&EbStatus::Ready);
+    if let Ok(mut cache) = cloud.resources.lock() {
+        match cache.get(id) {
+            Some(known) if ready => return Ok(Some(known.clone())),
+            // Updating or relaunching: its resources may be changing under it.
+            Some(_) => {
+                cache.remove(id);
+            }
+            None => {}
+        }
     }
     cloud.count();
     let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
-    if env.status() == Some(&EbStatus::Ready) && !groups.is_empty() {
+    if ready && !groups.is_empty() {
         if let Ok(mut cache) = cloud.resources.lock() {
             cache.insert(id.to_string(), groups.clone());
         }
@@ -194,14 +214,15 @@ pub async fn environment_groups(
         .unwrap_or_default())
 }
 
-/// Every instance of the groups, as (group, instance). Healthy means in service in its
-/// group and passing the group's health check.
+/// Every instance of the groups, as (group, instance), and the groups that exist. Healthy
+/// means in service in its group and passing the group's health check.
 async fn group_instances(
     cloud: &AwsCloud,
     c: &Clients,
     groups: &[String],
-) -> Result<Vec<(String, InstanceView)>, CloudError> {
+) -> Result<(Vec<(String, InstanceView)>, BTreeSet<String>), CloudError> {
     let mut out = Vec::new();
+    let mut existing = BTreeSet::new();
     for chunk in groups.chunks(NAMES_PER_CALL) {
         let mut token = None;
         loop {
@@ -216,6 +237,7 @@ async fn group_instances(
                 .map_err(|e| classify("DescribeAutoScalingGroups", e))?;
             for group in page.auto_scaling_groups() {
                 let name = group.auto_scaling_group_name().unwrap_or_default();
+                existing.insert(name.to_string());
                 for i in group.instances() {
                     let Some(id) = i.instance_id() else { continue };
                     let healthy = i.lifecycle_state() == Some(&LifecycleState::InService)
@@ -235,7 +257,7 @@ async fn group_instances(
             }
         }
     }
-    Ok(out)
+    Ok((out, existing))
 }
 
 /// The endpoint load balancer's registered instances and whether each is InService.
@@ -255,19 +277,33 @@ async fn registrations(
     let mut registered: Vec<RegisteredInstance> = out
         .instance_states()
         .iter()
-        .filter_map(|s| {
-            Some(RegisteredInstance {
-                id: s.instance_id()?.to_string(),
-                in_service: s.state() == Some("InService"),
-            })
-        })
+        .filter_map(|s| classic_registration(s.instance_id()?, s.state(), s.description()))
         .collect();
     registered.sort();
     Ok(registered)
 }
 
-/// The configured alarms. One that CloudWatch does not have is reported as
-/// INSUFFICIENT_DATA with a reason saying so, never as OK.
+/// One row of DescribeInstanceHealth as a registration. With connection draining, a
+/// deregistered instance is reported "InService: Instance deregistration currently in
+/// progress" until its connections finish (up to 300 s by default); it takes no new
+/// requests, so for the roller it is already deregistered.
+pub fn classic_registration(
+    id: &str,
+    state: Option<&str>,
+    description: Option<&str>,
+) -> Option<RegisteredInstance> {
+    let draining = description.is_some_and(|d| {
+        d.to_ascii_lowercase()
+            .contains("deregistration currently in progress")
+    });
+    (!draining).then(|| RegisteredInstance {
+        id: id.to_string(),
+        in_service: state == Some("InService"),
+    })
+}
+
+/// The configured alarms, metric and composite. One that CloudWatch does not have is
+/// reported as INSUFFICIENT_DATA with a reason saying so, never as OK.
 async fn alarms(
     cloud: &AwsCloud,
     c: &Clients,
@@ -278,36 +314,34 @@ async fn alarms(
         let mut token = None;
         loop {
             cloud.count();
+            // Without AlarmTypes, DescribeAlarms answers metric alarms only.
             let page = c
                 .cloudwatch
                 .describe_alarms()
                 .set_alarm_names(Some(chunk.to_vec()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
                 .set_next_token(token)
                 .send()
                 .await
                 .map_err(|e| classify("DescribeAlarms", e))?;
-            for alarm in page.metric_alarms() {
-                let Some(name) = alarm.alarm_name() else {
-                    continue;
-                };
-                let state = match alarm.state_value() {
-                    Some(StateValue::Alarm) => AlarmState::Alarm,
-                    Some(StateValue::Ok) => AlarmState::Ok,
-                    _ => AlarmState::InsufficientData,
-                };
-                found.push(AlarmView {
-                    name: name.to_string(),
-                    state,
-                    reason: alarm.state_reason().unwrap_or_default().to_string(),
-                    value: quoted_value(
-                        alarm.state_reason_data(),
-                        alarm.state_reason().unwrap_or_default(),
-                    ),
-                    updated_at: alarm
-                        .state_updated_timestamp()
-                        .and_then(to_chrono)
-                        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
-                });
+            for a in page.metric_alarms() {
+                found.extend(alarm_view(
+                    a.alarm_name(),
+                    a.state_value(),
+                    a.state_reason(),
+                    a.state_reason_data(),
+                    a.state_updated_timestamp(),
+                ));
+            }
+            for a in page.composite_alarms() {
+                found.extend(alarm_view(
+                    a.alarm_name(),
+                    a.state_value(),
+                    a.state_reason(),
+                    a.state_reason_data(),
+                    a.state_updated_timestamp(),
+                ));
             }
             token = page.next_token().map(str::to_string);
             if token.is_none() {
@@ -333,6 +367,63 @@ async fn alarms(
         .collect())
 }
 
+/// A metric or composite alarm as the roller sees it: its state, the reason CloudWatch gives,
+/// and the datapoint that reason quotes (the evidence a rollback records).
+fn alarm_view(
+    name: Option<&str>,
+    state: Option<&StateValue>,
+    reason: Option<&str>,
+    reason_data: Option<&str>,
+    updated: Option<&aws_smithy_types::DateTime>,
+) -> Option<AlarmView> {
+    let reason = reason.unwrap_or_default();
+    Some(AlarmView {
+        name: name?.to_string(),
+        state: match state {
+            Some(StateValue::Alarm) => AlarmState::Alarm,
+            Some(StateValue::Ok) => AlarmState::Ok,
+            _ => AlarmState::InsufficientData,
+        },
+        reason: reason.to_string(),
+        value: quoted_value(reason_data, reason),
+        updated_at: updated
+            .and_then(to_chrono)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    })
+}
+
 fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_draining_from_a_classic_elb_is_not_registered() {
+        let row = |state, description| classic_registration("i-1", Some(state), description);
+        assert_eq!(
+            row("InService", Some("N/A")),
+            Some(RegisteredInstance {
+                id: "i-1".into(),
+                in_service: true
+            })
+        );
+        assert_eq!(
+            row("OutOfService", Some("Instance has failed at least the UnhealthyThreshold number of health checks consecutively.")),
+            Some(RegisteredInstance {
+                id: "i-1".into(),
+                in_service: false
+            })
+        );
+        // What a classic ELB with connection draining reports while it drains (AWS's words).
+        assert_eq!(
+            row(
+                "InService",
+                Some("Instance deregistration currently in progress.")
+            ),
+            None
+        );
+    }
 }

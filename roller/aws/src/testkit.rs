@@ -94,6 +94,19 @@ impl Fixture {
             .map_err(|e| format!("PutMetricAlarm: {e:?}"))
     }
 
+    /// A composite alarm: ALARM when `rule` (CloudWatch's alarm rule syntax) holds.
+    pub async fn create_composite_alarm(&self, name: &str, rule: &str) -> Result<(), String> {
+        self.clients
+            .cloudwatch
+            .put_composite_alarm()
+            .alarm_name(name)
+            .alarm_rule(rule)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("PutCompositeAlarm: {e:?}"))
+    }
+
     pub async fn set_alarm_state(
         &self,
         name: &str,
@@ -422,6 +435,12 @@ pub async fn hold_launching(environment: &str, launching: bool) -> Result<(), St
         "hold?environment={environment}&launching={launching}"
     ))
     .await
+}
+
+/// Rebuilds an environment in the EB stand-in as EB's RebuildEnvironment does: the same
+/// environment id, a new Auto Scaling group with new instances.
+pub async fn rebuild_environment(environment: &str) -> Result<(), String> {
+    standin_control(&format!("rebuild?environment={environment}")).await
 }
 
 async fn standin_control(what: &str) -> Result<(), String> {

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::StateValue;
-use ionroller_aws::testkit::{emulators_or_skip, hold_launching, set_environment_health, Fixture};
+use ionroller_aws::testkit::{
+    emulators_or_skip, hold_launching, rebuild_environment, set_environment_health, Fixture,
+};
 use ionroller_aws::AwsCloud;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
 use ionroller_shared::config::ServiceConfig;
@@ -152,6 +154,17 @@ async fn environments_are_created_once_observed_registered_and_terminated() {
     assert_eq!(view.environments[0].health, Health::Red);
     set_environment_health(&env, "Green").await.expect("health");
 
+    // EB's RebuildEnvironment keeps the environment id but replaces its Auto Scaling group
+    // and instances: the driver drops the group it had cached and finds the new instances.
+    rebuild_environment(&env).await.expect("rebuild");
+    observe_until(&cloud, &service, &config, "the rebuilt instances", |v| {
+        let e = &v.environments[0];
+        e.status == EnvironmentStatus::Ready
+            && e.instances.len() == 2
+            && e.instances.iter().all(|i| !ids.contains(&i.id))
+    })
+    .await;
+
     // A quiet pass costs a fixed number of calls, whatever happened before.
     let before = cloud.calls();
     cloud.observe(&service, &config).await.expect("observe");
@@ -195,16 +208,36 @@ async fn alarms_report_state_reason_and_the_quoted_datapoint() {
     let set = format!("{}-set", f.id);
     let metric = format!("{}-5xx", f.id);
     let missing = format!("{}-missing", f.id);
+    let composite = format!("{}-any", f.id);
     f.create_alarm(&set, "Latency", 1000.0)
         .await
         .expect("alarm");
     f.create_alarm(&metric, "5xx", 5.0).await.expect("alarm");
-    let config = config(&f, &[set.clone(), metric.clone(), missing.clone()]);
+    f.create_composite_alarm(&composite, &format!("ALARM(\"{set}\")"))
+        .await
+        .expect("composite alarm");
+    let config = config(
+        &f,
+        &[
+            set.clone(),
+            metric.clone(),
+            missing.clone(),
+            composite.clone(),
+        ],
+    );
     let cloud = AwsCloud::from_env().await;
 
     let view = cloud.observe(&service, &config).await.expect("observe");
     let names: Vec<&str> = view.alarms.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, [set.as_str(), metric.as_str(), missing.as_str()]);
+    assert_eq!(
+        names,
+        [
+            set.as_str(),
+            metric.as_str(),
+            missing.as_str(),
+            composite.as_str()
+        ]
+    );
     assert!(view.alarms.iter().all(|a| a.state != AlarmState::Alarm));
     assert_eq!(view.alarms[2].state, AlarmState::InsufficientData);
     assert!(
@@ -222,6 +255,12 @@ async fn alarms_report_state_reason_and_the_quoted_datapoint() {
     })
     .await;
     assert_eq!(view.alarms[0].reason, "set by the test");
+    // A composite alarm is read too (DescribeAlarms answers only metric alarms unless asked).
+    let view = observe_until(&cloud, &service, &config, "the composite alarm", |v| {
+        v.alarms[3].state == AlarmState::Alarm
+    })
+    .await;
+    assert!(view.alarms[3].reason.contains(&set), "{:?}", view.alarms[3]);
     // CloudWatch itself evaluated this one, and says which datapoint crossed.
     let evaluated = &view.alarms[1];
     assert!(
