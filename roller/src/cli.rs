@@ -976,9 +976,13 @@ pub fn render_status(s: &ServiceStatus) -> String {
             e.health.map_or("-".into(), |h| format!("{h:?}")),
             e.healthy_instances,
             e.instances,
-            e.unused_since
-                .map(|t| format!(", unused since {}", t.format("%H:%M:%S")))
-                .unwrap_or_default()
+            if e.foreign {
+                ", not created by this log: left alone".to_string()
+            } else {
+                e.unused_since
+                    .map(|t| format!(", unused since {}", t.format("%H:%M:%S")))
+                    .unwrap_or_default()
+            }
         ));
     }
     if let Some(r) = &s.rollout {

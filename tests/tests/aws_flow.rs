@@ -342,4 +342,32 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
         "{events}"
     );
     assert!(events.contains(" observation-recovered "), "{events}");
+
+    // The event store is replaced: a roller on a fresh log over the same service sees the
+    // environment as not its own and leaves it alone, even with a warm window of a second.
+    server.kill();
+    let fresh = tempfile::tempdir().expect("temporary directory");
+    let second = Server::start_with(
+        fresh.path(),
+        &["--cloud", "aws", "--interval-ms", "300"],
+        &[],
+    );
+    config["rollout"]["keep_old_for"] = json!("1s");
+    save_config(&second, fresh.path(), &service, &config);
+    second
+        .wait_for(&service, 30, "the environment to be seen", |s| {
+            s["environments"].as_array().is_some_and(|envs| {
+                envs.iter()
+                    .any(|e| e["foreign"] == true && e["status"] == "ready")
+            })
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // ten passes, well past the window
+    let envs = f.environments(&service).await.expect("list");
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    assert_eq!(envs[0].1, "Ready", "{envs:?}");
+    let events = second.cli_ok(&["events", &service]);
+    assert!(!events.contains("action-intended"), "{events}");
+    let status = second.cli_ok(&["status", &service]);
+    assert!(status.contains("not created by this log"), "{status}");
 }

@@ -31,6 +31,9 @@ pub struct EnvironmentStatusView {
     pub url: Option<String>,
     pub unused_since: Option<DateTime<Utc>>,
     pub terminated: bool,
+    /// Not created by this log (left alone: never terminated by ionroller).
+    #[serde(default)]
+    pub foreign: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,6 +113,7 @@ pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus
                 url: observed.and_then(|v| v.url.clone()),
                 unused_since: e.unused_since,
                 terminated: e.terminated,
+                foreign: e.foreign,
             }
         })
         .collect();

@@ -278,18 +278,28 @@ fn decide_steady(
     let mut events = Vec::new();
     for env in state.environments.values() {
         // Never seen in the cloud (a superseded rollout's environment that was not created):
-        // nothing to mark or terminate until it shows up.
+        // nothing to mark or terminate until it shows up. Not created by this log: not ours
+        // to delete.
         if env.terminated
+            || env.foreign
             || env.observed.is_none()
             || state.stable.as_deref() == Some(env.name.as_str())
         {
             continue;
         }
+        // An environment still taking traffic is terminated only once it no longer is (drift
+        // repair deregisters it first).
+        let serving = env
+            .instance_ids()
+            .iter()
+            .any(|id| state.registrations.contains_key(id));
         match env.unused_since {
             None => events.push(ServiceEvent::EnvironmentMarkedUnused {
                 environment: env.name.clone(),
             }),
-            Some(since) if (now - since).to_std().unwrap_or_default() >= keep_old_for => {
+            Some(since)
+                if !serving && (now - since).to_std().unwrap_or_default() >= keep_old_for =>
+            {
                 let action = Action::TerminateEnvironment {
                     environment: env.name.clone(),
                 };

@@ -556,6 +556,89 @@ fn after_the_warm_window_the_old_environment_is_terminated() {
 }
 
 #[test]
+fn an_environment_this_log_did_not_create_is_never_terminated() {
+    // Another installation's environment in the same application, or one from before this
+    // log began: observed, but not ionroller's to delete.
+    let mut h = History::serving_v1();
+    h.green(5, "hello-elsewhere", "v0");
+    assert!(h.state.environments["hello-elsewhere"].foreign);
+    assert!(!h.state.environments["hello-v1"].foreign);
+    for at in [5, 5 + 600, 5 + 86_400] {
+        assert!(h.decide(at).is_empty(), "{:?}", kinds(&h.decide(at)));
+    }
+}
+
+#[test]
+fn a_new_log_over_a_running_service_keeps_what_serves_beside_the_canary_and_on_rollback() {
+    // The event store was replaced: the endpoint serves from an environment the log has
+    // never planned.
+    let mut h = History::new();
+    h.green(1, "hello-old", "v1")
+        .registered(1, &["i-hello-old-0", "i-hello-old-1"]);
+    assert!(h.decide(2).is_empty(), "no stable, no drift repair");
+    let (_, env) = h.release(3, "v2", false);
+    h.decide_and_apply(3);
+    h.green(4, &env, "v2");
+    // The canary joins beside the serving instances, which stay.
+    assert_eq!(kinds(&h.decide_and_apply(4)), vec!["step 0 10%"]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(4)),
+        vec![format!("register i-{env}-0")]
+    );
+    h.registered(
+        5,
+        &["i-hello-old-0", "i-hello-old-1", &format!("i-{env}-0")],
+    );
+    // An alarm now sends traffic back to what served before, not to nothing.
+    h.push(
+        6,
+        ServiceEvent::AbortRequested {
+            reason: Some("test".into()),
+        },
+    );
+    let events = h.decide_and_apply(6);
+    assert!(
+        kinds(&events).contains(&format!("deregister i-{env}-0")),
+        "{:?}",
+        kinds(&events)
+    );
+    h.registered(7, &["i-hello-old-0", "i-hello-old-1"]);
+    h.decide_and_apply(7);
+    assert!(h.state.rollout.is_none(), "rolled back");
+    // After the warm window the rolled-back environment goes; the one that serves stays.
+    assert_eq!(
+        kinds(&h.decide_and_apply(7 + 86_400)),
+        vec![format!("terminate {env}")]
+    );
+    assert!(h.decide(7 + 86_401).is_empty());
+}
+
+#[test]
+fn an_unused_environment_still_taking_traffic_is_deregistered_before_termination() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.registered(20, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    h.push(20, ServiceEvent::RolloutCompleted { rollout_id: id });
+    // Someone registered an old instance again during the warm window.
+    h.registered(
+        300,
+        &[&format!("i-{env}-0"), &format!("i-{env}-1"), "i-hello-v1-0"],
+    );
+    let kinds_now = kinds(&h.decide_and_apply(20 + 600));
+    assert_eq!(
+        kinds_now,
+        vec!["drift-detected", "deregister i-hello-v1-0"],
+        "not terminated while registered"
+    );
+    h.registered(20 + 601, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(20 + 602)),
+        vec!["terminate hello-v1"]
+    );
+}
+
+#[test]
 fn drift_is_recorded_and_repaired() {
     let mut h = History::serving_v1();
     h.registered(5, &["i-hello-v1-1"]);
@@ -825,5 +908,37 @@ fn only_an_environment_that_served_is_warm() {
     assert!(
         h.state.warm_environment("v1", 1).is_some(),
         "the serving version is"
+    );
+}
+
+#[test]
+fn with_nothing_stable_an_environment_taking_traffic_is_not_terminated() {
+    // A first release rolled back: nothing is stable, so there is no drift repair. If its
+    // instances are registered again (by hand, say), they serve: the environment stays.
+    let mut h = History::new();
+    let (_, env) = h.release(1, "v1", false);
+    h.decide_and_apply(1);
+    h.green(2, &env, "v1");
+    h.decide_and_apply(2);
+    h.decide_and_apply(2);
+    h.registered(3, &[&format!("i-{env}-0")]);
+    h.push(4, ServiceEvent::AbortRequested { reason: None });
+    assert_eq!(
+        kinds(&h.decide_and_apply(4)),
+        vec![format!("deregister i-{env}-0")]
+    );
+    h.registered(5, &[]);
+    h.decide_and_apply(5);
+    assert!(h.state.rollout.is_none() && h.state.stable.is_none());
+    h.registered(6, &[&format!("i-{env}-0")]);
+    assert!(
+        h.decide(6 + 86_400).is_empty(),
+        "{:?}",
+        kinds(&h.decide(6 + 86_400))
+    );
+    h.registered(86_500, &[]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(86_501)),
+        vec![format!("terminate {env}")]
     );
 }

@@ -58,6 +58,12 @@ pub struct Environment {
     /// reused as warm. A rolled-back or half-launched one is not a known-good version.
     #[serde(default)]
     pub served: bool,
+    /// First seen in the cloud, not planned by this log: another installation's, or one from
+    /// before this log began (a new or restored event store). It is observed, and traffic
+    /// may move off it, but it is never marked unused or terminated: what ionroller did not
+    /// create, it does not delete.
+    #[serde(default)]
+    pub foreign: bool,
 }
 
 impl Environment {
@@ -513,8 +519,10 @@ pub fn evolve(
                             unused_since: None,
                             terminated: false,
                             served: false,
+                            foreign: false,
                         });
                     e.unused_since = None;
+                    e.foreign = false;
                 }
             }
         }
@@ -604,6 +612,8 @@ pub fn evolve(
                     unused_since: None,
                     terminated: false,
                     served: false,
+                    // Every environment this log creates is planned before it can be seen.
+                    foreign: true,
                 });
             if environment.status == EnvironmentStatus::Terminated {
                 e.terminated = true;
