@@ -3,10 +3,17 @@
 //!
 //! The roller's plan is the same as on a classic ELB (register this environment's instances,
 //! deregister that one's), so that both kinds share one tested core: an instance is
-//! "registered" when it is a target in its group's target group, and each target group's
-//! listener weight is its number of registered targets. The share of traffic a version gets
-//! is then exactly its share of registered instances, as on a classic ELB, and the listener
+//! "registered" when it is a target in a target group the listener forwards to, and each
+//! target group's weight is its number of healthy targets. The share of traffic a version gets
+//! is then its share of healthy registered instances, as on a classic ELB, and the listener
 //! shows it as weights.
+//!
+//! Target states follow ELBv2: a new target is `initial` until it passes its health checks,
+//! and a deregistered one is `draining` for the target group's deregistration delay. Neither
+//! may carry weight. A group whose targets are all still `initial` stays on the listener at
+//! weight 0, so its targets count as registered but not in service and the roller waits for
+//! them, as it waits for OutOfService instances on a classic ELB; once they are healthy, they
+//! are reported unregistered until a registration weighs them in.
 
 use std::collections::BTreeMap;
 
@@ -32,12 +39,85 @@ pub fn target_group_name(auto_scaling_group: &str) -> String {
     format!("ionroller-{}", &id.simple().to_string()[..22])
 }
 
-/// The listener's forward targets: target group ARN → weight.
-async fn listener_weights(
+/// A target as far as traffic is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetState {
+    /// Passing health checks: takes requests if its group has weight.
+    Healthy,
+    /// Registered but not (yet, or any longer) passing: `initial`, `unhealthy`,
+    /// `unavailable`.
+    Pending,
+    /// On its way out, or not routed at all: `draining`, `unused`.
+    Gone,
+}
+
+impl TargetState {
+    fn of(state: Option<&TargetHealthStateEnum>) -> TargetState {
+        match state {
+            Some(TargetHealthStateEnum::Healthy) => TargetState::Healthy,
+            Some(TargetHealthStateEnum::Draining) | Some(TargetHealthStateEnum::Unused) => {
+                TargetState::Gone
+            }
+            _ => TargetState::Pending,
+        }
+    }
+}
+
+/// What the roller sees as registered, from the listener's target groups (weight and target
+/// states each). Pure; the rules are in the module comment.
+pub fn registrations_from(groups: &[(i32, Vec<(String, TargetState)>)]) -> Vec<RegisteredInstance> {
+    let mut out: Vec<RegisteredInstance> = groups
+        .iter()
+        .flat_map(|(weight, targets)| {
+            targets.iter().filter_map(move |(id, state)| {
+                let in_service = match (state, *weight > 0) {
+                    (TargetState::Gone, _) | (TargetState::Healthy, false) => return None,
+                    (TargetState::Healthy, true) => true,
+                    (TargetState::Pending, _) => false,
+                };
+                Some(RegisteredInstance {
+                    id: id.clone(),
+                    in_service,
+                })
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The listener's weights from its groups' target states: each group's healthy targets;
+/// a group with only pending targets stays at 0, one with none leaves. `None` when nothing
+/// is healthy: the listener is then left as it is rather than pointed at nothing. Pure.
+pub fn weights_from(groups: &BTreeMap<String, Vec<TargetState>>) -> Option<Vec<(String, i32)>> {
+    let weights: Vec<(String, i32)> = groups
+        .iter()
+        .filter(|(_, states)| states.iter().any(|s| *s != TargetState::Gone))
+        .map(|(tg, states)| {
+            let healthy = states
+                .iter()
+                .filter(|s| **s == TargetState::Healthy)
+                .count();
+            (tg.clone(), i32::try_from(healthy).unwrap_or(i32::MAX))
+        })
+        .collect();
+    weights.iter().any(|(_, w)| *w > 0).then_some(weights)
+}
+
+/// The listener as it is: its load balancer, its default actions, and the forward weights
+/// (target group ARN → weight).
+struct Listener {
+    load_balancer: String,
+    actions: Vec<ListenerAction>,
+    weights: BTreeMap<String, i32>,
+}
+
+async fn describe_listener(
     cloud: &AwsCloud,
     c: &Clients,
     listener: &str,
-) -> Result<(String, BTreeMap<String, i32>), CloudError> {
+) -> Result<Listener, CloudError> {
     cloud.count();
     let out = c
         .elbv2
@@ -72,17 +152,18 @@ async fn listener_weights(
             }
         }
     }
-    Ok((
-        l.load_balancer_arn().unwrap_or_default().to_string(),
+    Ok(Listener {
+        load_balancer: l.load_balancer_arn().unwrap_or_default().to_string(),
+        actions: l.default_actions().to_vec(),
         weights,
-    ))
+    })
 }
 
 async fn targets(
     cloud: &AwsCloud,
     c: &Clients,
     target_group: &str,
-) -> Result<Vec<RegisteredInstance>, CloudError> {
+) -> Result<Vec<(String, TargetState)>, CloudError> {
     cloud.count();
     let out = c
         .elbv2
@@ -95,34 +176,32 @@ async fn targets(
         .target_health_descriptions()
         .iter()
         .filter_map(|d| {
-            Some(RegisteredInstance {
-                id: d.target()?.id()?.to_string(),
-                in_service: d.target_health().and_then(|h| h.state())
-                    == Some(&TargetHealthStateEnum::Healthy),
-            })
+            Some((
+                d.target()?.id()?.to_string(),
+                TargetState::of(d.target_health().and_then(|h| h.state())),
+            ))
         })
         .collect())
 }
 
-/// Registered instances: the targets of the listener's target groups that carry weight.
+/// Registered instances: the targets of the listener's target groups.
 pub async fn registrations(
     cloud: &AwsCloud,
     c: &Clients,
     listener: &str,
 ) -> Result<Vec<RegisteredInstance>, CloudError> {
-    let (_, weights) = listener_weights(cloud, c, listener).await?;
-    let mut out = Vec::new();
-    for (tg, weight) in weights {
-        if weight > 0 {
-            out.extend(targets(cloud, c, &tg).await?);
-        }
+    let l = describe_listener(cloud, c, listener).await?;
+    let mut groups = Vec::new();
+    for (tg, weight) in l.weights {
+        groups.push((weight, targets(cloud, c, &tg).await?));
     }
-    out.sort();
-    Ok(out)
+    Ok(registrations_from(&groups))
 }
 
-/// Adds (or removes) instances as targets, then sets every target group's weight to its
-/// number of targets. Safe to repeat.
+/// Adds instances as targets of their groups' target groups (made when missing), or removes
+/// them from whichever of the listener's target groups holds them; then sets the weights
+/// from the target states. Safe to repeat: a repeat of a registration also re-weighs, which
+/// is how targets that became healthy at weight 0 are weighed in.
 pub async fn change(
     cloud: &AwsCloud,
     c: &Clients,
@@ -131,72 +210,94 @@ pub async fn change(
     register: bool,
     health_check_path: &str,
 ) -> Result<String, CloudError> {
-    let (load_balancer, mut weights) = listener_weights(cloud, c, listener).await?;
-    for (group, ids) in groups_of(cloud, c, instances).await? {
-        let tg = match target_group(cloud, c, &group).await? {
-            Some(arn) => arn,
-            None if register => {
-                create_target_group(cloud, c, &load_balancer, &group, health_check_path).await?
-            }
-            None => continue, // never registered: nothing to deregister
-        };
-        // Deregister only what is there: a repeat after a crash must not fail on targets
-        // already gone.
-        let ids: Vec<String> = if register {
-            ids
-        } else {
-            let present = targets(cloud, c, &tg).await?;
-            ids.into_iter()
-                .filter(|id| present.iter().any(|t| &t.id == id))
-                .collect()
-        };
-        if !ids.is_empty() {
-            let described: Vec<TargetDescription> = ids
-                .iter()
-                .map(|id| {
-                    TargetDescription::builder()
-                        .id(id)
-                        .port(TARGET_PORT)
-                        .build()
-                })
-                .collect();
+    let l = describe_listener(cloud, c, listener).await?;
+    let mut groups: BTreeMap<String, ()> = l.weights.keys().map(|tg| (tg.clone(), ())).collect();
+    if register {
+        for (group, ids) in groups_of(cloud, c, instances).await? {
+            let tg = match target_group(cloud, c, &group).await? {
+                Some(arn) => arn,
+                None => {
+                    create_target_group(cloud, c, &l.load_balancer, &group, health_check_path)
+                        .await?
+                }
+            };
             cloud.count();
-            if register {
-                c.elbv2
-                    .register_targets()
-                    .target_group_arn(&tg)
-                    .set_targets(Some(described))
-                    .send()
-                    .await
-                    .map_err(|e| classify("RegisterTargets", e))?;
-            } else {
-                c.elbv2
-                    .deregister_targets()
-                    .target_group_arn(&tg)
-                    .set_targets(Some(described))
-                    .send()
-                    .await
-                    .map_err(|e| classify("DeregisterTargets", e))?;
-            }
+            c.elbv2
+                .register_targets()
+                .target_group_arn(&tg)
+                .set_targets(Some(target_descriptions(&ids)))
+                .send()
+                .await
+                .map_err(|e| classify("RegisterTargets", e))?;
+            groups.insert(tg, ());
         }
-        weights.entry(tg).or_insert(0);
+    } else {
+        // Wherever they are: ionroller's groups, or the group the listener forwarded to
+        // before ionroller. Only what is there, so that a repeat after a crash cannot fail.
+        for tg in groups.keys() {
+            let present: Vec<String> = targets(cloud, c, tg)
+                .await?
+                .into_iter()
+                .filter(|(id, state)| *state != TargetState::Gone && instances.contains(id))
+                .map(|(id, _)| id)
+                .collect();
+            if present.is_empty() {
+                continue;
+            }
+            cloud.count();
+            c.elbv2
+                .deregister_targets()
+                .target_group_arn(tg)
+                .set_targets(Some(target_descriptions(&present)))
+                .send()
+                .await
+                .map_err(|e| classify("DeregisterTargets", e))?;
+        }
     }
-    // Every group's weight from its targets now; groups left empty drop out of the listener
-    // (ELBv2 needs at least one, so the last one stays with what it has).
-    let mut next = BTreeMap::new();
-    for tg in weights.keys() {
-        next.insert(tg.clone(), targets(cloud, c, tg).await?.len() as i32);
+    let mut states = BTreeMap::new();
+    for tg in groups.keys() {
+        let targets = targets(cloud, c, tg).await?;
+        states.insert(tg.clone(), targets.into_iter().map(|(_, s)| s).collect());
     }
-    if next.values().all(|w| *w == 0) {
+    let verb = if register {
+        "registered"
+    } else {
+        "deregistered"
+    };
+    let Some(weights) = weights_from(&states) else {
         return Ok(format!(
-            "{} instance(s): no targets left to weigh",
+            "{verb} {} instance(s); no healthy targets yet, listener unchanged",
             instances.len()
         ));
-    }
-    next.retain(|_, w| *w > 0);
+    };
+    cloud.count();
+    c.elbv2
+        .modify_listener()
+        .listener_arn(listener)
+        .set_default_actions(Some(with_forward(&l.actions, &weights)))
+        .send()
+        .await
+        .map_err(|e| classify("ModifyListener", e))?;
+    let shown: Vec<String> = weights.iter().map(|(_, w)| w.to_string()).collect();
+    Ok(format!(
+        "{verb} {} instance(s); listener weights {}",
+        instances.len(),
+        shown.join(":")
+    ))
+}
+
+/// The listener's default actions with the forward action's target groups replaced by
+/// `weights`. Everything else is kept as it was: authentication actions before it, the
+/// forward action's order and its target group stickiness. A listener that forwarded
+/// nowhere (a fixed response, say) gets the forward action in place of its final action.
+pub fn with_forward(actions: &[ListenerAction], weights: &[(String, i32)]) -> Vec<ListenerAction> {
+    let old = actions
+        .iter()
+        .find(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
     let forward = ForwardActionConfig::builder()
         .set_target_groups(Some(
-            next.iter()
+            weights
+                .iter()
                 .map(|(tg, w)| {
                     TargetGroupTuple::builder()
                         .target_group_arn(tg)
@@ -205,31 +306,53 @@ pub async fn change(
                 })
                 .collect(),
         ))
-        .build();
-    cloud.count();
-    c.elbv2
-        .modify_listener()
-        .listener_arn(listener)
-        .default_actions(
-            ListenerAction::builder()
-                .r#type(ActionTypeEnum::Forward)
-                .forward_config(forward)
-                .build(),
+        .set_target_group_stickiness_config(
+            old.and_then(|a| a.forward_config())
+                .and_then(|f| f.target_group_stickiness_config())
+                .cloned(),
         )
-        .send()
-        .await
-        .map_err(|e| classify("ModifyListener", e))?;
-    let weights: Vec<String> = next.values().map(|w| w.to_string()).collect();
-    Ok(format!(
-        "{} {} instance(s); listener weights {}",
-        if register {
-            "registered"
-        } else {
-            "deregistered"
-        },
-        instances.len(),
-        weights.join(":")
-    ))
+        .build();
+    let kept: Vec<ListenerAction> = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.r#type(),
+                Some(ActionTypeEnum::AuthenticateOidc) | Some(ActionTypeEnum::AuthenticateCognito)
+            )
+        })
+        .map(|a| {
+            let mut a = a.clone();
+            if let Some(oidc) = a.authenticate_oidc_config.as_mut() {
+                // DescribeListeners does not give the client secret back; this keeps it.
+                oidc.client_secret = None;
+                oidc.use_existing_client_secret = Some(true);
+            }
+            a
+        })
+        .collect();
+    let order = old
+        .and_then(|a| a.order())
+        .or_else(|| kept.iter().filter_map(|a| a.order()).max().map(|o| o + 1));
+    let mut out = kept;
+    out.push(
+        ListenerAction::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(forward)
+            .set_order(order)
+            .build(),
+    );
+    out
+}
+
+fn target_descriptions(ids: &[String]) -> Vec<TargetDescription> {
+    ids.iter()
+        .map(|id| {
+            TargetDescription::builder()
+                .id(id)
+                .port(TARGET_PORT)
+                .build()
+        })
+        .collect()
 }
 
 /// Instances by the Auto Scaling group they belong to.
@@ -328,8 +451,10 @@ async fn create_target_group(
         .ok_or_else(|| CloudError::Unavailable("CreateTargetGroup returned no ARN".into()))
 }
 
-/// Deletes the target groups of an environment's Auto Scaling groups (after its termination
-/// took its instances off them); a group already gone is fine.
+/// Deletes the target groups of an environment's Auto Scaling groups, before the environment
+/// is terminated (so that a crash in between cannot leave them behind); a group already gone
+/// is fine. One still on the listener is not deleted yet: `Unavailable`, so the termination is
+/// retried once the listener has moved off it.
 pub async fn delete_target_groups(
     cloud: &AwsCloud,
     c: &Clients,
@@ -349,9 +474,122 @@ pub async fn delete_target_groups(
             .map_err(|e| classify("DeleteTargetGroup", e))
         {
             Ok(_) => {}
-            Err(e) if code(&e) == Some("ResourceInUse") => {} // still on the listener: later
+            Err(e) if code(&e) == Some("ResourceInUse") => {
+                return Err(CloudError::Unavailable(format!(
+                    "target group of {group} is still on the listener; terminating once it is not"
+                )))
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TargetState::{Gone, Healthy, Pending};
+
+    fn targets(list: &[(&str, TargetState)]) -> Vec<(String, TargetState)> {
+        list.iter().map(|(id, s)| (id.to_string(), *s)).collect()
+    }
+
+    fn reg(id: &str, in_service: bool) -> RegisteredInstance {
+        RegisteredInstance {
+            id: id.into(),
+            in_service,
+        }
+    }
+
+    #[test]
+    fn draining_targets_are_gone_and_healthy_ones_at_weight_zero_wait_to_be_weighed_in() {
+        let seen = registrations_from(&[
+            // The old group: one serving, one draining after its deregistration.
+            (1, targets(&[("i-old-1", Healthy), ("i-old-2", Gone)])),
+            // The new group at weight 0: one still initial, one healthy but not weighed in.
+            (0, targets(&[("i-new-1", Pending), ("i-new-2", Healthy)])),
+        ]);
+        assert_eq!(
+            seen,
+            vec![reg("i-new-1", false), reg("i-old-1", true)],
+            "i-new-2 reads as unregistered, so the roller registers it again, which re-weighs"
+        );
+    }
+
+    #[test]
+    fn weights_count_healthy_targets_only() {
+        let states = |list: &[(&str, &[TargetState])]| -> BTreeMap<String, Vec<TargetState>> {
+            list.iter()
+                .map(|(tg, s)| (tg.to_string(), s.to_vec()))
+                .collect()
+        };
+        assert_eq!(
+            weights_from(&states(&[
+                ("old", &[Healthy, Gone]),
+                ("new", &[Healthy, Pending]),
+                ("placeholder", &[]),
+                ("drained", &[Gone, Gone]),
+            ])),
+            Some(vec![("new".into(), 1), ("old".into(), 1)])
+        );
+        assert_eq!(
+            weights_from(&states(&[
+                ("old", &[Healthy]),
+                ("new", &[Pending, Pending])
+            ])),
+            Some(vec![("new".into(), 0), ("old".into(), 1)]),
+            "a group not yet healthy stays on the listener at 0"
+        );
+        assert_eq!(
+            weights_from(&states(&[("new", &[Pending]), ("placeholder", &[])])),
+            None,
+            "nothing healthy: the listener is left alone"
+        );
+    }
+
+    #[test]
+    fn the_forward_action_is_replaced_and_the_rest_kept() {
+        use aws_sdk_elasticloadbalancingv2::types::{
+            AuthenticateOidcActionConfig, TargetGroupStickinessConfig,
+        };
+        let auth = ListenerAction::builder()
+            .r#type(ActionTypeEnum::AuthenticateOidc)
+            .order(1)
+            .authenticate_oidc_config(
+                AuthenticateOidcActionConfig::builder()
+                    .issuer("https://idp.example")
+                    .build(),
+            )
+            .build();
+        let sticky = TargetGroupStickinessConfig::builder()
+            .enabled(true)
+            .duration_seconds(300)
+            .build();
+        let forward = ListenerAction::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .order(2)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .target_group_stickiness_config(sticky.clone())
+                    .build(),
+            )
+            .build();
+        let out = with_forward(&[auth.clone(), forward], &[("tg-new".into(), 2)]);
+        assert_eq!(out.len(), 2);
+        let kept = out[0].authenticate_oidc_config().expect("oidc");
+        assert_eq!(kept.issuer(), Some("https://idp.example"));
+        assert_eq!(kept.use_existing_client_secret(), Some(true));
+        assert_eq!(out[0].order(), Some(1));
+        assert_eq!(out[1].order(), Some(2));
+        let config = out[1].forward_config().expect("forward");
+        assert_eq!(config.target_group_stickiness_config(), Some(&sticky));
+        assert_eq!(config.target_groups()[0].weight(), Some(2));
+
+        let fixed = ListenerAction::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .build();
+        let out = with_forward(&[fixed], &[("tg-new".into(), 1)]);
+        assert_eq!(out.len(), 1, "the fixed response is replaced");
+        assert_eq!(out[0].r#type(), Some(&ActionTypeEnum::Forward));
+    }
 }

@@ -294,15 +294,14 @@ async fn terminate_environment(
             env.status().map_or("in no known state", |s| s.as_str())
         )));
     }
-    // On an ALB, each of the environment's groups had a target group: name them now, while
-    // EB still lists the groups, and delete them once the environment is going.
-    let groups = match (alb, env.environment_id()) {
-        (true, Some(id)) => {
-            cloud.count();
-            environment_groups(c, EnvironmentRef::Id(id)).await?
-        }
-        _ => Vec::new(),
-    };
+    // On an ALB, each of the environment's groups had a target group: deleted first, so
+    // that a crash after the termination cannot leave them behind (a repeat then finds the
+    // environment Terminating and stops there).
+    if let (true, Some(id)) = (alb, env.environment_id()) {
+        cloud.count();
+        let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
+        crate::alb::delete_target_groups(cloud, c, &groups).await?;
+    }
     cloud.count();
     let mut call = c.eb.terminate_environment().terminate_resources(true);
     call = match env.environment_id() {
@@ -315,6 +314,5 @@ async fn terminate_environment(
     if let (Ok(mut cache), Some(id)) = (cloud.resources.lock(), env.environment_id()) {
         cache.remove(id);
     }
-    crate::alb::delete_target_groups(cloud, c, &groups).await?;
     Ok(format!("terminating {environment}"))
 }

@@ -270,7 +270,8 @@ pub struct Alb {
 impl Fixture {
     pub async fn create_alb(&self) -> Result<Alb, String> {
         use aws_sdk_elasticloadbalancingv2::types::{
-            Action, ActionTypeEnum, ProtocolEnum, TargetTypeEnum,
+            Action, ActionTypeEnum, AuthenticateOidcActionConfig, ForwardActionConfig,
+            ProtocolEnum, TargetGroupStickinessConfig, TargetGroupTuple, TargetTypeEnum,
         };
         let subnets = default_subnets().await?;
         let lb = self
@@ -310,10 +311,44 @@ impl Fixture {
             .load_balancer_arn(lb_arn)
             .protocol(ProtocolEnum::Http)
             .port(80)
+            // As a team's listener may be: users sign in first, and sessions stick to a
+            // target group. Moving traffic must keep both.
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::AuthenticateOidc)
+                    .order(1)
+                    .authenticate_oidc_config(
+                        AuthenticateOidcActionConfig::builder()
+                            .issuer("https://idp.example")
+                            .authorization_endpoint("https://idp.example/authorize")
+                            .token_endpoint("https://idp.example/token")
+                            .user_info_endpoint("https://idp.example/userinfo")
+                            .client_id("ionroller-test")
+                            .client_secret("secret")
+                            .build(),
+                    )
+                    .build(),
+            )
             .default_actions(
                 Action::builder()
                     .r#type(ActionTypeEnum::Forward)
-                    .target_group_arn(&placeholder)
+                    .order(2)
+                    .forward_config(
+                        ForwardActionConfig::builder()
+                            .target_groups(
+                                TargetGroupTuple::builder()
+                                    .target_group_arn(&placeholder)
+                                    .weight(1)
+                                    .build(),
+                            )
+                            .target_group_stickiness_config(
+                                TargetGroupStickinessConfig::builder()
+                                    .enabled(true)
+                                    .duration_seconds(300)
+                                    .build(),
+                            )
+                            .build(),
+                    )
                     .build(),
             )
             .send()
@@ -331,6 +366,69 @@ impl Fixture {
         })
     }
 
+    /// The listener's default actions as ELBv2 reports them.
+    pub async fn listener_actions(
+        &self,
+        listener: &str,
+    ) -> Result<Vec<aws_sdk_elasticloadbalancingv2::types::Action>, String> {
+        let out = self
+            .clients
+            .elbv2
+            .describe_listeners()
+            .listener_arns(listener)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeListeners: {e:?}"))?;
+        Ok(out
+            .listeners()
+            .first()
+            .map(|l| l.default_actions().to_vec())
+            .unwrap_or_default())
+    }
+
+    /// Sets the listener's forward weights by hand (keeping its other actions), as someone
+    /// editing the listener would.
+    pub async fn set_listener_weights(
+        &self,
+        listener: &str,
+        weights: &[(String, i32)],
+    ) -> Result<(), String> {
+        let actions = self.listener_actions(listener).await?;
+        self.clients
+            .elbv2
+            .modify_listener()
+            .listener_arn(listener)
+            .set_default_actions(Some(crate::alb::with_forward(&actions, weights)))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("ModifyListener: {e:?}"))
+    }
+
+    /// The ARN of the target group ionroller made for an environment's Auto Scaling group.
+    pub async fn target_group_of(&self, environment: &str) -> Result<String, String> {
+        let groups = crate::observe::environment_groups(
+            &self.clients,
+            crate::observe::EnvironmentRef::Name(environment),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let group = groups.first().ok_or("the environment has no group")?;
+        let out = self
+            .clients
+            .elbv2
+            .describe_target_groups()
+            .names(crate::alb::target_group_name(group))
+            .send()
+            .await
+            .map_err(|e| format!("DescribeTargetGroups: {e:?}"))?;
+        out.target_groups()
+            .first()
+            .and_then(|t| t.target_group_arn())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no target group for {environment}"))
+    }
+
     /// The listener's forward weights, by target group ARN.
     pub async fn listener_weights(&self, listener: &str) -> Result<Vec<(String, i32)>, String> {
         let out = self
@@ -343,7 +441,10 @@ impl Fixture {
             .map_err(|e| format!("DescribeListeners: {e:?}"))?;
         let mut weights = Vec::new();
         for l in out.listeners() {
-            for a in l.default_actions() {
+            let forwards = l.default_actions().iter().filter(|a| {
+                a.r#type() == Some(&aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+            });
+            for a in forwards {
                 match a.forward_config() {
                     Some(f) => {
                         for tg in f.target_groups() {

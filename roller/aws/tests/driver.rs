@@ -408,11 +408,40 @@ async fn on_an_alb_traffic_follows_target_group_weights() {
     assert_eq!(shares().await, (67, 33, 2, 1));
     change(false, old[..1].to_vec()).await;
     assert_eq!(shares().await, (50, 50, 1, 1));
+
+    // Someone sets the new group's weight to 0 by hand: its healthy instance takes no
+    // traffic, so it no longer reads as registered, and registering it again weighs it in.
+    let (old_tg, new_tg) = (
+        f.target_group_of(&v1).await.expect("v1's target group"),
+        f.target_group_of(&v2).await.expect("v2's target group"),
+    );
+    f.set_listener_weights(&alb.listener, &[(old_tg.clone(), 1), (new_tg.clone(), 0)])
+        .await
+        .expect("weights by hand");
+    let view = cloud.observe(&service, &config).await.expect("observe");
+    let registered: Vec<&str> = view.registrations.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(registered, [old[1].as_str()], "{:?}", view.registrations);
+    change(true, new[..1].to_vec()).await;
+    assert_eq!(shares().await, (50, 50, 1, 1));
     change(true, new[1..].to_vec()).await;
     change(false, old[1..].to_vec()).await;
     change(false, old[1..].to_vec()).await; // repeated: harmless
     assert_eq!(shares().await, (0, 100, 0, 2));
     // The roller sees what the listener does: registered = targets of weighted groups.
+    // The listener's sign-in action and its stickiness survived every change.
+    let actions = f.listener_actions(&alb.listener).await.expect("actions");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.authenticate_oidc_config().is_some()),
+        "{actions:?}"
+    );
+    let sticky = actions
+        .iter()
+        .find_map(|a| a.forward_config())
+        .and_then(|f| f.target_group_stickiness_config())
+        .and_then(|s| s.enabled());
+    assert_eq!(sticky, Some(true), "{actions:?}");
     let view = cloud.observe(&service, &config).await.expect("observe");
     let mut registered: Vec<String> = view.registrations.iter().map(|r| r.id.clone()).collect();
     registered.sort();
