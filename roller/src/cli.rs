@@ -1094,3 +1094,17 @@ async fn events(client: &Client, service: &str, follow: bool) -> anyhow::Result<
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_template_is_valid_and_ready_for_aws() {
+        let text = strip_comments(&TEMPLATE.replace("SERVICE", "hello"));
+        let config = ionroller_shared::config::parse_service_config(&text)
+            .unwrap_or_else(|e| panic!("the template does not parse: {e:?}"));
+        let problems = ionroller_aws::spec::check_config(&config);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+}

@@ -24,7 +24,8 @@ never sends (so the stand-in does not model it), are refused with 400.
 
 Also as AWS does: an application version created with Process=true is Processing for
 EB_STANDIN_PROCESS_SECS and cannot be deployed until then; a bundle without a valid Dockerrun
-launches an environment that goes Red (EB reads the bundle at deployment, not at upload); a
+launches an environment that goes Red (EB reads the bundle at deployment, not at upload), as
+does one without an instance profile (EB no longer creates a default one); a
 non-Ready environment cannot be terminated ("Must be Ready").
 
 Run it with the moto venv's python (it needs boto3):
@@ -72,6 +73,7 @@ ENVIRONMENT_TAG_LIMIT = 47
 # EB's documented limit on environment properties, counted as "key=value" strings.
 ENV_PROPERTIES_MAX_BYTES = 4096
 ENV_NAMESPACE = "aws:elasticbeanstalk:application:environment"
+INSTANCE_PROFILE = ("aws:autoscaling:launchconfiguration", "IamInstanceProfile")
 # The option namespaces EB documents for a Docker web server environment; any other is refused
 # as AWS refuses it ("Invalid option specification").
 NAMESPACES = {
@@ -273,8 +275,8 @@ class Beanstalk:
             return "Launching", "Grey"
         if age < LAUNCH_SECS + HEALTHY_SECS:
             return "Ready", "Grey"
-        # EB deploys the bundle on the instances: one it cannot run leaves the environment Red.
-        return "Ready", env.get("health_override") or ("Red" if env["bundle_error"] else "Green")
+        # Instances without an instance profile, or a bundle EB cannot run, leave it Red.
+        return "Ready", env.get("health_override") or ("Red" if env["launch_error"] else "Green")
 
     def version_status(self, v, t=None):
         t = time.time() if t is None else t
@@ -437,14 +439,16 @@ class Beanstalk:
                 "asg": f"awseb-{env_id}-stack-AWSEBAutoScalingGroup-{uuid.uuid4().hex[:12].upper()}",
                 "lb": f"awseb-{env_id}-AWSEBLoa-{uuid.uuid4().hex[:6].upper()}"[:32],
                 "lc": f"awseb-{env_id}-stack-AWSEBLaunchConfig",
-                "bundle_error": None,
+                # EB no longer creates a default instance profile: without one named, the
+                # instances cannot report and the environment never turns Green.
+                "launch_error": None if settings.get(INSTANCE_PROFILE) else "no instance profile",
             }
             # Reserved under the lock, so that a concurrent create of the same name is refused.
             self.environments[env_id] = env
         try:
             if version is not None and version["bucket"] is not None:
                 body = self.s3.get_object(Bucket=version["bucket"], Key=version["key"])["Body"].read()
-                env["bundle_error"] = bundle_error(body)
+                env["launch_error"] = env["launch_error"] or bundle_error(body)
             self.launch(env, instance_type, sizes)
         except Exception:
             # A launch that failed half way leaves nothing behind, so a retry starts afresh.

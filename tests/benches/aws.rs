@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_cloudwatch::types::StateValue;
 use chrono::Utc;
 use ionroller_aws::testkit::Fixture;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::fault_proxy::FaultProxy;
 use support::{environment_of, Server};
 
@@ -118,10 +118,9 @@ async fn main() -> Result<(), String> {
         &["--cloud", "aws", "--interval-ms", &interval],
         &env,
     );
-    let mut config: Value =
-        serde_json::from_str(&support::example_config()).map_err(|e| e.to_string())?;
-    config["endpoint"]["load_balancer"]["name"] = json!(f.load_balancer);
-    config["aws"]["deployment_bucket"] = json!(f.bucket);
+    let mut config = serde_json::from_str(&support::example_config()).map_err(|e| e.to_string())?;
+    f.configure(&mut config);
+    let mut config = serde_json::to_value(config).map_err(|e| e.to_string())?;
     config["instances"]["min"] = json!(2);
     config["instances"]["max"] = json!(2);
     config["rollout"]["alarms"] = json!([alarm]);

@@ -14,9 +14,9 @@ use support::fault_proxy::{Fault, FaultProxy};
 use support::{environment_of, example_config, share, Server};
 
 fn config_for(f: &Fixture, alarms: &[&str]) -> Value {
-    let mut config: Value = serde_json::from_str(&example_config()).expect("example config");
-    config["endpoint"]["load_balancer"]["name"] = json!(f.load_balancer);
-    config["aws"]["deployment_bucket"] = json!(f.bucket);
+    let mut config = serde_json::from_str(&example_config()).expect("example config");
+    f.configure(&mut config);
+    let mut config = serde_json::to_value(config).expect("config as JSON");
     config["instances"]["min"] = json!(2);
     config["instances"]["max"] = json!(2);
     config["rollout"]["alarms"] = json!(alarms);

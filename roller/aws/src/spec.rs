@@ -79,6 +79,20 @@ pub fn check_config(config: &ServiceConfig) -> Vec<FieldError> {
             );
         }
     }
+    let profile = config.aws.option_settings.iter().any(|o| {
+        o.namespace == INSTANCE_PROFILE.0
+            && o.option_name == INSTANCE_PROFILE.1
+            && !o.value.is_empty()
+    });
+    if !profile {
+        problem(
+            "aws.option_settings",
+            format!(
+                "needs {{\"namespace\": \"{}\", \"option_name\": \"{}\", \"value\": \"<instance profile name or ARN>\"}}: Elastic Beanstalk no longer creates a default instance profile, and without one the environment never turns Green",
+                INSTANCE_PROFILE.0, INSTANCE_PROFILE.1
+            ),
+        );
+    }
     let size = environment_properties_size(config);
     if size > ENV_PROPERTIES_MAX_BYTES {
         problem(
@@ -88,6 +102,10 @@ pub fn check_config(config: &ServiceConfig) -> Vec<FieldError> {
     }
     problems
 }
+
+/// The option naming the instance profile EB gives the instances.
+pub const INSTANCE_PROFILE: (&str, &str) =
+    ("aws:autoscaling:launchconfiguration", "IamInstanceProfile");
 
 /// Elastic Beanstalk's limit on an environment's properties, counted as `NAME=value`.
 pub const ENV_PROPERTIES_MAX_BYTES: usize = 4096;
@@ -279,8 +297,19 @@ mod tests {
                 .map(|p| p.field)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(fields(&config), ["aws.deployment_bucket"]);
+        assert_eq!(
+            fields(&config),
+            ["aws.deployment_bucket", "aws.option_settings"]
+        );
         config.aws.deployment_bucket = Some("my-bundles".into());
+        config
+            .aws
+            .option_settings
+            .push(ionroller_shared::config::OptionSetting {
+                namespace: INSTANCE_PROFILE.0.into(),
+                option_name: INSTANCE_PROFILE.1.into(),
+                value: "ionroller-app".into(),
+            });
         assert!(fields(&config).is_empty());
         for (bad, field) in [
             ("My_Bucket", "aws.deployment_bucket"),

@@ -5,6 +5,8 @@
 use aws_sdk_cloudwatch::types::{ComparisonOperator, MetricDatum, StateValue, Statistic};
 use aws_sdk_elasticloadbalancing::types::Listener;
 
+use ionroller_shared::config::{OptionSetting, ServiceConfig};
+
 use crate::clients::{ClientCache, Clients};
 
 /// Whether the emulators are running. In CI their absence fails the test; elsewhere the
@@ -68,6 +70,18 @@ impl Fixture {
             load_balancer,
             bucket,
         })
+    }
+
+    /// Points a service config at this fixture: its classic load balancer, its bucket, and
+    /// an instance profile (which the driver requires, as AWS does).
+    pub fn configure(&self, config: &mut ServiceConfig) {
+        config.endpoint.load_balancer.name = self.load_balancer.clone();
+        config.aws.deployment_bucket = Some(self.bucket.clone());
+        config.aws.option_settings.push(OptionSetting {
+            namespace: crate::spec::INSTANCE_PROFILE.0.into(),
+            option_name: crate::spec::INSTANCE_PROFILE.1.into(),
+            value: "aws-elasticbeanstalk-ec2-role".into(),
+        });
     }
 
     /// A CloudWatch alarm on the sum of a metric over 60 s, above `threshold`.

@@ -17,8 +17,7 @@ use uuid::Uuid;
 fn config(f: &Fixture, alarms: &[String]) -> ServiceConfig {
     let mut config: ServiceConfig =
         serde_json::from_str(include_str!("../../../examples/hello.json")).expect("example");
-    config.endpoint.load_balancer.name = f.load_balancer.clone();
-    config.aws.deployment_bucket = Some(f.bucket.clone());
+    f.configure(&mut config);
     config.instances.min = 2;
     config.rollout.alarms = alarms.to_vec();
     config
