@@ -229,6 +229,7 @@ impl Roller {
                         action_id,
                         attempt,
                         error: e.to_string(),
+                        retryable: matches!(e, crate::cloud::CloudError::Unavailable(_)),
                     }
                 }
             };

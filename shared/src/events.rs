@@ -83,6 +83,10 @@ pub enum ServiceEvent {
         action_id: ActionId,
         attempt: u32,
         error: String,
+        /// False when the cloud refused the call (a permission, a quota, a bad value) rather
+        /// than being unavailable or throttling: retried too, but seldom.
+        #[serde(default = "retryable_by_default")]
+        retryable: bool,
     },
     /// The cloud could not be observed (the error names the call and the AWS error code).
     /// Recorded when it starts failing or the error changes, not on every pass.
@@ -145,6 +149,11 @@ pub enum ServiceEvent {
     DriftDetected {
         description: String,
     },
+}
+
+/// Failures recorded before `retryable` existed were all retried alike.
+fn retryable_by_default() -> bool {
+    true
 }
 
 impl ServiceEvent {

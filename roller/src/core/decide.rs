@@ -24,8 +24,11 @@ use super::plan::{action_id, compute_plan};
 use super::state::{action_key, ActionStatus, Rollout, RolloutKind, ServiceState, Stage};
 
 /// A failed action is retried after about 2^attempt seconds, capped at this (see
-/// [`retry_backoff`]).
+/// [`retry_backoff`]) ...
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// ... or at this when the cloud refused it (a permission, a quota, a bad value): a person
+/// has to act, and retrying every minute would only fill the log.
+const MAX_BACKOFF_REFUSED: Duration = Duration::from_secs(15 * 60);
 
 pub fn decide(state: &ServiceState, now: DateTime<Utc>) -> Vec<ServiceEvent> {
     let Some(latest) = state.latest_config() else {
@@ -383,8 +386,8 @@ fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<Servi
     let key = action_key(&action);
     let attempt = match state.last_action(&key) {
         Some(last) => match &last.status {
-            ActionStatus::Failed { at, .. } => {
-                let backoff = retry_backoff(&state.service, &key, last.attempt);
+            ActionStatus::Failed { at, retryable, .. } => {
+                let backoff = retry_backoff(&state.service, &key, last.attempt, *retryable);
                 if (now - *at).to_std().unwrap_or_default() < backoff {
                     return Vec::new();
                 }
@@ -403,12 +406,18 @@ fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<Servi
 }
 
 /// How long a failed attempt waits before the next: doubling from 2 s up to [`MAX_BACKOFF`]
-/// and then staying there (a rollback or a repair must never give up while the cloud is
-/// failing), spread by ±25% so that services throttled together do not retry together. The
-/// spread comes from the service, action and attempt, not a random draw: the core stays
-/// deterministic, and a restarted roller waits as long as the one it replaced would have.
-pub fn retry_backoff(service: &str, action_key: &str, attempt: u32) -> Duration {
-    let base = Duration::from_secs(1 << attempt.min(6)).min(MAX_BACKOFF);
+/// ([`MAX_BACKOFF_REFUSED`] when the cloud refused rather than failed) and then staying
+/// there (a rollback or a repair must never give up), spread by ±25% so that services
+/// throttled together do not retry together. The spread comes from the service, action and
+/// attempt, not a random draw: the core stays deterministic, and a restarted roller waits as
+/// long as the one it replaced would have.
+pub fn retry_backoff(service: &str, action_key: &str, attempt: u32, retryable: bool) -> Duration {
+    let cap = if retryable {
+        MAX_BACKOFF
+    } else {
+        MAX_BACKOFF_REFUSED
+    };
+    let base = Duration::from_secs(1 << attempt.min(10)).min(cap);
     let seed = uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_OID,
         format!("{service}/{action_key}#{attempt}").as_bytes(),

@@ -674,6 +674,7 @@ fn failed_actions_back_off_then_retry() {
             action_id,
             attempt: 1,
             error: "Throttling".into(),
+            retryable: true,
         },
     );
     assert!(h.decide(2).is_empty(), "backing off for 2s ±25%");
@@ -691,25 +692,26 @@ fn failed_actions_back_off_then_retry() {
 fn retry_backoff_doubles_to_a_cap_and_is_spread_per_action() {
     use super::decide::retry_backoff;
     use std::time::Duration as Std;
-    for attempt in 1..=12u32 {
-        let base = Std::from_secs(1 << attempt.min(6)).min(Std::from_secs(60));
-        let mut seen = std::collections::BTreeSet::new();
-        for n in 0..64 {
-            let wait = retry_backoff(SERVICE, &format!("register:i-{n}"), attempt);
+    // Unavailable or throttled: up to a minute. Refused: up to 15 minutes.
+    for (retryable, cap) in [(true, 60), (false, 900)] {
+        for attempt in 1..=14u32 {
+            let base = Std::from_secs(1 << attempt.min(10)).min(Std::from_secs(cap));
+            let mut seen = std::collections::BTreeSet::new();
+            for n in 0..64 {
+                let key = format!("register:i-{n}");
+                let wait = retry_backoff(SERVICE, &key, attempt, retryable);
+                assert!(
+                    wait >= base.mul_f64(0.75) && wait < base.mul_f64(1.25),
+                    "attempt {attempt}: {wait:?} is not within 25% of {base:?}"
+                );
+                assert_eq!(wait, retry_backoff(SERVICE, &key, attempt, retryable));
+                seen.insert(wait);
+            }
             assert!(
-                wait >= base.mul_f64(0.75) && wait < base.mul_f64(1.25),
-                "attempt {attempt}: {wait:?} is not within 25% of {base:?}"
+                seen.len() > 32,
+                "attempt {attempt}: actions retry at spread times"
             );
-            assert_eq!(
-                wait,
-                retry_backoff(SERVICE, &format!("register:i-{n}"), attempt)
-            );
-            seen.insert(wait);
         }
-        assert!(
-            seen.len() > 32,
-            "attempt {attempt}: actions retry at spread times"
-        );
     }
 }
 

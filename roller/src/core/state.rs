@@ -187,7 +187,13 @@ pub struct ActionRecord {
 pub enum ActionStatus {
     Pending,
     Succeeded,
-    Failed { error: String, at: DateTime<Utc> },
+    Failed {
+        error: String,
+        at: DateTime<Utc>,
+        /// Unavailable or throttled (true), or refused (false); see `retry_backoff`.
+        #[serde(default = "yes")]
+        retryable: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -587,12 +593,16 @@ pub fn evolve(
             }
         }
         ServiceEvent::ActionFailed {
-            action_id, error, ..
+            action_id,
+            error,
+            retryable,
+            ..
         } => {
             if let Some(r) = state.actions.get_mut(action_id) {
                 r.status = ActionStatus::Failed {
                     error: error.clone(),
                     at,
+                    retryable: *retryable,
                 };
             }
         }
@@ -711,4 +721,8 @@ pub fn apply_recorded(
         None => state.revision = Some(event.revision),
     }
     Ok(())
+}
+
+fn yes() -> bool {
+    true
 }
