@@ -374,12 +374,16 @@ class Beanstalk:
             v = {"created": time.time(), "description": description, "bucket": bucket, "key": key,
                  "process": process}
             self.versions[(app, label)] = v
-        return ("<ApplicationVersion>" + el("ApplicationName", app) + el("VersionLabel", label)
+        return self.version_xml(app, label, v, "ApplicationVersion")
+
+    def version_xml(self, app, label, v, inner):
+        return (f"<{inner}>" + el("ApplicationName", app) + el("VersionLabel", label)
                 + el("ApplicationVersionArn", f"arn:aws:elasticbeanstalk:{REGION}:{ACCOUNT}:applicationversion/{app}/{label}")
-                + el("Description", description) + el("DateCreated", now_iso(v["created"]))
+                + el("Description", v["description"]) + el("DateCreated", now_iso(v["created"]))
                 + el("DateUpdated", now_iso(v["created"])) + el("Status", self.version_status(v))
-                + ("<SourceBundle>" + el("S3Bucket", bucket) + el("S3Key", key) + "</SourceBundle>" if bucket else "")
-                + "</ApplicationVersion>")
+                + ("<SourceBundle>" + el("S3Bucket", v["bucket"]) + el("S3Key", v["key"]) + "</SourceBundle>"
+                   if v["bucket"] else "")
+                + f"</{inner}>")
 
     def CreateEnvironment(self, p):
         app = p.req("ApplicationName", lo=1, hi=100)
@@ -522,21 +526,12 @@ class Beanstalk:
                                            "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
             except ValueError:
                 raise ApiError("InvalidParameterValue", f"Value '{back_to}' at 'IncludedDeletedBackTo' is not a timestamp.")
-        # A token names the last environment of its page and the query it belongs to: pages
-        # stay right while environments come and go, and a token from another query is refused.
-        query = json.dumps([app, label, ids, names, include_deleted, back_to, max_records])
-        after = None
-        if token is not None:
-            try:
-                data = json.loads(base64.urlsafe_b64decode(token.encode()))
-                assert data["q"] == query
-                after = tuple(data["after"])
-            except Exception:
-                raise ApiError("InvalidParameterValue", f"Invalid NextToken '{token}' for this request.")
+        query = [app, label, ids, names, include_deleted, back_to, max_records]
+        after = page_start(token, query)
         with self.lock:
             found = []
             for env in sorted(self.environments.values(), key=lambda e: (e["created"], e["id"])):
-                if after is not None and (env["created"], env["id"]) <= after:
+                if after is not None and [env["created"], env["id"]] <= after:
                     continue
                 if app is not None and env["app"] != app or label is not None and env["version"] != label:
                     continue
@@ -546,14 +541,48 @@ class Beanstalk:
                     if not include_deleted or cutoff is not None and env["terminated_at"] < cutoff:
                         continue
                 found.append(env)
-            size = len(found) if max_records is None else min(max_records, PAGE_SIZE)
-            page = found[:size]
+            page, token = paged(found, max_records, query, lambda e: [e["created"], e["id"]])
             xml = "<Environments>" + "".join(self.env_xml(e) for e in page) + "</Environments>"
-        if len(found) > size:
-            last = page[-1]
-            token = base64.urlsafe_b64encode(json.dumps({"q": query, "after": [last["created"], last["id"]]}).encode())
-            xml += el("NextToken", token.decode())
-        return xml
+        return xml + el("NextToken", token)
+
+    def DescribeApplicationVersions(self, p):
+        app = p.opt("ApplicationName", lo=1, hi=100)
+        labels = p.members("VersionLabels")
+        max_records = p.integer("MaxRecords", 1, 1000)
+        token = p.opt("NextToken")
+        p.finish()
+        query = [app, labels, max_records]
+        after = page_start(token, query)
+        with self.lock:
+            found = [(key, v) for key, v in sorted(self.versions.items(), key=lambda kv: (kv[1]["created"], kv[0]))
+                     if (app is None or key[0] == app) and (not labels or key[1] in labels)
+                     and (after is None or [v["created"], list(key)] > after)]
+            page, token = paged(found, max_records, query, lambda kv: [kv[1]["created"], list(kv[0])])
+            xml = "<ApplicationVersions>" + "".join(self.version_xml(a, l, v, "member") for (a, l), v in page)
+        return xml + "</ApplicationVersions>" + el("NextToken", token)
+
+    def DeleteApplicationVersion(self, p):
+        app = p.req("ApplicationName", lo=1, hi=100)
+        label = p.req("VersionLabel", lo=1, hi=100)
+        delete_bundle = p.boolean("DeleteSourceBundle", False)
+        p.finish()
+        with self.lock:
+            version = self.versions.get((app, label))
+            if version is None:
+                raise ApiError("InvalidParameterValue", f"No Application Version named '{label}' found.")
+            users = [e["name"] for e in self.environments.values()
+                     if e["app"] == app and e["version"] == label and self.status(e)[0] != "Terminated"]
+            if users:
+                raise ApiError("InvalidParameterValue",
+                               f"Unable to delete application version '{label}' because it is being used by "
+                               f"environment(s): {', '.join(users)}.")
+            del self.versions[(app, label)]
+        if delete_bundle and version["bucket"] is not None:
+            try:
+                self.s3.delete_object(Bucket=version["bucket"], Key=version["key"])
+            except Exception as e:
+                raise ApiError("SourceBundleDeletionFailure", f"Unable to delete the source bundle: {e}")
+        return ""
 
     def DescribeEnvironmentResources(self, p):
         with self.lock:
@@ -599,6 +628,31 @@ class Beanstalk:
         tags = {**env["tags"], **system_tags(env)}
         return el("ResourceArn", arn) + members(
             "ResourceTags", [el("Key", k) + el("Value", v) for k, v in sorted(tags.items())])
+
+
+def page_start(token, query):
+    """Where a page starts: a token names the last item of the page before and the query it
+    belongs to, so pages stay right while items come and go, and a token from another query
+    is refused."""
+    if token is None:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        assert data["q"] == json.dumps(query)
+        return data["after"]
+    except Exception:
+        raise ApiError("InvalidParameterValue", f"Invalid NextToken '{token}' for this request.")
+
+
+def paged(found, max_records, query, position):
+    """One page of `found` and the token for the next (None after the last). Without
+    MaxRecords everything comes at once, as documented."""
+    size = len(found) if max_records is None else min(max_records, PAGE_SIZE)
+    page = found[:size]
+    if len(found) <= size:
+        return page, None
+    token = base64.urlsafe_b64encode(json.dumps({"q": json.dumps(query), "after": position(page[-1])}).encode())
+    return page, token.decode()
 
 
 def system_tags(env):
@@ -690,6 +744,7 @@ def check_option_settings(options):
 
 OPERATIONS = {
     "CreateApplication", "DescribeApplications", "CreateApplicationVersion", "CreateEnvironment",
+    "DescribeApplicationVersions", "DeleteApplicationVersion",
     "DescribeEnvironments", "DescribeEnvironmentResources", "TerminateEnvironment", "ListTagsForResource",
 }
 

@@ -1,6 +1,8 @@
 //! The roller's actions on AWS. Each is idempotent: the roller repeats an action whose
 //! outcome it did not record, so each first looks at what AWS already has.
 
+use std::collections::BTreeSet;
+
 use aws_sdk_elasticbeanstalk::types::{
     ConfigurationOptionSetting, EnvironmentStatus as EbStatus, S3Location, Tag,
 };
@@ -16,8 +18,8 @@ use crate::clients::Clients;
 use crate::error::{classify, code};
 use crate::observe::{describe_environments, environment_groups, EnvironmentRef};
 use crate::spec::{
-    bundle_key, option_settings, version_label, DEFAULT_SOLUTION_STACK, TAG_ACTION_ID,
-    TAG_CONFIG_VERSION, TAG_SERVICE, TAG_VERSION,
+    bundle_key, option_settings, version_label, versions_to_prune, DEFAULT_SOLUTION_STACK,
+    KEEP_VERSIONS, TAG_ACTION_ID, TAG_CONFIG_VERSION, TAG_SERVICE, TAG_VERSION,
 };
 use crate::AwsCloud;
 
@@ -214,16 +216,69 @@ async fn create_environment(
             .send()
             .await
             .map_err(|e| classify("CreateEnvironment", e));
-    match created {
-        Ok(env) => Ok(format!(
+    let done = match created {
+        Ok(env) => format!(
             "created {} ({})",
             r.environment,
             env.environment_id().unwrap_or("no id")
-        )),
+        ),
         // Someone (a previous attempt whose answer was lost) created it in the meantime.
-        Err(e) if already_exists(&e) => Ok(format!("{} already exists", r.environment)),
-        Err(e) => Err(e),
+        Err(e) if already_exists(&e) => format!("{} already exists", r.environment),
+        Err(e) => return Err(e),
+    };
+    // Housekeeping, not part of the release: a failure is reported, never fatal.
+    Ok(match prune_versions(cloud, c, r.service).await {
+        Ok(0) => done,
+        Ok(n) => format!("{done}; deleted {n} old application version(s)"),
+        Err(e) => format!("{done}; old application versions not pruned: {e}"),
+    })
+}
+
+/// Deletes the application versions (and their bundles) that ionroller made and no live
+/// environment runs, beyond the newest [`KEEP_VERSIONS`], so that a service that releases
+/// every day never reaches Elastic Beanstalk's limit on versions (1000 per region by
+/// default). A release of a pruned version uploads it again.
+async fn prune_versions(cloud: &AwsCloud, c: &Clients, service: &str) -> Result<usize, CloudError> {
+    let live: BTreeSet<String> = describe_environments(cloud, c, service, None)
+        .await?
+        .iter()
+        .filter(|e| e.status() != Some(&EbStatus::Terminated))
+        .filter_map(|e| e.version_label().map(str::to_string))
+        .collect();
+    let mut versions = Vec::new();
+    let mut token = None;
+    loop {
+        cloud.count();
+        let page =
+            c.eb.describe_application_versions()
+                .application_name(service)
+                .max_records(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify("DescribeApplicationVersions", e))?;
+        for v in page.application_versions() {
+            if let (Some(label), Some(created)) = (v.version_label(), v.date_created()) {
+                versions.push((label.to_string(), created.as_nanos()));
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
     }
+    let doomed = versions_to_prune(&versions, &live, KEEP_VERSIONS);
+    for label in &doomed {
+        cloud.count();
+        c.eb.delete_application_version()
+            .application_name(service)
+            .version_label(label)
+            .delete_source_bundle(true)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteApplicationVersion", e))?;
+    }
+    Ok(doomed.len())
 }
 
 async fn ensure_application(

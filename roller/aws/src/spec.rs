@@ -148,6 +148,28 @@ pub fn parse_version_label(label: &str) -> Option<(String, u32)> {
     Some((version.to_string(), config.parse().ok()?))
 }
 
+/// How many application versions no environment runs are kept per service (the newest).
+pub const KEEP_VERSIONS: usize = 20;
+
+/// The application versions to delete: ionroller's own (by their labels), not run by a live
+/// environment, older than the newest `keep` of those. `versions` are (label, created as
+/// nanoseconds since the epoch). Pure.
+pub fn versions_to_prune(
+    versions: &[(String, i128)],
+    live: &std::collections::BTreeSet<String>,
+    keep: usize,
+) -> Vec<String> {
+    let mut idle: Vec<&(String, i128)> = versions
+        .iter()
+        .filter(|(label, _)| parse_version_label(label).is_some() && !live.contains(label))
+        .collect();
+    idle.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    idle.into_iter()
+        .skip(keep)
+        .map(|(label, _)| label.clone())
+        .collect()
+}
+
 /// The S3 key of a release's source bundle in the deployment bucket.
 pub fn bundle_key(service: &str, label: &str) -> String {
     format!("ionroller/{service}/{label}.zip")
@@ -349,6 +371,29 @@ mod tests {
         assert!(fields(&c).is_empty(), "BIG=<4092 bytes> is exactly 4096");
         c.env.insert("A".into(), String::new());
         assert_eq!(fields(&c), ["env"], "two more bytes are too many");
+    }
+
+    #[test]
+    fn old_idle_versions_of_ionroller_are_pruned_and_the_rest_kept() {
+        let versions: Vec<(String, i128)> = [
+            ("v1.config-1", 1),
+            ("v2.config-1", 2),
+            ("v3.config-1", 3),
+            ("v4.config-1", 4),
+            ("Sample Application", 0), // not ionroller's
+        ]
+        .iter()
+        .map(|(l, t)| (l.to_string(), *t))
+        .collect();
+        let live = ["v1.config-1".to_string()].into_iter().collect();
+        // v1 runs; of v2..v4 the newest two stay.
+        assert_eq!(versions_to_prune(&versions, &live, 2), ["v2.config-1"]);
+        assert!(versions_to_prune(&versions, &live, 3).is_empty());
+        assert_eq!(
+            versions_to_prune(&versions, &Default::default(), 0).len(),
+            4,
+            "never another tool's version"
+        );
     }
 
     #[test]

@@ -84,6 +84,79 @@ impl Fixture {
         });
     }
 
+    /// `labels` as application versions of `application` (made if missing), each with its
+    /// own bundle in the fixture's bucket, as earlier releases would have left them.
+    pub async fn create_versions(
+        &self,
+        application: &str,
+        labels: &[String],
+    ) -> Result<(), String> {
+        use aws_sdk_elasticbeanstalk::types::S3Location;
+        let _ = self
+            .clients
+            .eb
+            .create_application()
+            .application_name(application)
+            .send()
+            .await;
+        for label in labels {
+            let key = crate::spec::bundle_key(application, label);
+            self.clients
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"{}"))
+                .send()
+                .await
+                .map_err(|e| format!("PutObject: {e:?}"))?;
+            self.clients
+                .eb
+                .create_application_version()
+                .application_name(application)
+                .version_label(label)
+                .source_bundle(
+                    S3Location::builder()
+                        .s3_bucket(&self.bucket)
+                        .s3_key(key)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| format!("CreateApplicationVersion: {e:?}"))?;
+        }
+        Ok(())
+    }
+
+    /// The application's version labels, as EB lists them.
+    pub async fn versions(&self, application: &str) -> Result<Vec<String>, String> {
+        let out = self
+            .clients
+            .eb
+            .describe_application_versions()
+            .application_name(application)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeApplicationVersions: {e:?}"))?;
+        Ok(out
+            .application_versions()
+            .iter()
+            .filter_map(|v| v.version_label().map(str::to_string))
+            .collect())
+    }
+
+    /// Whether the fixture's bucket holds `key`.
+    pub async fn has_object(&self, key: &str) -> bool {
+        self.clients
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
+
     /// A CloudWatch alarm on the sum of a metric over 60 s, above `threshold`.
     pub async fn create_alarm(
         &self,

@@ -318,6 +318,50 @@ async fn refusals_keep_the_aws_error_code() {
     assert_refused(create_with(&config).await, "MissingDeploymentBucket");
 }
 
+#[tokio::test]
+async fn old_application_versions_are_pruned_with_their_bundles() {
+    if !emulators_or_skip("old_application_versions_are_pruned_with_their_bundles") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("ver{}", f.id);
+    let config = config(&f, &[]);
+    let cloud = AwsCloud::from_env().await;
+    // Earlier releases left KEEP_VERSIONS + 3 versions no environment runs, and one that is
+    // another tool's.
+    let keep = ionroller_aws::spec::KEEP_VERSIONS;
+    let idle: Vec<String> = (0..keep + 3)
+        .map(|i| format!("old{i:02}.config-1"))
+        .collect();
+    f.create_versions(&service, &idle).await.expect("versions");
+    f.create_versions(&service, &["by hand".to_string()])
+        .await
+        .expect("a foreign version");
+    let env = format!("{service}-v9-eeeeee");
+    let done = cloud
+        .execute(
+            &service,
+            &config,
+            Uuid::new_v4(),
+            &create(&env, "v9", &config),
+        )
+        .await
+        .expect("create");
+    assert!(done.contains("deleted 3 old application version"), "{done}");
+    let left = f.versions(&service).await.expect("versions");
+    for gone in &idle[..3] {
+        assert!(!left.contains(gone), "{gone} is the oldest: {left:?}");
+        let key = ionroller_aws::spec::bundle_key(&service, gone);
+        assert!(!f.has_object(&key).await, "its bundle {key} went too");
+    }
+    for kept in idle[3..]
+        .iter()
+        .chain([&"v9.config-1".to_string(), &"by hand".to_string()])
+    {
+        assert!(left.contains(kept), "{kept} stays: {left:?}");
+    }
+}
+
 fn assert_refused(result: Result<(), CloudError>, expected: &str) {
     match result {
         Err(CloudError::Rejected { code, message }) => assert_eq!(code, expected, "{message}"),
