@@ -152,7 +152,7 @@ pub enum ServiceEvent {
 }
 
 /// Failures recorded before `retryable` existed were all retried alike.
-fn retryable_by_default() -> bool {
+pub fn retryable_by_default() -> bool {
     true
 }
 

@@ -443,6 +443,7 @@ class Beanstalk:
                 "asg": f"awseb-{env_id}-stack-AWSEBAutoScalingGroup-{uuid.uuid4().hex[:12].upper()}",
                 "lb": f"awseb-{env_id}-AWSEBLoa-{uuid.uuid4().hex[:6].upper()}"[:32],
                 "lc": f"awseb-{env_id}-stack-AWSEBLaunchConfig",
+                "instance_type": instance_type, "sizes": sizes,
                 # EB no longer creates a default instance profile: without one named, the
                 # instances cannot report and the environment never turns Green.
                 "launch_error": None if settings.get(INSTANCE_PROFILE) else "no instance profile",
@@ -453,7 +454,7 @@ class Beanstalk:
             if version is not None and version["bucket"] is not None:
                 body = self.s3.get_object(Bucket=version["bucket"], Key=version["key"])["Body"].read()
                 env["launch_error"] = env["launch_error"] or bundle_error(body)
-            self.launch(env, instance_type, sizes)
+            self.launch(env)
         except Exception:
             # A launch that failed half way leaves nothing behind, so a retry starts afresh.
             self.remove_resources(env)
@@ -464,15 +465,16 @@ class Beanstalk:
             env["launched"] = time.time()  # launch timings start once its resources exist
         return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
 
-    def launch(self, env, instance_type, sizes):
+    def launch(self, env):
         """What EB's CloudFormation stack would create: a load balancer and a group of instances."""
+        sizes = env["sizes"]
         self.elb.create_load_balancer(
             LoadBalancerName=env["lb"],
             Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstanceProtocol": "HTTP", "InstancePort": 80}],
             AvailabilityZones=[f"{REGION}a"],
         )
         self.asg.create_launch_configuration(
-            LaunchConfigurationName=env["lc"], ImageId="ami-12c6146b", InstanceType=instance_type)
+            LaunchConfigurationName=env["lc"], ImageId="ami-12c6146b", InstanceType=env["instance_type"])
         self.asg.create_auto_scaling_group(
             AutoScalingGroupName=env["asg"], LaunchConfigurationName=env["lc"],
             MinSize=sizes["MinSize"], MaxSize=sizes["MaxSize"], DesiredCapacity=sizes["MinSize"],
@@ -494,7 +496,8 @@ class Beanstalk:
                     raise
 
     def rebuild(self, name):
-        """RebuildEnvironment, for tests: the same environment id, new resources."""
+        """RebuildEnvironment, for tests: the same environment id, a new group of new
+        instances. The status stays Ready, so a caller can only tell by the group."""
         with self.lock:
             env = next(e for e in self.environments.values()
                        if e["name"] == name and e["terminated_at"] is None)
@@ -502,12 +505,7 @@ class Beanstalk:
         suffix = uuid.uuid4().hex[:12].upper()
         env["asg"] = f"awseb-{env['id']}-stack-AWSEBAutoScalingGroup-{suffix}"
         env["lc"] = f"awseb-{env['id']}-stack-AWSEBLaunchConfig-{suffix}"
-        sizes = {"MinSize": int(env["settings"].get(("aws:autoscaling:asg", "MinSize"), "1")),
-                 "MaxSize": int(env["settings"].get(("aws:autoscaling:asg", "MaxSize"), "4"))}
-        instance_type = env["settings"].get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
-        self.launch(env, instance_type, sizes)
-        with self.lock:
-            env["launched"] = time.time()
+        self.launch(env)
 
     def DescribeEnvironments(self, p):
         app = p.opt("ApplicationName", lo=1, hi=100)
@@ -612,10 +610,15 @@ class Beanstalk:
             if status != "Ready":
                 raise ApiError("InvalidParameterValue",
                                f"Environment named {env['name']} is in an invalid state for this operation. Must be Ready.")
-        if terminate_resources:
-            self.remove_resources(env)
-        with self.lock:
+            # Terminating from here on: a second call is refused, as AWS refuses it.
             env["terminated_at"] = time.time()
+        if terminate_resources:
+            try:
+                self.remove_resources(env)
+            except Exception:
+                with self.lock:
+                    env["terminated_at"] = None
+                raise
         return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
 
     def ListTagsForResource(self, p):

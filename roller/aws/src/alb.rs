@@ -8,14 +8,18 @@
 //! is then its share of healthy registered instances, as on a classic ELB, and the listener
 //! shows it as weights.
 //!
-//! Target states follow ELBv2: a new target is `initial` until it passes its health checks,
-//! and a deregistered one is `draining` for the target group's deregistration delay. Neither
-//! may carry weight. A group whose targets are all still `initial` stays on the listener at
-//! weight 0, so its targets count as registered but not in service and the roller waits for
-//! them, as it waits for OutOfService instances on a classic ELB; once they are healthy, they
-//! are reported unregistered until a registration weighs them in.
+//! Target states follow ELBv2: a target is `unused` while its group is on no listener,
+//! `initial` until it passes its health checks, and `draining` for the deregistration delay
+//! after it is deregistered. Only healthy targets carry weight. A group joins the listener
+//! when instances are registered into it, at weight 0 until they are healthy: its targets
+//! count as registered but not in service, and the roller waits for them, as it waits for
+//! OutOfService instances on a classic ELB. Once healthy they read as unregistered (they take
+//! no traffic at weight 0) until the roller registers them again, which weighs them in. A
+//! change re-weighs only the groups it touched, so a group left at 0 (a rolled-back release)
+//! never gets weight back by someone else's change; groups with nothing but draining targets
+//! leave the listener, and an environment's groups leave it before they are deleted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_elasticloadbalancingv2::types::{
     Action as ListenerAction, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription,
@@ -44,24 +48,25 @@ pub fn target_group_name(auto_scaling_group: &str) -> String {
 pub enum TargetState {
     /// Passing health checks: takes requests if its group has weight.
     Healthy,
-    /// Registered but not (yet, or any longer) passing: `initial`, `unhealthy`,
-    /// `unavailable`.
+    /// Registered but not (yet, or any longer) passing: `unused` (its group is on no
+    /// listener yet), `initial`, `unhealthy`, `unavailable`.
     Pending,
-    /// On its way out, or not routed at all: `draining`, `unused`.
+    /// Deregistered, finishing its requests: `draining`.
     Gone,
 }
 
 impl TargetState {
-    fn of(state: Option<&TargetHealthStateEnum>) -> TargetState {
+    pub fn of(state: Option<&TargetHealthStateEnum>) -> TargetState {
         match state {
             Some(TargetHealthStateEnum::Healthy) => TargetState::Healthy,
-            Some(TargetHealthStateEnum::Draining) | Some(TargetHealthStateEnum::Unused) => {
-                TargetState::Gone
-            }
+            Some(TargetHealthStateEnum::Draining) => TargetState::Gone,
             _ => TargetState::Pending,
         }
     }
 }
+
+/// ELBv2's largest forward weight.
+const MAX_WEIGHT: i32 = 999;
 
 /// What the roller sees as registered, from the listener's target groups (weight and target
 /// states each). Pure; the rules are in the module comment.
@@ -87,22 +92,45 @@ pub fn registrations_from(groups: &[(i32, Vec<(String, TargetState)>)]) -> Vec<R
     out
 }
 
-/// The listener's weights from its groups' target states: each group's healthy targets;
-/// a group with only pending targets stays at 0, one with none leaves. `None` when nothing
-/// is healthy: the listener is then left as it is rather than pointed at nothing. Pure.
-pub fn weights_from(groups: &BTreeMap<String, Vec<TargetState>>) -> Option<Vec<(String, i32)>> {
-    let weights: Vec<(String, i32)> = groups
-        .iter()
-        .filter(|(_, states)| states.iter().any(|s| *s != TargetState::Gone))
-        .map(|(tg, states)| {
-            let healthy = states
+/// The listener's forward weights after a change. `current` is what it has; `states` the
+/// target states of every group in `current` or `touched` (the groups this change registered
+/// into or deregistered from). A touched group weighs its healthy targets (0 while none is);
+/// an untouched one keeps its weight. A group with no targets left but draining ones leaves,
+/// unless nothing with weight would remain: then the listener keeps what it had, as it must
+/// forward somewhere. Pure.
+pub fn next_weights(
+    current: &BTreeMap<String, i32>,
+    states: &BTreeMap<String, Vec<TargetState>>,
+    touched: &BTreeSet<String>,
+) -> Vec<(String, i32)> {
+    let empty = Vec::new();
+    let mut keep = Vec::new();
+    let mut leaving = Vec::new();
+    for tg in current
+        .keys()
+        .chain(touched.iter().filter(|t| !current.contains_key(*t)))
+    {
+        let targets = states.get(tg).unwrap_or(&empty);
+        let weight = if touched.contains(tg) {
+            let healthy = targets
                 .iter()
                 .filter(|s| **s == TargetState::Healthy)
                 .count();
-            (tg.clone(), i32::try_from(healthy).unwrap_or(i32::MAX))
-        })
-        .collect();
-    weights.iter().any(|(_, w)| *w > 0).then_some(weights)
+            i32::try_from(healthy).unwrap_or(MAX_WEIGHT).min(MAX_WEIGHT)
+        } else {
+            current.get(tg).copied().unwrap_or(0)
+        };
+        if targets.iter().all(|s| *s == TargetState::Gone) {
+            leaving.push((tg.clone(), current.get(tg).copied().unwrap_or(weight)));
+        } else {
+            keep.push((tg.clone(), weight));
+        }
+    }
+    if !keep.iter().any(|(_, w)| *w > 0) {
+        keep.extend(leaving);
+    }
+    keep.sort();
+    keep
 }
 
 /// The listener as it is: its load balancer, its default actions, and the forward weights
@@ -199,9 +227,9 @@ pub async fn registrations(
 }
 
 /// Adds instances as targets of their groups' target groups (made when missing), or removes
-/// them from whichever of the listener's target groups holds them; then sets the weights
-/// from the target states. Safe to repeat: a repeat of a registration also re-weighs, which
-/// is how targets that became healthy at weight 0 are weighed in.
+/// them from whichever of the listener's target groups holds them; then re-weighs the groups
+/// it touched. Safe to repeat: a repeated registration re-weighs too, which is how targets
+/// that became healthy at weight 0 are weighed in.
 pub async fn change(
     cloud: &AwsCloud,
     c: &Clients,
@@ -211,7 +239,7 @@ pub async fn change(
     health_check_path: &str,
 ) -> Result<String, CloudError> {
     let l = describe_listener(cloud, c, listener).await?;
-    let mut groups: BTreeMap<String, ()> = l.weights.keys().map(|tg| (tg.clone(), ())).collect();
+    let mut touched = BTreeSet::new();
     if register {
         for (group, ids) in groups_of(cloud, c, instances).await? {
             let tg = match target_group(cloud, c, &group).await? {
@@ -229,12 +257,12 @@ pub async fn change(
                 .send()
                 .await
                 .map_err(|e| classify("RegisterTargets", e))?;
-            groups.insert(tg, ());
+            touched.insert(tg);
         }
     } else {
         // Wherever they are: ionroller's groups, or the group the listener forwarded to
         // before ionroller. Only what is there, so that a repeat after a crash cannot fail.
-        for tg in groups.keys() {
+        for tg in l.weights.keys() {
             let present: Vec<String> = targets(cloud, c, tg)
                 .await?
                 .into_iter()
@@ -252,38 +280,50 @@ pub async fn change(
                 .send()
                 .await
                 .map_err(|e| classify("DeregisterTargets", e))?;
+            touched.insert(tg.clone());
         }
     }
     let mut states = BTreeMap::new();
-    for tg in groups.keys() {
-        let targets = targets(cloud, c, tg).await?;
-        states.insert(tg.clone(), targets.into_iter().map(|(_, s)| s).collect());
+    for tg in l.weights.keys().chain(touched.iter()) {
+        if !states.contains_key(tg) {
+            let targets = targets(cloud, c, tg).await?;
+            states.insert(tg.clone(), targets.into_iter().map(|(_, s)| s).collect());
+        }
     }
+    let weights = next_weights(&l.weights, &states, &touched);
     let verb = if register {
         "registered"
     } else {
         "deregistered"
     };
-    let Some(weights) = weights_from(&states) else {
-        return Ok(format!(
-            "{verb} {} instance(s); no healthy targets yet, listener unchanged",
-            instances.len()
-        ));
-    };
+    let shown: Vec<String> = weights.iter().map(|(_, w)| w.to_string()).collect();
+    let detail = format!(
+        "{verb} {} instance(s); listener weights {}",
+        instances.len(),
+        shown.join(":")
+    );
+    if weights.iter().cloned().collect::<BTreeMap<_, _>>() != l.weights {
+        set_weights(cloud, c, listener, &l.actions, &weights).await?;
+    }
+    Ok(detail)
+}
+
+async fn set_weights(
+    cloud: &AwsCloud,
+    c: &Clients,
+    listener: &str,
+    actions: &[ListenerAction],
+    weights: &[(String, i32)],
+) -> Result<(), CloudError> {
     cloud.count();
     c.elbv2
         .modify_listener()
         .listener_arn(listener)
-        .set_default_actions(Some(with_forward(&l.actions, &weights)))
+        .set_default_actions(Some(with_forward(actions, weights)))
         .send()
         .await
         .map_err(|e| classify("ModifyListener", e))?;
-    let shown: Vec<String> = weights.iter().map(|(_, w)| w.to_string()).collect();
-    Ok(format!(
-        "{verb} {} instance(s); listener weights {}",
-        instances.len(),
-        shown.join(":")
-    ))
+    Ok(())
 }
 
 /// The listener's default actions with the forward action's target groups replaced by
@@ -390,6 +430,11 @@ async fn target_group(
     group: &str,
 ) -> Result<Option<String>, CloudError> {
     cloud.count();
+    find_target_group(c, group).await
+}
+
+/// The ARN of the target group ionroller keeps for an Auto Scaling group, if it exists.
+pub async fn find_target_group(c: &Clients, group: &str) -> Result<Option<String>, CloudError> {
     match c
         .elbv2
         .describe_target_groups()
@@ -451,19 +496,43 @@ async fn create_target_group(
         .ok_or_else(|| CloudError::Unavailable("CreateTargetGroup returned no ARN".into()))
 }
 
-/// Deletes the target groups of an environment's Auto Scaling groups, before the environment
-/// is terminated (so that a crash in between cannot leave them behind); a group already gone
-/// is fine. One still on the listener is not deleted yet: `Unavailable`, so the termination is
-/// retried once the listener has moved off it.
+/// Takes the target groups of an environment's Auto Scaling groups off the listener and
+/// deletes them, before the environment is terminated (so that a crash in between cannot
+/// leave them behind); what is already gone is fine. The roller terminates an environment
+/// only once none of its instances reads as registered, so any of its groups still on the
+/// listener carries no traffic that matters; but a listener left with nothing to forward to
+/// is refused, for a person to point it somewhere.
 pub async fn delete_target_groups(
     cloud: &AwsCloud,
     c: &Clients,
+    listener: &str,
     groups: &[String],
 ) -> Result<(), CloudError> {
+    let mut arns = Vec::new();
     for group in groups {
-        let Some(tg) = target_group(cloud, c, group).await? else {
-            continue;
-        };
+        if let Some(tg) = target_group(cloud, c, group).await? {
+            arns.push(tg);
+        }
+    }
+    let l = describe_listener(cloud, c, listener).await?;
+    if arns.iter().any(|tg| l.weights.contains_key(tg)) {
+        let rest: Vec<(String, i32)> = l
+            .weights
+            .iter()
+            .filter(|(tg, _)| !arns.contains(tg))
+            .map(|(tg, w)| (tg.clone(), *w))
+            .collect();
+        if !rest.iter().any(|(_, w)| *w > 0) {
+            return Err(CloudError::Rejected {
+                code: "ListenerWouldForwardNowhere".into(),
+                message: format!(
+                    "the listener {listener} forwards only to this environment's target groups; point it at another target group and the termination is retried"
+                ),
+            });
+        }
+        set_weights(cloud, c, listener, &l.actions, &rest).await?;
+    }
+    for tg in arns {
         cloud.count();
         match c
             .elbv2
@@ -474,11 +543,7 @@ pub async fn delete_target_groups(
             .map_err(|e| classify("DeleteTargetGroup", e))
         {
             Ok(_) => {}
-            Err(e) if code(&e) == Some("ResourceInUse") => {
-                return Err(CloudError::Unavailable(format!(
-                    "target group of {group} is still on the listener; terminating once it is not"
-                )))
-            }
+            Err(e) if code(&e) == Some("TargetGroupNotFound") => {}
             Err(e) => return Err(e),
         }
     }
@@ -517,33 +582,85 @@ mod tests {
     }
 
     #[test]
-    fn weights_count_healthy_targets_only() {
-        let states = |list: &[(&str, &[TargetState])]| -> BTreeMap<String, Vec<TargetState>> {
-            list.iter()
-                .map(|(tg, s)| (tg.to_string(), s.to_vec()))
-                .collect()
-        };
+    fn target_states_from_elbv2() {
+        use TargetHealthStateEnum as S;
+        assert_eq!(TargetState::of(Some(&S::Healthy)), Healthy);
+        assert_eq!(TargetState::of(Some(&S::Draining)), Gone);
+        // A group on no listener yet reports its targets unused: they are on their way in.
+        for pending in [S::Unused, S::Initial, S::Unhealthy, S::Unavailable] {
+            assert_eq!(TargetState::of(Some(&pending)), Pending, "{pending:?}");
+        }
+        assert_eq!(TargetState::of(None), Pending);
+    }
+
+    fn weights(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
+        list.iter().map(|(tg, w)| (tg.to_string(), *w)).collect()
+    }
+
+    fn states(list: &[(&str, &[TargetState])]) -> BTreeMap<String, Vec<TargetState>> {
+        list.iter()
+            .map(|(tg, s)| (tg.to_string(), s.to_vec()))
+            .collect()
+    }
+
+    fn touched(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn pairs(list: &[(&str, i32)]) -> Vec<(String, i32)> {
+        list.iter().map(|(tg, w)| (tg.to_string(), *w)).collect()
+    }
+
+    #[test]
+    fn a_first_release_joins_at_zero_and_is_weighed_in_once_healthy() {
+        // The listener forwards to the team's own (empty) group; v1's targets are unused.
+        let before = weights(&[("theirs", 1)]);
+        let mut now = states(&[("theirs", &[]), ("v1", &[Pending, Pending])]);
         assert_eq!(
-            weights_from(&states(&[
-                ("old", &[Healthy, Gone]),
-                ("new", &[Healthy, Pending]),
-                ("placeholder", &[]),
-                ("drained", &[Gone, Gone]),
-            ])),
-            Some(vec![("new".into(), 1), ("old".into(), 1)])
+            next_weights(&before, &now, &touched(&["v1"])),
+            pairs(&[("theirs", 1), ("v1", 0)]),
+            "nothing healthy yet: the listener keeps forwarding where it did"
         );
+        now.insert("v1".into(), vec![Healthy, Healthy]);
         assert_eq!(
-            weights_from(&states(&[
-                ("old", &[Healthy]),
-                ("new", &[Pending, Pending])
-            ])),
-            Some(vec![("new".into(), 0), ("old".into(), 1)]),
-            "a group not yet healthy stays on the listener at 0"
+            next_weights(
+                &weights(&[("theirs", 1), ("v1", 0)]),
+                &now,
+                &touched(&["v1"])
+            ),
+            pairs(&[("v1", 2)]),
+            "the empty group leaves once v1 carries weight"
         );
+    }
+
+    #[test]
+    fn only_touched_groups_are_reweighed_and_drained_ones_leave() {
+        let before = weights(&[("v1", 2), ("v2", 1), ("rolled-back", 0)]);
+        // v1 lost one target to a deregistration; the rolled-back group's target turned
+        // healthy at 0, which must not give it weight back.
+        let now = states(&[
+            ("v1", &[Healthy, Gone]),
+            ("v2", &[Healthy, Healthy]),
+            ("rolled-back", &[Healthy]),
+        ]);
         assert_eq!(
-            weights_from(&states(&[("new", &[Pending]), ("placeholder", &[])])),
-            None,
-            "nothing healthy: the listener is left alone"
+            next_weights(&before, &now, &touched(&["v1"])),
+            pairs(&[("rolled-back", 0), ("v1", 1), ("v2", 1)])
+        );
+        let drained = states(&[("v1", &[Gone, Gone]), ("v2", &[Healthy, Healthy])]);
+        assert_eq!(
+            next_weights(
+                &weights(&[("v1", 1), ("v2", 2)]),
+                &drained,
+                &touched(&["v1"])
+            ),
+            pairs(&[("v2", 2)])
+        );
+        // The last group draining stays: the listener must forward somewhere.
+        let last = states(&[("v1", &[Gone])]);
+        assert_eq!(
+            next_weights(&weights(&[("v1", 2)]), &last, &touched(&["v1"])),
+            pairs(&[("v1", 2)])
         );
     }
 
@@ -558,6 +675,7 @@ mod tests {
             .authenticate_oidc_config(
                 AuthenticateOidcActionConfig::builder()
                     .issuer("https://idp.example")
+                    .client_secret("as read back, if it were")
                     .build(),
             )
             .build();
@@ -578,6 +696,7 @@ mod tests {
         assert_eq!(out.len(), 2);
         let kept = out[0].authenticate_oidc_config().expect("oidc");
         assert_eq!(kept.issuer(), Some("https://idp.example"));
+        assert_eq!(kept.client_secret(), None, "never sent back");
         assert_eq!(kept.use_existing_client_secret(), Some(true));
         assert_eq!(out[0].order(), Some(1));
         assert_eq!(out[1].order(), Some(2));

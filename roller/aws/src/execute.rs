@@ -93,7 +93,9 @@ pub async fn execute(
             ))
         }
         Action::TerminateEnvironment { environment } => {
-            terminate_environment(cloud, c, service, environment, alb).await
+            // On an ALB, the listener its target groups leave.
+            let listener = alb.then_some(config.endpoint.load_balancer.name.as_str());
+            terminate_environment(cloud, c, service, environment, listener).await
         }
     }
 }
@@ -267,18 +269,32 @@ async fn prune_versions(cloud: &AwsCloud, c: &Clients, service: &str) -> Result<
             break;
         }
     }
-    let doomed = versions_to_prune(&versions, &live, KEEP_VERSIONS);
-    for label in &doomed {
+    // One version that cannot go (its bundle was deleted by hand, say) does not keep the
+    // others: the first error is reported after trying them all.
+    let mut deleted = 0;
+    let mut first_error = None;
+    for label in versions_to_prune(&versions, &live, KEEP_VERSIONS) {
         cloud.count();
-        c.eb.delete_application_version()
+        match c
+            .eb
+            .delete_application_version()
             .application_name(service)
-            .version_label(label)
+            .version_label(&label)
             .delete_source_bundle(true)
             .send()
             .await
-            .map_err(|e| classify("DeleteApplicationVersion", e))?;
+            .map_err(|e| classify("DeleteApplicationVersion", e))
+        {
+            Ok(_) => deleted += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
     }
-    Ok(doomed.len())
+    match first_error {
+        Some(e) if deleted == 0 => Err(e),
+        _ => Ok(deleted),
+    }
 }
 
 async fn ensure_application(
@@ -328,7 +344,7 @@ async fn terminate_environment(
     c: &Clients,
     service: &str,
     environment: &str,
-    alb: bool,
+    alb: Option<&str>,
 ) -> Result<String, CloudError> {
     let existing = describe_environments(cloud, c, service, Some(environment)).await?;
     let live = existing.iter().find(|e| {
@@ -352,10 +368,10 @@ async fn terminate_environment(
     // On an ALB, each of the environment's groups had a target group: deleted first, so
     // that a crash after the termination cannot leave them behind (a repeat then finds the
     // environment Terminating and stops there).
-    if let (true, Some(id)) = (alb, env.environment_id()) {
+    if let (Some(listener), Some(id)) = (alb, env.environment_id()) {
         cloud.count();
         let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
-        crate::alb::delete_target_groups(cloud, c, &groups).await?;
+        crate::alb::delete_target_groups(cloud, c, listener, &groups).await?;
     }
     cloud.count();
     let mut call = c.eb.terminate_environment().terminate_resources(true);

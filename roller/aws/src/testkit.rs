@@ -501,18 +501,9 @@ impl Fixture {
         .await
         .map_err(|e| e.to_string())?;
         let group = groups.first().ok_or("the environment has no group")?;
-        let out = self
-            .clients
-            .elbv2
-            .describe_target_groups()
-            .names(crate::alb::target_group_name(group))
-            .send()
+        crate::alb::find_target_group(&self.clients, group)
             .await
-            .map_err(|e| format!("DescribeTargetGroups: {e:?}"))?;
-        out.target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .map(str::to_string)
+            .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no target group for {environment}"))
     }
 

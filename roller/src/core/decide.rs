@@ -23,7 +23,7 @@ use ionroller_shared::events::{
 use super::plan::{action_id, compute_plan};
 use super::state::{action_key, ActionStatus, Rollout, RolloutKind, ServiceState, Stage};
 
-/// A failed action is retried after about 2^attempt seconds, capped at this (see
+/// A failed action is retried after about 2^attempt seconds, capped at this (±25%; see
 /// [`retry_backoff`]) ...
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// ... or at this when the cloud refused it (a permission, a quota, a bad value): a person
@@ -290,8 +290,8 @@ fn decide_steady(
         {
             continue;
         }
-        // An environment still taking traffic is terminated only once it no longer is (drift
-        // repair deregisters it first).
+        // An environment still taking traffic is terminated only once it no longer is (with
+        // a stable environment, drift repair deregisters it; without one, a person must).
         let serving = env
             .instance_ids()
             .iter()

@@ -191,7 +191,7 @@ pub enum ActionStatus {
         error: String,
         at: DateTime<Utc>,
         /// Unavailable or throttled (true), or refused (false); see `retry_backoff`.
-        #[serde(default = "yes")]
+        #[serde(default = "ionroller_shared::events::retryable_by_default")]
         retryable: bool,
     },
 }
@@ -721,8 +721,4 @@ pub fn apply_recorded(
         None => state.revision = Some(event.revision),
     }
     Ok(())
-}
-
-fn yes() -> bool {
-    true
 }
