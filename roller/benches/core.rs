@@ -3,16 +3,16 @@
 //!
 //! `cargo bench -p ionroller-roller --bench core -- [--write BENCHMARKS.md]`
 
-#[path = "../../shared/benches/report.rs"]
+#[path = "../../stores/tests/benches/report.rs"]
 mod report;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use ionroller_roller::core::plan::{compute_plan, environment_name};
-use ionroller_roller::core::state::{apply_recorded, RolloutKind};
-use ionroller_roller::core::{decide, observe, CloudView, ServiceState};
+use ionroller_core::plan::{compute_plan, environment_name};
+use ionroller_core::state::{apply_recorded, RolloutKind};
+use ionroller_core::{decide, observe, CloudView, ServiceState};
 use ionroller_shared::config::parse_service_config;
 use ionroller_shared::events::{
     Action, EnvironmentStatus, EnvironmentView, Health, InstanceView, RegisteredInstance,

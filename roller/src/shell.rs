@@ -23,11 +23,11 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
-use crate::core::observe::observation_failed;
-use crate::core::plan::event_id;
-use crate::core::state::apply_recorded;
-use crate::core::{decide, observe, ServiceState};
 use crate::metrics::Metrics;
+use ionroller_core::observe::observation_failed;
+use ionroller_core::plan::event_id;
+use ionroller_core::state::apply_recorded;
+use ionroller_core::{decide, observe, ServiceState};
 
 pub const ROLLER_ACTOR: &str = "roller";
 const PAGE: usize = 500;

@@ -13,7 +13,7 @@ use ionroller_shared::store::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::core::ServiceState;
+use ionroller_core::ServiceState;
 
 /// Events folded between snapshots.
 pub const SNAPSHOT_EVERY: u64 = 10_000;

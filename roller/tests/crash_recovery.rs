@@ -6,10 +6,10 @@ mod support;
 
 use std::sync::Arc;
 
+use ionroller_core::state::apply_recorded;
+use ionroller_core::{decide, ServiceState};
 use ionroller_roller::clock::Clock;
 use ionroller_roller::cloud::Cloud;
-use ionroller_roller::core::state::apply_recorded;
-use ionroller_roller::core::{decide, ServiceState};
 use ionroller_roller::shell::Roller;
 use ionroller_shared::events::{service_stream, Action, ServiceEvent};
 use ionroller_shared::store::{EventId, EventMetadata, ExpectedRevision, StreamRead};

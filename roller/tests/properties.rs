@@ -11,8 +11,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use ionroller_roller::core::state::{apply_recorded, Stage};
-use ionroller_roller::core::ServiceState;
+use ionroller_core::state::{apply_recorded, Stage};
+use ionroller_core::ServiceState;
 use ionroller_shared::events::{service_stream, Action, AlarmState, ServiceEvent};
 use ionroller_shared::store::{Revision, StreamRead};
 use proptest::prelude::*;

@@ -3,8 +3,8 @@
 
 mod support;
 
-use ionroller_roller::core::state::apply_recorded;
-use ionroller_roller::core::ServiceState;
+use ionroller_core::state::apply_recorded;
+use ionroller_core::ServiceState;
 use ionroller_roller::shell::catch_up;
 use ionroller_roller::snapshot;
 use ionroller_shared::events::service_stream;

@@ -6,7 +6,7 @@
 //! `cargo bench -p ionroller-e2e --bench aws -- [--trials N] [--write BENCHMARKS.md]`
 //! (needs the `ionroller` binary built in the same profile: `cargo build --bin ionroller`).
 
-#[path = "../../shared/benches/report.rs"]
+#[path = "../../stores/tests/benches/report.rs"]
 mod report;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ionroller_shared::events::{service_stream, Action, ServiceEvent};
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::{EventStore, StreamRead};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use rand::Rng;
 use serde_json::json;
 use support::*;

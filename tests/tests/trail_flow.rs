@@ -8,10 +8,10 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::{
     EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, StreamId,
 };
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use rand::Rng;
 use serde_json::{json, Value};
 use support::*;

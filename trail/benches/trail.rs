@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p ionroller-trail --bench trail -- [--write BENCHMARKS.md]`
 
-#[path = "../../shared/benches/report.rs"]
+#[path = "../../stores/tests/benches/report.rs"]
 mod report;
 
 use std::path::PathBuf;
@@ -18,8 +18,8 @@ use ionroller_shared::events::{
     AlarmState, AlarmView, EnvironmentStatus, EnvironmentView, Health, InstanceView,
     RegisteredInstance, ServiceEvent,
 };
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::{EventId, EventMetadata, EventStore, ExpectedRevision, StreamId};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use ionroller_trail::db::TrailDb;
 use ionroller_trail::runner::Trail;
 use tower::ServiceExt;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ionroller_shared::store::postgres::{PgOptions, PgStore};
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::EventStore;
+use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Parser)]
 #[command(

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::{
     EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, StreamId,
 };
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use ionroller_trail::db::TrailDb;
 use ionroller_trail::runner::{Trail, TrailError};
 use serde_json::json;

@@ -33,11 +33,11 @@ pub use error::ApiError;
 use crate::clock::Clock;
 use crate::cloud::sim::SimCloud;
 use crate::cloud::Cloud;
-use crate::core::plan::{compute_plan, environment_name, event_id};
-use crate::core::state::{RolloutKind, Stage};
-use crate::core::ServiceState;
 use crate::metrics::Metrics;
 use crate::shell::catch_up;
+use ionroller_core::plan::{compute_plan, environment_name, event_id};
+use ionroller_core::state::{RolloutKind, Stage};
+use ionroller_core::ServiceState;
 
 /// Header naming who sends a command; recorded as the events' actor.
 pub const ACTOR_HEADER: &str = "x-ionroller-actor";
@@ -498,7 +498,7 @@ async fn rollback(
                 .iter()
                 .rev()
                 .find(|h| {
-                    h.outcome == crate::core::state::Outcome::Completed
+                    h.outcome == ionroller_core::state::Outcome::Completed
                         && h.from_version.is_some()
                         && h.from_version.as_deref() != s.stable_version()
                 })
@@ -528,7 +528,7 @@ async fn rollout_command(
     service: String,
     headers: HeaderMap,
     what: &'static str,
-    event: impl Fn(&crate::core::state::Rollout) -> Result<ServiceEvent, ApiError>,
+    event: impl Fn(&ionroller_core::state::Rollout) -> Result<ServiceEvent, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = actor(&headers)?;
     load_existing(&state, &service).await?;
@@ -548,7 +548,7 @@ async fn rollout_command(
         .into_response())
 }
 
-fn not_reverting(r: &crate::core::state::Rollout, what: &str) -> Result<(), ApiError> {
+fn not_reverting(r: &ionroller_core::state::Rollout, what: &str) -> Result<(), ApiError> {
     if matches!(r.stage, Stage::Reverting { .. }) {
         return Err(ApiError::conflict(format!(
             "the rollout is already rolling back; nothing to {what}"

@@ -5,7 +5,7 @@ use ionroller_shared::config::Pause;
 use ionroller_shared::events::{AlarmView, EnvironmentStatus, Health, Plan, RolloutId};
 use serde::{Deserialize, Serialize};
 
-use crate::core::state::{Outcome, RolloutKind, RolloutRecord, ServiceState, Stage};
+use ionroller_core::state::{Outcome, RolloutKind, RolloutRecord, ServiceState, Stage};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServiceStatus {

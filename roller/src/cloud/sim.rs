@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Cloud, CloudError};
 use crate::clock::Clock;
-use crate::core::CloudView;
+use ionroller_core::CloudView;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimSettings {

@@ -12,8 +12,8 @@ use ionroller_roller::api::{app, AppState, ACTOR_HEADER};
 use ionroller_roller::clock::{Clock, ManualClock};
 use ionroller_roller::cloud::sim::{SimCloud, SimSettings};
 use ionroller_roller::shell::Roller;
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::EventStore;
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::Value;
 use tower::ServiceExt;
 

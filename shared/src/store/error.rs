@@ -39,15 +39,3 @@ impl StoreError {
         matches!(self, StoreError::Unavailable(_))
     }
 }
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(format!("sqlite: {e}"))
-    }
-}
-
-impl From<tokio_postgres::Error> for StoreError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        StoreError::Unavailable(format!("postgres: {e}"))
-    }
-}

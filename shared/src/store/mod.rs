@@ -11,13 +11,14 @@
 //! 5. subscriptions resume after an exclusive position and always emit `CaughtUp`;
 //! 6. `Ok` from `append` means durable (fsync'd).
 //!
-//! The conformance suite in `shared/tests/conformance.rs` checks all of this per backend.
+//! The backends are crates of their own (`stores/sqlite`, `stores/postgres`); the conformance
+//! suite in `stores/tests/tests/conformance.rs` checks all of this against each of them.
 
 mod error;
-mod plan;
-pub mod postgres;
-pub mod sqlite;
-mod subscription;
+pub mod plan;
+#[cfg(feature = "subscription")]
+pub mod subscription;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 

@@ -15,7 +15,7 @@ use super::{
 
 /// An event serialised once, on the caller's task, before it reaches the writer.
 #[derive(Clone, Debug)]
-pub(crate) struct PreparedEvent {
+pub struct PreparedEvent {
     pub id: EventId,
     pub event_type: String,
     pub schema_version: u32,
@@ -35,7 +35,7 @@ impl PreparedEvent {
 
 /// One caller's append, validated and serialised.
 #[derive(Clone, Debug)]
-pub(crate) struct PendingAppend {
+pub struct PendingAppend {
     pub stream: StreamId,
     pub expected: ExpectedRevision,
     pub events: Vec<PreparedEvent>,
@@ -43,7 +43,7 @@ pub(crate) struct PendingAppend {
 
 /// Validates an append that does not depend on stored state: non-empty, no id twice, within
 /// the size limit. Runs before anything reaches the writer, so a rejected append costs nothing.
-pub(crate) fn prepare(
+pub fn prepare(
     stream: &StreamId,
     expected: ExpectedRevision,
     events: Vec<NewEvent>,
@@ -99,7 +99,7 @@ pub(crate) fn prepare(
 
 /// What the backend found stored under an event id that a group wants to write.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct StoredEventId {
+pub struct StoredEventId {
     pub stream: StreamId,
     pub revision: Revision,
     pub position: u64,
@@ -110,7 +110,7 @@ pub(crate) struct StoredEventId {
 
 /// A row to insert.
 #[derive(Debug)]
-pub(crate) struct Row<'a> {
+pub struct Row<'a> {
     pub position: u64,
     pub stream: &'a StreamId,
     pub revision: u64,
@@ -118,7 +118,7 @@ pub(crate) struct Row<'a> {
 }
 
 #[derive(Debug)]
-pub(crate) struct GroupPlan<'a> {
+pub struct GroupPlan<'a> {
     /// One per append, in the order given.
     pub outcomes: Vec<Result<AppendResult, StoreError>>,
     /// Rows for the appends that succeeded, positions increasing from `last_position + 1`.
@@ -126,7 +126,7 @@ pub(crate) struct GroupPlan<'a> {
 }
 
 /// The distinct streams a group touches (to read their heads).
-pub(crate) fn group_streams(appends: &[PendingAppend]) -> Vec<StreamId> {
+pub fn group_streams(appends: &[PendingAppend]) -> Vec<StreamId> {
     let mut streams: Vec<StreamId> = appends.iter().map(|a| a.stream.clone()).collect();
     streams.sort();
     streams.dedup();
@@ -134,7 +134,7 @@ pub(crate) fn group_streams(appends: &[PendingAppend]) -> Vec<StreamId> {
 }
 
 /// Every event id a group carries (to look up ones already stored).
-pub(crate) fn group_event_ids(appends: &[PendingAppend]) -> Vec<EventId> {
+pub fn group_event_ids(appends: &[PendingAppend]) -> Vec<EventId> {
     appends
         .iter()
         .flat_map(|a| a.events.iter().map(|e| e.id))
@@ -145,7 +145,7 @@ pub(crate) fn group_event_ids(appends: &[PendingAppend]) -> Vec<EventId> {
 ///
 /// `heads` holds each touched stream's last revision (absent: no stream); `stored` every id of
 /// the group already in the store; `last_position` the log's last position (0 when empty).
-pub(crate) fn plan_group<'a>(
+pub fn plan_group<'a>(
     appends: &'a [PendingAppend],
     mut heads: HashMap<StreamId, Revision>,
     mut stored: HashMap<EventId, StoredEventId>,

@@ -31,7 +31,7 @@ struct State<S> {
     failed: bool,
 }
 
-pub(crate) fn subscribe<S: EventStore + Clone>(
+pub fn subscribe<S: EventStore + Clone>(
     store: S,
     wake: watch::Receiver<u64>,
     after: Option<Position>,

@@ -27,7 +27,7 @@ pub struct HeldAppend {
 }
 
 impl HeldAppend {
-    pub(crate) fn new() -> (
+    pub fn new() -> (
         Self,
         oneshot::Receiver<()>,
         oneshot::Sender<Result<AppendResult, StoreError>>,

@@ -119,14 +119,14 @@ impl Position {
         Position { commit, prepare }
     }
 
-    pub(crate) fn from_sequence(sequence: u64) -> Self {
+    pub fn from_sequence(sequence: u64) -> Self {
         Position {
             commit: sequence,
             prepare: 0,
         }
     }
 
-    pub(crate) fn sequence(self) -> u64 {
+    pub fn sequence(self) -> u64 {
         self.commit
     }
 

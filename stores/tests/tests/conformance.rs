@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use ionroller_shared::store::postgres::{PgOptions, PgStore};
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::testing::HoldCommit;
 use ionroller_shared::store::*;
+use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 use support::*;
 

@@ -27,9 +27,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 use uuid::Uuid;
 
-use super::plan::{self, PendingAppend, StoredEventId};
-use super::testing::{HeldAppend, HoldCommit};
-use super::{
+use ionroller_shared::store::plan::{self, PendingAppend, StoredEventId};
+#[cfg(feature = "testing")]
+use ionroller_shared::store::testing::{HeldAppend, HoldCommit};
+use ionroller_shared::store::{
     subscription, AppendResult, Direction, EventId, EventMetadata, EventStore, ExpectedRevision,
     NewEvent, Position, ReadFilter, RecordedEvent, Revision, StoreError, StreamId, StreamRead,
     SubscriptionMessage, DEFAULT_MAX_APPEND_BYTES,
@@ -138,7 +139,7 @@ fn stable_key(text: &str) -> i64 {
 }
 
 async fn connect(config: &Config) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(NoTls).await.map_err(postgres_error)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection closed");
@@ -215,12 +216,13 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE {table} (
     );"];
 
 async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
-    let tx = client.transaction().await?;
+    let tx = client.transaction().await.map_err(postgres_error)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
         &[&stable_key(&format!("ionroller:migrate:{}", sql.schema))],
     )
-    .await?;
+    .await
+    .map_err(postgres_error)?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
          CREATE TABLE IF NOT EXISTS \"{schema}\".ionroller_migrations (
@@ -228,7 +230,8 @@ async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
              applied_at timestamptz NOT NULL DEFAULT now());",
         schema = sql.schema
     ))
-    .await?;
+    .await
+    .map_err(postgres_error)?;
     let applied: Option<i32> = tx
         .query_one(
             &format!(
@@ -237,7 +240,8 @@ async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
             ),
             &[],
         )
-        .await?
+        .await
+        .map_err(postgres_error)?
         .get(0);
     let applied = applied.unwrap_or(0).max(0) as usize;
     if applied > MIGRATIONS.len() {
@@ -248,7 +252,8 @@ async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         tx.batch_execute(&migration.replace("{table}", &sql.table))
-            .await?;
+            .await
+            .map_err(postgres_error)?;
         tx.execute(
             &format!(
                 "INSERT INTO \"{}\".ionroller_migrations (version) VALUES ($1)",
@@ -256,9 +261,10 @@ async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
             ),
             &[&(i as i32 + 1)],
         )
-        .await?;
+        .await
+        .map_err(postgres_error)?;
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(postgres_error)?;
     Ok(())
 }
 
@@ -276,17 +282,17 @@ impl Statements {
     async fn prepare(client: &Client, sql: &Sql) -> Result<Self, StoreError> {
         let t = &sql.table;
         Ok(Statements {
-            lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await?,
+            lock: client.prepare("SELECT pg_advisory_xact_lock($1)").await.map_err(postgres_error)?,
             last_position: client
                 .prepare(&format!("SELECT coalesce(max(position), 0) FROM {t}"))
-                .await?,
+                .await.map_err(postgres_error)?,
             heads: client
                 .prepare(&format!(
                     // One index probe per stream (newest revision first), whatever its length.
                     "SELECT s, (SELECT revision FROM {t} WHERE stream = s ORDER BY revision DESC LIMIT 1)
                      FROM unnest($1::text[]) AS s"
                 ))
-                .await?,
+                .await.map_err(postgres_error)?,
             stored: client
                 .prepare(&format!(
                     // A join from the ids keeps one index probe per id even under a generic
@@ -295,7 +301,7 @@ impl Statements {
                             e.schema_version, e.data::text
                      FROM unnest($1::uuid[]) AS q(id) JOIN {t} e ON e.event_id = q.id"
                 ))
-                .await?,
+                .await.map_err(postgres_error)?,
             insert: client
                 .prepare(&format!(
                     "INSERT INTO {t} (position, stream, revision, event_id, event_type,
@@ -307,8 +313,8 @@ impl Statements {
                                  $11::timestamptz[])
                           AS u(p, s, r, i, ty, v, d, a, c, ca, o)"
                 ))
-                .await?,
-            notify: client.prepare("SELECT pg_notify($1, '')").await?,
+                .await.map_err(postgres_error)?,
+            notify: client.prepare("SELECT pg_notify($1, '')").await.map_err(postgres_error)?,
         })
     }
 }
@@ -345,9 +351,9 @@ async fn run_writer(
             let Some(stmts) = statements.as_ref() else {
                 return Err(StoreError::Unavailable("statements not prepared".into()));
             };
-            let tx = c.transaction().await?;
+            let tx = c.transaction().await.map_err(postgres_error)?;
             let outcomes = write_group(&tx, stmts, &sql, &appends).await?;
-            tx.commit().await?;
+            tx.commit().await.map_err(postgres_error)?;
             Ok(outcomes)
         }
         .await;
@@ -396,27 +402,28 @@ async fn write_group(
         tx.query_one(&stmts.last_position, &[]),
         tx.query(&stmts.heads, &head_params),
         tx.query(&stmts.stored, &id_params),
-    )?;
-    let last_position: i64 = last.try_get(0)?;
+    )
+    .map_err(postgres_error)?;
+    let last_position: i64 = last.try_get(0).map_err(postgres_error)?;
     let mut heads = HashMap::new();
     for row in head_rows {
-        let stream: String = row.try_get(0)?;
-        if let Some(head) = row.try_get::<_, Option<i64>>(1)? {
+        let stream: String = row.try_get(0).map_err(postgres_error)?;
+        if let Some(head) = row.try_get::<_, Option<i64>>(1).map_err(postgres_error)? {
             heads.insert(corrupt_stream(stream)?, Revision(head as u64));
         }
     }
     let mut stored = HashMap::new();
     for row in stored_rows {
-        let id: Uuid = row.try_get(0)?;
+        let id: Uuid = row.try_get(0).map_err(postgres_error)?;
         stored.insert(
             EventId(id),
             StoredEventId {
-                stream: corrupt_stream(row.try_get(1)?)?,
-                revision: Revision(row.try_get::<_, i64>(2)? as u64),
-                position: row.try_get::<_, i64>(3)? as u64,
-                event_type: row.try_get(4)?,
-                schema_version: row.try_get::<_, i32>(5)? as u32,
-                data_json: row.try_get(6)?,
+                stream: corrupt_stream(row.try_get(1).map_err(postgres_error)?)?,
+                revision: Revision(row.try_get::<_, i64>(2).map_err(postgres_error)? as u64),
+                position: row.try_get::<_, i64>(3).map_err(postgres_error)? as u64,
+                event_type: row.try_get(4).map_err(postgres_error)?,
+                schema_version: row.try_get::<_, i32>(5).map_err(postgres_error)? as u32,
+                data_json: row.try_get(6).map_err(postgres_error)?,
             },
         );
     }
@@ -464,8 +471,11 @@ async fn write_group(
                 &occurred,
             ],
         )
-        .await?;
-        tx.execute(&stmts.notify, &[&sql.channel]).await?;
+        .await
+        .map_err(postgres_error)?;
+        tx.execute(&stmts.notify, &[&sql.channel])
+            .await
+            .map_err(postgres_error)?;
     }
     Ok(plan.outcomes)
 }
@@ -513,23 +523,26 @@ async fn run_listener(config: Config, sql: Arc<Sql>, wake: Arc<watch::Sender<u64
 }
 
 fn decode_row(row: &tokio_postgres::Row) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0)?;
+    let position: i64 = row.try_get(0).map_err(postgres_error)?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("event at position {position}: {what}"));
-    let data: String = row.try_get(6)?;
+    let data: String = row.try_get(6).map_err(postgres_error)?;
     Ok(RecordedEvent {
-        stream: StreamId::new(row.try_get::<_, String>(1)?).map_err(|_| corrupt("stream id"))?,
-        revision: Revision(row.try_get::<_, i64>(2)? as u64),
+        stream: StreamId::new(row.try_get::<_, String>(1).map_err(postgres_error)?)
+            .map_err(|_| corrupt("stream id"))?,
+        revision: Revision(row.try_get::<_, i64>(2).map_err(postgres_error)? as u64),
         position: Position::from_sequence(position as u64),
-        recorded_at: row.try_get::<_, DateTime<Utc>>(11)?,
-        id: EventId(row.try_get(3)?),
-        event_type: row.try_get(4)?,
-        schema_version: row.try_get::<_, i32>(5)? as u32,
+        recorded_at: row
+            .try_get::<_, DateTime<Utc>>(11)
+            .map_err(postgres_error)?,
+        id: EventId(row.try_get(3).map_err(postgres_error)?),
+        event_type: row.try_get(4).map_err(postgres_error)?,
+        schema_version: row.try_get::<_, i32>(5).map_err(postgres_error)? as u32,
         data: serde_json::from_str(&data).map_err(|_| corrupt("data is not JSON"))?,
         metadata: EventMetadata {
-            actor: row.try_get(7)?,
-            correlation_id: row.try_get(8)?,
-            causation_id: row.try_get(9)?,
-            occurred_at: row.try_get(10)?,
+            actor: row.try_get(7).map_err(postgres_error)?,
+            correlation_id: row.try_get(8).map_err(postgres_error)?,
+            causation_id: row.try_get(9).map_err(postgres_error)?,
+            occurred_at: row.try_get(10).map_err(postgres_error)?,
         },
     })
 }
@@ -582,14 +595,16 @@ impl EventStore for PgStore {
                 ),
                 &[&stream.as_str(), &start, &sql_limit(read.limit)],
             )
-            .await?;
+            .await
+            .map_err(postgres_error)?;
         if rows.is_empty() {
             let exists = client
                 .query_opt(
                     &format!("SELECT 1 FROM {t} WHERE stream = $1 LIMIT 1"),
                     &[&stream.as_str()],
                 )
-                .await?;
+                .await
+                .map_err(postgres_error)?;
             if exists.is_none() {
                 return Err(StoreError::StreamNotFound(stream.clone()));
             }
@@ -618,7 +633,8 @@ impl EventStore for PgStore {
                 ),
                 &[&after, &prefix, &types, &sql_limit(limit)],
             )
-            .await?;
+            .await
+            .map_err(postgres_error)?;
         rows.iter().map(decode_row).collect()
     }
 
@@ -637,8 +653,9 @@ impl EventStore for PgStore {
                 &format!("SELECT max(position) FROM {}", self.inner.sql.table),
                 &[],
             )
-            .await?;
-        let head: Option<i64> = row.try_get(0)?;
+            .await
+            .map_err(postgres_error)?;
+        let head: Option<i64> = row.try_get(0).map_err(postgres_error)?;
         Ok(head.map(|p| Position::from_sequence(p as u64)))
     }
 
@@ -662,6 +679,7 @@ impl EventStore for PgStore {
     }
 }
 
+#[cfg(feature = "testing")]
 #[async_trait]
 impl HoldCommit for PgStore {
     async fn append_and_hold(
@@ -684,7 +702,7 @@ impl HoldCommit for PgStore {
             let result =
                 async {
                     let stmts = Statements::prepare(&client, &sql).await?;
-                    let tx = client.transaction().await?;
+                    let tx = client.transaction().await.map_err(postgres_error)?;
                     let mut outcomes =
                         write_group(&tx, &stmts, &sql, std::slice::from_ref(&append)).await?;
                     let planned = outcomes.pop().unwrap_or_else(|| {
@@ -697,7 +715,7 @@ impl HoldCommit for PgStore {
                             StoreError::Unavailable(format!("held append failed: {e}"))
                         }));
                     let _ = release.await;
-                    tx.commit().await?;
+                    tx.commit().await.map_err(postgres_error)?;
                     planned
                 }
                 .await;
@@ -708,4 +726,10 @@ impl HoldCommit for PgStore {
             .map_err(|_| StoreError::Unavailable("held append task stopped".into()))??;
         Ok(held)
     }
+}
+
+/// A PostgreSQL failure as the store reports it: the server could not do what was asked, so
+/// the call may be retried.
+fn postgres_error(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {e}"))
 }

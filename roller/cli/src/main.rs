@@ -2,6 +2,8 @@
 
 use clap::Parser;
 
+mod cli;
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -11,8 +13,8 @@ async fn main() {
                 .unwrap_or_else(|_| "warn,ionroller_roller=info".into()),
         )
         .init();
-    let cli = ionroller_roller::cli::Cli::parse();
-    match ionroller_roller::cli::run(cli).await {
+    let cli = cli::Cli::parse();
+    match cli::run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("ionroller: {e:#}");

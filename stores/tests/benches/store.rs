@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use ionroller_shared::store::postgres::{PgOptions, PgStore};
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::*;
+use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 use uuid::Uuid;
 

@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
-use ionroller_shared::store::postgres::{PgOptions, PgStore};
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::EventStore;
+use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
-use crate::api::views::ServiceStatus;
-use crate::api::{app, AppState, ACTOR_HEADER};
-use crate::clock::{Clock, SystemClock};
-use crate::cloud::sim::SimCloud;
-use crate::cloud::Cloud;
-use crate::shell::Roller;
+use ionroller_roller::api::views::ServiceStatus;
+use ionroller_roller::api::{app, AppState, ACTOR_HEADER};
+use ionroller_roller::clock::{Clock, SystemClock};
+use ionroller_roller::cloud::sim::SimCloud;
+use ionroller_roller::cloud::Cloud;
+use ionroller_roller::shell::Roller;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
@@ -575,7 +575,7 @@ pub async fn up(
     let _ = std::io::stdout().flush();
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
     let roller =
         Roller::new(store.clone(), driver.clone(), clock.clone()).with_metrics(metrics.clone());
     let mut roller_stop = stop_rx.clone();
@@ -731,7 +731,7 @@ async fn simple(client: &Client, service: &str, what: &str, body: Value) -> anyh
     Ok(0)
 }
 
-const TEMPLATE: &str = include_str!("../../examples/template.jsonc");
+const TEMPLATE: &str = include_str!("../../../examples/template.jsonc");
 
 async fn config(client: &Client, command: ConfigCommand) -> anyhow::Result<i32> {
     match command {

@@ -2,9 +2,9 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use chrono::{DateTime, Utc};
-use ionroller_shared::store::postgres::{PgOptions, PgStore};
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::{EventId, EventMetadata, NewEvent, StreamId};
+use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 use uuid::Uuid;
 

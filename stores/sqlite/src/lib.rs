@@ -21,9 +21,10 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use super::plan::{self, PendingAppend, StoredEventId};
-use super::testing::{HeldAppend, HoldCommit};
-use super::{
+use ionroller_shared::store::plan::{self, PendingAppend, StoredEventId};
+#[cfg(feature = "testing")]
+use ionroller_shared::store::testing::{HeldAppend, HoldCommit};
+use ionroller_shared::store::{
     subscription, AppendResult, Direction, EventId, EventMetadata, EventStore, ExpectedRevision,
     NewEvent, Position, ReadFilter, RecordedEvent, Revision, StoreError, StreamId, StreamRead,
     SubscriptionMessage, DEFAULT_MAX_APPEND_BYTES,
@@ -65,6 +66,9 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// The writer thread holds a clone; this one is for the held append of the conformance
+    /// suite, which commits on a thread of its own.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     wake_tx: Arc<watch::Sender<u64>>,
     wake_rx: watch::Receiver<u64>,
 }
@@ -137,8 +141,9 @@ impl Inner {
                 let conn = Connection::open_with_flags(
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                conn.busy_timeout(BUSY_TIMEOUT)?;
+                )
+                .map_err(sqlite_error)?;
+                conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)?;
                 Ok(conn)
             }
         }
@@ -167,9 +172,11 @@ impl Drop for Inner {
 }
 
 fn open_write_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    let conn = Connection::open(path).map_err(sqlite_error)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sqlite_error)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Unavailable(format!(
             "sqlite at {} refused WAL mode (got {mode})",
@@ -177,7 +184,8 @@ fn open_write_connection(path: &Path) -> Result<Connection, StoreError> {
         )));
     }
     // FULL: the WAL is fsync'd at every commit, so `Ok` survives power loss, not only a crash.
-    conn.execute_batch("PRAGMA synchronous=FULL;")?;
+    conn.execute_batch("PRAGMA synchronous=FULL;")
+        .map_err(sqlite_error)?;
     Ok(conn)
 }
 
@@ -199,8 +207,12 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE events (
     );"];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
+    let applied: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sqlite_error)?;
     let applied = usize::try_from(applied).unwrap_or(0);
     if applied > MIGRATIONS.len() {
         return Err(StoreError::Unavailable(format!(
@@ -209,10 +221,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     }
     for sql in &MIGRATIONS[applied..] {
-        tx.execute_batch(sql)?;
+        tx.execute_batch(sql).map_err(sqlite_error)?;
     }
-    tx.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))?;
-    tx.commit()?;
+    tx.execute_batch(&format!("PRAGMA user_version = {}", MIGRATIONS.len()))
+        .map_err(sqlite_error)?;
+    tx.commit().map_err(sqlite_error)?;
     Ok(())
 }
 
@@ -386,10 +399,10 @@ fn collect_rows(
     stmt: &mut rusqlite::Statement<'_>,
     params: impl rusqlite::Params,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = stmt.query_map(params, decode_row)?;
+    let rows = stmt.query_map(params, decode_row).map_err(sqlite_error)?;
     let mut events = Vec::new();
     for row in rows {
-        events.push(row??);
+        events.push(row.map_err(sqlite_error)??);
     }
     Ok(events)
 }
@@ -442,19 +455,23 @@ impl EventStore for SqliteStore {
                 Direction::Forward => (">=", "ASC", read.from.map_or(0, |r| r.0 as i64)),
                 Direction::Backward => ("<=", "DESC", read.from.map_or(i64::MAX, |r| r.0 as i64)),
             };
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision {cmp} ?2
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision {cmp} ?2
                  ORDER BY revision {order} LIMIT ?3"
-            ))?;
+                ))
+                .map_err(sqlite_error)?;
             let events = collect_rows(
                 &mut stmt,
                 params![stream.as_str(), start, sql_limit(read.limit)],
             )?;
             if events.is_empty() {
                 let exists: Option<i64> = conn
-                    .prepare_cached("SELECT 1 FROM events WHERE stream = ?1 LIMIT 1")?
+                    .prepare_cached("SELECT 1 FROM events WHERE stream = ?1 LIMIT 1")
+                    .map_err(sqlite_error)?
                     .query_row([stream.as_str()], |r| r.get(0))
-                    .optional()?;
+                    .optional()
+                    .map_err(sqlite_error)?;
                 if exists.is_none() {
                     return Err(StoreError::StreamNotFound(stream));
                 }
@@ -487,7 +504,7 @@ impl EventStore for SqliteStore {
             }
             sql.push_str(" ORDER BY position LIMIT ?");
             args.push(sql_limit(limit).into());
-            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(&sql).map_err(sqlite_error)?;
             collect_rows(&mut stmt, rusqlite::params_from_iter(args))
         })
         .await
@@ -503,8 +520,9 @@ impl EventStore for SqliteStore {
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
         self.read(|conn| {
-            let head: Option<i64> =
-                conn.query_row("SELECT max(position) FROM events", [], |r| r.get(0))?;
+            let head: Option<i64> = conn
+                .query_row("SELECT max(position) FROM events", [], |r| r.get(0))
+                .map_err(sqlite_error)?;
             Ok(head.map(|p| Position::from_sequence(p as u64)))
         })
         .await
@@ -515,6 +533,7 @@ impl EventStore for SqliteStore {
     }
 }
 
+#[cfg(feature = "testing")]
 #[async_trait]
 impl HoldCommit for SqliteStore {
     async fn append_and_hold(
@@ -537,8 +556,11 @@ impl HoldCommit for SqliteStore {
             let result =
                 (|| -> Result<AppendResult, StoreError> {
                     let mut conn = open_write_connection(&path)?;
-                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    let mut outcomes = write_group(&tx, std::slice::from_ref(&append))?;
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(sqlite_error)?;
+                    let mut outcomes =
+                        write_group(&tx, std::slice::from_ref(&append)).map_err(sqlite_error)?;
                     let planned = outcomes.pop().unwrap_or_else(|| {
                         Err(StoreError::Unavailable(
                             "group plan returned no outcome".into(),
@@ -550,7 +572,7 @@ impl HoldCommit for SqliteStore {
                         }));
                     // Hold the write lock, rows written but not committed, until released.
                     let _ = release.blocking_recv();
-                    tx.commit()?;
+                    tx.commit().map_err(sqlite_error)?;
                     planned
                 })();
             wake.send_modify(|n| *n += 1);
@@ -561,4 +583,10 @@ impl HoldCommit for SqliteStore {
             .map_err(|_| StoreError::Unavailable("held append thread stopped".into()))??;
         Ok(held)
     }
+}
+
+/// A SQLite failure as the store reports it: the database could not do what was asked, so the
+/// call may be retried (data that cannot be decoded is reported as `Corrupt` where it is read).
+fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("sqlite: {e}"))
 }

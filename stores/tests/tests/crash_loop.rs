@@ -14,8 +14,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ionroller_shared::store::sqlite::{SqliteOptions, SqliteStore};
 use ionroller_shared::store::*;
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use rand::Rng;
 use serde_json::json;
 use support::*;
