@@ -2,6 +2,8 @@
 //! poison event stops it at its position (nothing skipped), and a rebuild from position zero
 //! reproduces the same rows.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,14 +35,8 @@ async fn projection(kind: &str, dir: &std::path::Path) -> Option<TrailDb> {
     match kind {
         "sqlite" => Some(TrailDb::open(dir.join("trail.sqlite")).unwrap()),
         _ => {
-            let Ok(url) = std::env::var("IONROLLER_TEST_PG_URL") else {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("IONROLLER_TEST_PG_URL is not set in CI: run scripts/test.sh");
-                }
-                eprintln!("\n*** SKIPPING the PostgreSQL projection test: IONROLLER_TEST_PG_URL is not set ***\n");
-                return None;
-            };
-            let schema = format!("trail_{}", uuid::Uuid::new_v4().simple());
+            let url = support::pg_url()?;
+            let schema = support::fresh_schema();
             Some(TrailDb::open_postgres(&url, &schema).await.unwrap())
         }
     }
