@@ -159,9 +159,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         };
         let t = Instant::now();
-        let rows = trail
-            .with_db(move |db| db.query(&filter, None, true, 100))
-            .await?;
+        let rows = trail.db.query(&filter, None, true, 100).await?;
         latencies.push(t.elapsed());
         assert!(!rows.is_empty() || q % 4 == 3);
     }

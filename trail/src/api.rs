@@ -18,6 +18,7 @@ use ionroller_shared::store::{ReadFilter, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::db::{DbError, CHAIN_CHECKPOINT_EVERY};
 use crate::runner::{Trail, TrailError};
 
 pub struct ApiError(StatusCode, String, Option<String>);
@@ -46,6 +47,12 @@ impl From<TrailError> for ApiError {
     fn from(e: TrailError) -> Self {
         tracing::error!(error = %e, "trail error");
         ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        TrailError::from(e).into()
     }
 }
 
@@ -145,9 +152,7 @@ async fn audit(
             ))
         }
     };
-    let rows = trail
-        .with_db(move |db| db.query(&filter, cursor, newest_first, limit))
-        .await?;
+    let rows = trail.db.query(&filter, cursor, newest_first, limit).await?;
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.seq.to_string()))
         .flatten();
@@ -253,9 +258,7 @@ pub async fn verify_chain(trail: &Trail) -> Result<Result<u64, u64>, ApiError> {
     let mut after_seq = 0;
     let mut after_position = None;
     loop {
-        let rows = trail
-            .with_db(move |db| db.rows_after(after_seq, 1000))
-            .await?;
+        let rows = trail.db.rows_after(after_seq, 1000).await?;
         if rows.is_empty() {
             return Ok(Ok(verifier.rows_checked()));
         }
@@ -287,9 +290,10 @@ async fn verify(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
 
 /// The chain's current head and its periodic checkpoints, for keeping a copy outside trail.
 async fn chain(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
-    let (head, checkpoints) = trail
-        .with_db(|db| Ok((db.checkpoint()?, db.chain_checkpoints()?)))
-        .await?;
+    // Checkpoints first: a commit in between only moves the head further on, so every
+    // checkpoint listed is at or before the head shown.
+    let checkpoints = trail.db.chain_checkpoints().await?;
+    let head = trail.db.checkpoint().await?;
     let checkpoints: Vec<_> = checkpoints
         .into_iter()
         .map(|(seq, position, head)| json!({ "seq": seq, "position": position, "head": head }))
@@ -300,7 +304,7 @@ async fn chain(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
             "position": head.position.map(|p| p.to_token()),
             "head": ionroller_projections::chain::to_hex(&head.head),
         },
-        "every": crate::db::CHAIN_CHECKPOINT_EVERY,
+        "every": CHAIN_CHECKPOINT_EVERY,
         "checkpoints": checkpoints,
     }))
     .into_response())
@@ -378,7 +382,7 @@ async fn feed(
                 return Some((row, st));
             }
             let last = st.last;
-            match st.trail.with_db(move |db| db.rows_after(last, 500)).await {
+            match st.trail.db.rows_after(last, 500).await {
                 Ok(rows) if !rows.is_empty() => {
                     st.pending.extend(rows);
                     continue;

@@ -2,7 +2,9 @@
 //! what, when and why, what ran at any moment, and how delivery is going.
 //!
 //! # Layout
-//! - [`db`]: trail's own SQLite file: audit rows and their checkpoint, committed together.
+//! - [`db`]: the projection store: audit rows, their checkpoint (committed together) and the
+//!   chain checkpoints, behind the [`db::Projection`] trait; in trail's own SQLite file by
+//!   default or in a PostgreSQL schema. The SQL is written once (`db::sql`) for both.
 //! - [`runner`]: the projector: one catch-up subscription, batches, poison-event handling,
 //!   in-memory release history and traffic timeline (folds from `ionroller-projections`).
 //! - [`api`]: the query API, live feed, metrics and dashboard page.
@@ -10,7 +12,6 @@
 
 pub mod api;
 pub mod db;
-pub mod db_pg;
 pub mod rebuild;
 pub mod runner;
 

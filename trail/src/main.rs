@@ -64,12 +64,9 @@ async fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn EventStore>> {
 async fn open_db(cli: &Cli) -> anyhow::Result<ionroller_trail::db::TrailDb> {
     use ionroller_trail::db::TrailDb;
     match &cli.projection_postgres {
-        Some(url) => {
-            let (url, schema) = (url.clone(), cli.projection_schema.clone());
-            tokio::task::spawn_blocking(move || TrailDb::open_postgres(&url, &schema))
-                .await?
-                .context("open the PostgreSQL projection")
-        }
+        Some(url) => TrailDb::open_postgres(url, &cli.projection_schema)
+            .await
+            .context("open the PostgreSQL projection"),
         None => TrailDb::open(&cli.db).with_context(|| format!("open {}", cli.db.display())),
     }
 }
@@ -103,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild => {
             let db = open_db(&cli).await?;
-            let (db, rows) = ionroller_trail::rebuild::rebuild(store.as_ref(), db).await?;
+            let rows = ionroller_trail::rebuild::rebuild(store.as_ref(), &*db).await?;
             println!("rebuilt {rows} audit rows into {}", db.describe());
             Ok(())
         }

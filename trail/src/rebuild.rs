@@ -5,28 +5,14 @@ use ionroller_projections::audit::AuditChain;
 use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::store::{EventStore, ReadFilter};
 
-use crate::db::{Checkpoint, DbError, TrailDb};
+use crate::db::{Checkpoint, Projection};
 use crate::runner::TrailError;
 
 const PAGE: usize = 5000;
 
-/// Database work on the blocking pool (the PostgreSQL projection uses a blocking client).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DbError> + Send + 'static,
-) -> Result<T, TrailError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| TrailError::Internal(format!("database task: {e}")))?
-        .map_err(TrailError::from)
-}
-
-/// Rebuilds `live` from the log; returns it with the number of rows.
-pub async fn rebuild(store: &dyn EventStore, live: TrailDb) -> Result<(TrailDb, u64), TrailError> {
-    let (live, mut fresh) = blocking(move || {
-        let fresh = live.fresh_sibling()?;
-        Ok((live, fresh))
-    })
-    .await?;
+/// Rebuilds `live` from the log; returns the number of rows it now holds.
+pub async fn rebuild(store: &dyn EventStore, live: &dyn Projection) -> Result<u64, TrailError> {
+    let fresh = live.fresh_sibling().await?;
     let mut chain = AuditChain::default();
     let mut after = None;
     loop {
@@ -36,6 +22,7 @@ pub async fn rebuild(store: &dyn EventStore, live: TrailDb) -> Result<(TrailDb, 
             .map_err(|e| TrailError::Internal(format!("read the log: {e}")))?;
         let Some(last) = page.last() else { break };
         after = Some(last.position);
+        // Stop before writing a page with a poison event: the live projection stays as it is.
         for e in &page {
             if let Err(why) = ServiceEvent::from_recorded(e) {
                 return Err(TrailError::Poison {
@@ -51,18 +38,9 @@ pub async fn rebuild(store: &dyn EventStore, live: TrailDb) -> Result<(TrailDb, 
             seq: chain.seq,
             head: chain.head,
         };
-        fresh = blocking(move || {
-            fresh.commit(&rows, &checkpoint)?;
-            Ok(fresh)
-        })
-        .await?;
+        fresh.commit(&rows, &checkpoint).await?;
     }
-    let live = blocking(move || {
-        let mut live = live;
-        live.replace_all(&fresh)?;
-        fresh.discard()?;
-        Ok(live)
-    })
-    .await?;
-    Ok((live, chain.seq))
+    live.replace_all(fresh.as_ref()).await?;
+    fresh.discard().await?;
+    Ok(chain.seq)
 }

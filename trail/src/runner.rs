@@ -17,12 +17,13 @@ use ionroller_projections::releases::ReleaseHistory;
 use ionroller_projections::timeline::TrafficTimeline;
 use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::store::{
-    EventStore, Position, ReadFilter, RecordedEvent, SubscriptionMessage,
+    EventId, EventMetadata, EventStore, Position, ReadFilter, RecordedEvent, Revision, StreamId,
+    SubscriptionMessage,
 };
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::db::{row_event, Checkpoint, DbError, TrailDb};
+use crate::db::{Checkpoint, DbError, TrailDb};
 
 const BATCH: usize = 1000;
 
@@ -71,7 +72,7 @@ pub enum TrailError {
 
 pub struct Trail {
     pub store: Arc<dyn EventStore>,
-    pub db: Arc<Mutex<TrailDb>>,
+    pub db: TrailDb,
     pub folds: Arc<RwLock<Folds>>,
     pub feed: broadcast::Sender<AuditRow>,
     pub status: Arc<Mutex<Status>>,
@@ -82,27 +83,11 @@ impl Trail {
         let (feed, _) = broadcast::channel(4096);
         Arc::new(Trail {
             store,
-            db: Arc::new(Mutex::new(db)),
+            db,
             folds: Arc::default(),
             feed,
             status: Arc::default(),
         })
-    }
-
-    /// Runs `f` on the database on the blocking pool.
-    pub async fn with_db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut TrailDb) -> Result<T, DbError> + Send + 'static,
-    ) -> Result<T, TrailError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut db = db
-                .lock()
-                .map_err(|_| TrailError::Internal("database lock poisoned".into()))?;
-            f(&mut db).map_err(TrailError::from)
-        })
-        .await
-        .map_err(|e| TrailError::Internal(format!("database task: {e}")))?
     }
 
     /// Refolds the in-memory read models from the stored audit rows.
@@ -110,7 +95,7 @@ impl Trail {
         let mut folds = Folds::default();
         let mut after = 0;
         loop {
-            let page = self.with_db(move |db| db.rows_after(after, 5000)).await?;
+            let page = self.db.rows_after(after, 5000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             for row in &page {
@@ -136,7 +121,7 @@ impl Trail {
         tokio::pin!(shutdown);
         self.load_folds().await?;
         loop {
-            let checkpoint = self.with_db(|db| db.checkpoint()).await?;
+            let checkpoint = self.db.checkpoint().await?;
             self.set_status(|s| {
                 s.checkpoint = checkpoint.position.map(|p| p.to_token());
                 s.rows = checkpoint.seq;
@@ -225,13 +210,9 @@ impl Trail {
                 seq: chain.seq,
                 head: chain.head,
             };
-            let to_store = rows.clone();
-            let committed = self
-                .with_db(move |db| db.commit(&to_store, &checkpoint))
-                .await;
-            if let Err(e) = committed {
+            if let Err(e) = self.db.commit(&rows, &checkpoint).await {
                 *chain = start; // The rows are not stored: the chain goes back with them.
-                return Err(e);
+                return Err(e.into());
             }
             if let Ok(mut folds) = self.folds.write() {
                 for (event, decoded) in &projected {
@@ -255,4 +236,25 @@ impl Trail {
             None => Ok(()),
         }
     }
+}
+
+/// The event an audit row records, as far as the read-model folds need it.
+fn row_event(row: &AuditRow) -> Result<RecordedEvent, DbError> {
+    let corrupt = |what: &str| DbError::Corrupt(format!("row {}: {what}", row.seq));
+    Ok(RecordedEvent {
+        stream: StreamId::new(row.stream.clone()).map_err(|_| corrupt("stream"))?,
+        revision: Revision(row.revision),
+        position: Position::from_token(&row.position).map_err(|_| corrupt("position"))?,
+        recorded_at: row.recorded_at,
+        id: EventId(uuid::Uuid::nil()),
+        event_type: row.event_type.clone(),
+        schema_version: 1,
+        data: row.data.clone(),
+        metadata: EventMetadata {
+            actor: row.actor.clone(),
+            correlation_id: uuid::Uuid::nil(),
+            causation_id: None,
+            occurred_at: row.occurred_at,
+        },
+    })
 }

@@ -2,6 +2,8 @@
 //! poison event stops it at its position (nothing skipped), and a rebuild from position zero
 //! reproduces the same rows.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use ionroller_shared::store::{
     EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, StreamId,
 };
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
-use ionroller_trail::db::TrailDb;
+use ionroller_trail::db::{Location, TrailDb};
 use ionroller_trail::runner::{Trail, TrailError};
 use serde_json::json;
 
@@ -33,20 +35,9 @@ async fn projection(kind: &str, dir: &std::path::Path) -> Option<TrailDb> {
     match kind {
         "sqlite" => Some(TrailDb::open(dir.join("trail.sqlite")).unwrap()),
         _ => {
-            let Ok(url) = std::env::var("IONROLLER_TEST_PG_URL") else {
-                if std::env::var("CI").is_ok_and(|v| v == "true") {
-                    panic!("IONROLLER_TEST_PG_URL is not set in CI: run scripts/test.sh");
-                }
-                eprintln!("\n*** SKIPPING the PostgreSQL projection test: IONROLLER_TEST_PG_URL is not set ***\n");
-                return None;
-            };
-            let schema = format!("trail_{}", uuid::Uuid::new_v4().simple());
-            Some(
-                tokio::task::spawn_blocking(move || TrailDb::open_postgres(&url, &schema))
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            )
+            let url = support::pg_url()?;
+            let schema = support::fresh_schema();
+            Some(TrailDb::open_postgres(&url, &schema).await.unwrap())
         }
     }
 }
@@ -114,7 +105,7 @@ async fn poison(kind: &str) {
     }
     let status = trail.status.lock().unwrap().clone();
     assert!(status.error.unwrap().contains("step-started"));
-    let rows = trail.with_db(|db| db.rows_after(0, 100)).await.unwrap();
+    let rows = trail.db.rows_after(0, 100).await.unwrap();
     let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
     assert_eq!(
         types,
@@ -164,7 +155,7 @@ async fn rebuild(kind: &str) {
     }
     runner.abort();
     let _ = runner.await;
-    let before = trail.with_db(|db| db.rows_after(0, 100)).await.unwrap();
+    let before = trail.db.rows_after(0, 100).await.unwrap();
     assert_eq!(before.len(), 30);
     // Damage the live projection, then rebuild it from the log.
     match kind {
@@ -176,44 +167,32 @@ async fn rebuild(kind: &str) {
         }
         _ => {
             let url = std::env::var("IONROLLER_TEST_PG_URL").unwrap();
-            let schema = trail.with_db(|db| Ok(db.describe())).await.unwrap();
-            let schema = schema.trim_start_matches("postgresql schema ").to_string();
-            tokio::task::spawn_blocking(move || {
-                let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-                client
-                    .execute(
-                        &format!("DELETE FROM \"{schema}\".audit WHERE seq > 10"),
-                        &[],
-                    )
-                    .unwrap();
-            })
-            .await
-            .unwrap();
+            let Location::PostgresSchema(schema) = trail.db.location() else {
+                panic!("a PostgreSQL projection is in a schema");
+            };
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+                .execute(
+                    &format!("DELETE FROM \"{schema}\".audit WHERE seq > 10"),
+                    &[],
+                )
+                .await
+                .unwrap();
         }
     }
     assert_eq!(
-        trail
-            .with_db(|db| db.rows_after(0, 100))
-            .await
-            .unwrap()
-            .len(),
+        trail.db.rows_after(0, 100).await.unwrap().len(),
         10,
         "damaged"
     );
-    let live = match Arc::try_unwrap(trail) {
-        Ok(trail) => trail.db,
-        Err(_) => panic!("the runner still holds the projection"),
-    };
-    let live = Arc::try_unwrap(live).ok().unwrap().into_inner().unwrap();
-    let (mut live, rows) = ionroller_trail::rebuild::rebuild(store.as_ref(), live)
+    let rows = ionroller_trail::rebuild::rebuild(store.as_ref(), &*trail.db)
         .await
         .unwrap();
     assert_eq!(rows, 30);
-    let after = tokio::task::spawn_blocking(move || live.rows_after(0, 100))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(after, before);
+    assert_eq!(trail.db.rows_after(0, 100).await.unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
