@@ -12,5 +12,8 @@ pub mod api;
 pub mod clock;
 pub mod cloud;
 pub mod metrics;
+mod serve;
 pub mod shell;
 pub mod snapshot;
+
+pub use serve::{serve, CloudDriver, RollerConfig};

@@ -14,11 +14,10 @@ use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
 
 use ionroller_roller::api::views::ServiceStatus;
-use ionroller_roller::api::{app, AppState, ACTOR_HEADER};
+use ionroller_roller::api::ACTOR_HEADER;
 use ionroller_roller::clock::{Clock, SystemClock};
 use ionroller_roller::cloud::sim::SimCloud;
-use ionroller_roller::cloud::Cloud;
-use ionroller_roller::shell::Roller;
+use ionroller_roller::{CloudDriver, RollerConfig};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
@@ -541,19 +540,19 @@ pub async fn up(
         ),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (driver, sim, cloud_line): (Arc<dyn Cloud>, Option<SimCloud>, String) = match cloud {
+    let (driver, cloud_line) = match cloud {
         CloudKind::Sim => {
             let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
                 .context("open the simulated cloud")?;
             let line = format!("simulated ({})", sim.path().display());
-            (Arc::new(sim.clone()), Some(sim), line)
+            (CloudDriver::Simulated(sim), line)
         }
         CloudKind::Aws => {
             let aws = ionroller_aws::AwsCloud::from_env().await;
             let region = aws.default_region().unwrap_or_else(|| "none set".into());
             let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
             let line = format!("AWS (default region {region}, endpoint {endpoint})");
-            (Arc::new(aws), None, line)
+            (CloudDriver::Real(Arc::new(aws)), line)
         }
     };
     let listener = tokio::net::TcpListener::bind(listen)
@@ -566,6 +565,8 @@ pub async fn up(
     let trail_addr = trail_listener
         .local_addr()
         .context("read trail's bound address")?;
+    let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
+        .context("open trail's projection")?;
     println!("ionroller is up");
     println!("  API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)");
     println!("  trail:        http://{trail_addr}/   (dashboard; API under /v1)");
@@ -574,45 +575,36 @@ pub async fn up(
     println!("  try:          ionroller config set hello examples/hello.json && ionroller release hello v1");
     let _ = std::io::stdout().flush();
 
+    // One signal stops both services; each finishes what it is doing first.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
-    let roller =
-        Roller::new(store.clone(), driver.clone(), clock.clone()).with_metrics(metrics.clone());
-    let mut roller_stop = stop_rx.clone();
-    let roller_task = tokio::spawn(roller.run(interval, async move {
-        let _ = roller_stop.wait_for(|s| *s).await;
-    }));
-    let mut trail_stop = stop_rx.clone();
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let trail_task = tokio::spawn(ionroller_trail::serve(
         store.clone(),
-        ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
-            .context("open trail's projection")?,
+        trail_db,
         trail_listener,
-        async move {
-            let _ = trail_stop.wait_for(|s| *s).await;
-        },
+        stopped(stop_rx.clone()),
     ));
-    let state = AppState::new(store, clock, sim)
-        .with_metrics(metrics)
-        .with_cloud(driver);
-    let mut server_stop = stop_rx;
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    });
-    let server_task = tokio::spawn(async move { server.await });
+    let roller_task = tokio::spawn(ionroller_roller::serve(
+        RollerConfig { interval, clock },
+        store,
+        driver,
+        listener,
+        stopped(stop_rx),
+    ));
     shutdown_signal().await;
     println!("ionroller: stopping");
     let _ = stop_tx.send(true);
-    let _ = roller_task.await;
     match trail_task.await {
         Ok(Err(e)) => eprintln!("ionroller: trail stopped: {e:#}"),
         Err(e) => eprintln!("ionroller: trail task: {e}"),
         Ok(Ok(())) => {}
     }
-    server_task
+    roller_task
         .await
-        .context("join the API server")?
-        .context("serve the API")?;
+        .context("join the roller")?
+        .context("serve the roller's API")?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 
 mod error;
 mod openapi;
+pub mod sim;
 pub mod views;
 
 use std::convert::Infallible;
@@ -31,7 +32,6 @@ use uuid::Uuid;
 pub use error::ApiError;
 
 use crate::clock::Clock;
-use crate::cloud::sim::SimCloud;
 use crate::cloud::Cloud;
 use crate::metrics::Metrics;
 use crate::shell::catch_up;
@@ -47,8 +47,6 @@ const COMMAND_RETRIES: usize = 5;
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub clock: Arc<dyn Clock>,
-    /// Present when running on the simulated cloud: enables `/v1/sim/...`.
-    pub sim: Option<SimCloud>,
     /// Folded states by service, caught up from the log on every use: a request folds only
     /// what is new, not the service's whole history.
     pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, ServiceState>>>,
@@ -59,11 +57,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, sim: Option<SimCloud>) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
         AppState {
             store,
             clock,
-            sim,
             folds: Arc::default(),
             metrics: Arc::default(),
             cloud: None,
@@ -105,10 +102,6 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/abort", post(abort))
         .route("/v1/services/{service}/plan", get(plan))
         .route("/v1/services/{service}/events", get(events))
-        .route("/v1/sim/alarms/{name}", post(sim_alarm))
-        .route("/v1/sim/fail-env", post(sim_fail_env))
-        .route("/v1/sim/terminate-env", post(sim_terminate_env))
-        .route("/v1/sim/deregister", post(sim_deregister))
         .with_state(state)
 }
 
@@ -714,111 +707,4 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         state.metrics.render(sequence),
     )
         .into_response())
-}
-
-fn sim(state: &AppState) -> Result<&SimCloud, ApiError> {
-    state.sim.as_ref().ok_or_else(|| {
-        ApiError::not_found(
-            "this roller drives a real cloud; /v1/sim is only for the simulated one",
-        )
-    })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlarmBody {
-    state: String,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    value: Option<f64>,
-}
-
-async fn sim_alarm(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    Body(body): Body<AlarmBody>,
-) -> Result<Response, ApiError> {
-    let alarm_state = match body.state.as_str() {
-        "ALARM" => AlarmState::Alarm,
-        "OK" => AlarmState::Ok,
-        "INSUFFICIENT_DATA" => AlarmState::InsufficientData,
-        other => {
-            return Err(ApiError::field(
-                "state",
-                format!("{other:?} is not an alarm state; use ALARM, OK or INSUFFICIENT_DATA"),
-            ))
-        }
-    };
-    if name.is_empty() || name.len() > 255 {
-        return Err(ApiError::field("name", "must be 1 to 255 characters"));
-    }
-    sim(&state)?
-        .set_alarm(&name, alarm_state, body.reason, body.value)
-        .map_err(sim_error)?;
-    Ok(Json(json!({ "alarm": name, "state": body.state })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailBody {
-    service: String,
-    version: String,
-}
-
-async fn sim_fail_env(
-    State(state): State<AppState>,
-    Body(body): Body<FailBody>,
-) -> Result<Response, ApiError> {
-    validate_service_name(&body.service)?;
-    validate_version(&body.version)?;
-    sim(&state)?
-        .fail_version(&body.service, &body.version)
-        .map_err(sim_error)?;
-    Ok(Json(json!({ "failing": format!("{}/{}", body.service, body.version) })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnvBody {
-    environment: String,
-}
-
-async fn sim_terminate_env(
-    State(state): State<AppState>,
-    Body(body): Body<EnvBody>,
-) -> Result<Response, ApiError> {
-    sim(&state)?
-        .terminate_outside(&body.environment)
-        .map_err(sim_error)?;
-    Ok(Json(json!({ "terminated": body.environment })).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InstanceBody {
-    instance: String,
-}
-
-async fn sim_deregister(
-    State(state): State<AppState>,
-    Body(body): Body<InstanceBody>,
-) -> Result<Response, ApiError> {
-    sim(&state)?
-        .deregister_outside(&body.instance)
-        .map_err(sim_error)?;
-    Ok(Json(json!({ "deregistered": body.instance })).into_response())
-}
-
-fn sim_error(e: crate::cloud::CloudError) -> ApiError {
-    match e {
-        crate::cloud::CloudError::Rejected { message, .. } => {
-            ApiError::new(StatusCode::BAD_REQUEST, "rejected", message)
-        }
-        other => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            other.to_string(),
-        ),
-    }
 }

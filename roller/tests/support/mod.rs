@@ -48,8 +48,8 @@ impl World {
         let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
         let roller = Roller::new(store.clone(), Arc::new(sim.clone()), dyn_clock.clone())
             .with_metrics(metrics.clone());
-        let router =
-            app(AppState::new(store.clone(), dyn_clock, Some(sim.clone())).with_metrics(metrics));
+        let router = app(AppState::new(store.clone(), dyn_clock).with_metrics(metrics))
+            .merge(ionroller_roller::api::sim::routes(sim.clone()));
         World {
             dir,
             store,

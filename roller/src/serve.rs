@@ -1,0 +1,80 @@
+//! The roller as one running service: the reconcile loop and the REST API on one listener,
+//! stopped together. The caller (`ionroller up`, or a test) chooses the store, the cloud and
+//! the listener; this module knows none of them concretely.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ionroller_shared::store::EventStore;
+
+use crate::api::{self, AppState};
+use crate::clock::Clock;
+use crate::cloud::sim::SimCloud;
+use crate::cloud::Cloud;
+use crate::metrics::Metrics;
+use crate::shell::Roller;
+
+/// How the roller runs; every field is a choice the operator makes.
+pub struct RollerConfig {
+    /// Time between reconcile passes.
+    pub interval: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The cloud the roller drives. The simulator also gets its `/v1/sim/*` routes, which exist
+/// only on a simulated cloud.
+#[derive(Clone)]
+pub enum CloudDriver {
+    Simulated(SimCloud),
+    Real(Arc<dyn Cloud>),
+}
+
+impl CloudDriver {
+    fn cloud(&self) -> Arc<dyn Cloud> {
+        match self {
+            CloudDriver::Simulated(sim) => Arc::new(sim.clone()),
+            CloudDriver::Real(cloud) => cloud.clone(),
+        }
+    }
+}
+
+/// Runs the reconcile loop and serves the API on `listener` until `shutdown` resolves, then
+/// lets in-flight requests and the current pass finish.
+pub async fn serve(
+    config: RollerConfig,
+    store: Arc<dyn EventStore>,
+    driver: CloudDriver,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let cloud = driver.cloud();
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let roller = Roller::new(store.clone(), cloud.clone(), config.clock.clone())
+        .with_metrics(metrics.clone());
+    let mut roller_stop = stop_rx.clone();
+    let roller_task = tokio::spawn(roller.run(config.interval, async move {
+        let _ = roller_stop.wait_for(|stopped| *stopped).await;
+    }));
+    let state = AppState::new(store, config.clock)
+        .with_metrics(metrics)
+        .with_cloud(cloud);
+    let mut router = api::app(state);
+    if let CloudDriver::Simulated(sim) = driver {
+        router = router.merge(api::sim::routes(sim));
+    }
+    let mut server_stop = stop_rx;
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|stopped| *stopped).await;
+    });
+    let server_task = tokio::spawn(async move { server.await });
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    if let Err(e) = roller_task.await {
+        tracing::error!(error = %e, "the reconcile loop panicked");
+    }
+    server_task
+        .await
+        .map_err(|e| std::io::Error::other(format!("the API server task failed: {e}")))?
+}
