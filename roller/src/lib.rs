@@ -3,6 +3,7 @@
 //! # Layout
 //! The pure core (`evolve`, `observe`, `decide`, plans, command rules) is the
 //! `ionroller-core` crate; this crate is the shell around it.
+//! - [`log`]: the one write path: fold a service's stream, append at the revision folded.
 //! - [`shell`]: the loop that feeds the core from the event store and the cloud.
 //! - [`snapshot`]: cached folds of long service streams.
 //! - [`cloud`]: the `Cloud` trait and the simulated cloud.
@@ -11,6 +12,7 @@
 pub mod api;
 pub mod clock;
 pub mod cloud;
+pub mod log;
 pub mod metrics;
 mod serve;
 pub mod shell;

@@ -14,36 +14,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ionroller_shared::events::{service_of, service_stream, ServiceEvent};
-use ionroller_shared::store::{
-    EventMetadata, EventStore, ExpectedRevision, Position, ReadFilter, Revision, StoreError,
-    StreamId, StreamRead,
-};
-use uuid::Uuid;
+use ionroller_shared::events::ServiceEvent;
+use ionroller_shared::store::{EventStore, Position};
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
+use crate::log::{self, Appended};
 use crate::metrics::Metrics;
 use ionroller_core::observe::observation_failed;
-use ionroller_core::plan::event_id;
-use ionroller_core::state::apply_recorded;
 use ionroller_core::{decide, observe, ServiceState};
 
-pub const ROLLER_ACTOR: &str = "roller";
-const PAGE: usize = 500;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RollerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// An event that cannot be decoded: the service stops here rather than skip it.
-    #[error("service {service}: event at revision {revision} cannot be folded: {why}")]
-    Poison {
-        service: String,
-        revision: Revision,
-        why: String,
-    },
-}
+pub use crate::log::{RollerError, ROLLER_ACTOR};
 
 /// At most this many decide rounds per pass (see `reconcile`).
 const DECISION_ROUNDS: usize = 4;
@@ -122,32 +103,15 @@ impl Roller {
 
     /// Finds services that saved a config since the last look.
     async fn discover(&mut self) -> Result<(), RollerError> {
-        let filter = ReadFilter {
-            stream_prefix: Some(ionroller_shared::events::SERVICE_STREAM_PREFIX.into()),
-            event_types: vec!["config-saved".into()],
-        };
-        loop {
-            // Everything up to the head is visible to the read that follows it.
-            let head = self.store.head().await?;
-            let page = self
-                .store
-                .read_all(self.discovered_until, PAGE, &filter)
-                .await?;
-            for event in &page {
-                if let Some(service) = service_of(&event.stream) {
-                    self.services
-                        .entry(service.to_string())
-                        .or_insert_with(|| ServiceState::new(service));
-                }
-            }
-            match page.last() {
-                Some(last) if page.len() == PAGE => self.discovered_until = Some(last.position),
-                _ => {
-                    self.discovered_until = head.max(self.discovered_until);
-                    return Ok(());
-                }
-            }
+        let (names, next) =
+            log::discover_services(self.store.as_ref(), self.discovered_until).await?;
+        for name in names {
+            self.services
+                .entry(name.clone())
+                .or_insert_with(|| ServiceState::new(&name));
         }
+        self.discovered_until = next;
+        Ok(())
     }
 
     /// One service: finish recorded intents, observe, decide, act.
@@ -250,105 +214,33 @@ impl Roller {
         if events.is_empty() {
             return Ok(true);
         }
-        let stream = service_stream(service)?;
+        let at = self.clock.now();
+        let store = self.store.clone();
         let state = self.fold(service);
-        let revision = state.revision;
-        let correlation_id = state
-            .rollout
-            .as_ref()
-            .map_or_else(|| service_correlation(&stream), |r| r.id);
-        let occurred_at = self.clock.now();
-        let first = revision.map_or(0, |r| r.0 + 1);
-        let batch = events
-            .iter()
-            .enumerate()
-            .map(|(i, event)| {
-                let (event_type, data) = event.encode();
-                let id = event_id(&stream, first + i as u64, &event_type, &data);
-                event.to_new_event(
-                    ionroller_shared::store::EventId(id),
-                    EventMetadata {
-                        actor: ROLLER_ACTOR.to_string(),
-                        correlation_id: event.rollout_id().unwrap_or(correlation_id),
-                        causation_id: None,
-                        occurred_at,
-                    },
-                )
-            })
-            .collect();
-        let result = self
-            .store
-            .append(&stream, ExpectedRevision::after(revision), batch)
-            .await;
-        match result {
-            Ok(_) => {
-                Metrics::add(&self.metrics.events_appended, events.len() as u64);
-                self.catch_up(service).await?;
-                Ok(true)
-            }
-            Err(StoreError::WrongExpectedRevision { .. } | StoreError::IdConflict { .. }) => {
-                Metrics::add(&self.metrics.append_conflicts, 1);
-                self.catch_up(service).await?;
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
+        let appended = log::append(store.as_ref(), state, &events, ROLLER_ACTOR, at).await?;
+        match appended {
+            Appended::Written => Metrics::add(&self.metrics.events_appended, events.len() as u64),
+            Appended::Conflict => Metrics::add(&self.metrics.append_conflicts, 1),
         }
+        self.catch_up(service).await?;
+        Ok(appended == Appended::Written)
     }
 
     async fn catch_up(&mut self, service: &str) -> Result<(), RollerError> {
-        let stream = service_stream(service)?;
         let store = self.store.clone();
         let state = self
             .services
             .entry(service.to_string())
             .or_insert_with(|| ServiceState::new(service));
-        catch_up(store.as_ref(), &stream, state).await?;
+        log::catch_up(store.as_ref(), state).await?;
         let revision = state.revision.map_or(0, |r| r.0);
         let last = self.snapshotted.entry(service.to_string()).or_insert(0);
         if revision >= *last + crate::snapshot::SNAPSHOT_EVERY {
-            if let Err(e) = crate::snapshot::save(store.as_ref(), state).await {
+            if let Err(e) = crate::snapshot::save(store.as_ref(), state, ROLLER_ACTOR).await {
                 tracing::warn!(service, error = %e, "saving a snapshot failed");
             }
             *last = revision;
         }
         Ok(())
     }
-}
-
-/// Folds whatever the stream holds beyond `state.revision` into `state`.
-pub async fn catch_up(
-    store: &dyn EventStore,
-    stream: &StreamId,
-    state: &mut ServiceState,
-) -> Result<(), RollerError> {
-    if state.revision.is_none() {
-        if let Some(snapshot) = crate::snapshot::load(store, &state.service).await {
-            *state = snapshot;
-        }
-    }
-    loop {
-        let from = state.revision.map_or(0, |r| r.0 + 1);
-        let page = match store
-            .read_stream(stream, StreamRead::forward(PAGE).from(Revision(from)))
-            .await
-        {
-            Ok(page) => page,
-            Err(StoreError::StreamNotFound(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        for event in &page {
-            apply_recorded(state, event).map_err(|why| RollerError::Poison {
-                service: state.service.clone(),
-                revision: event.revision,
-                why,
-            })?;
-        }
-        if page.len() < PAGE {
-            return Ok(());
-        }
-    }
-}
-
-fn service_correlation(stream: &StreamId) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, stream.as_str().as_bytes())
 }

@@ -50,7 +50,11 @@ pub async fn load(store: &dyn EventStore, service: &str) -> Option<ServiceState>
 }
 
 /// Saves `state` as the latest snapshot of its service.
-pub async fn save(store: &dyn EventStore, state: &ServiceState) -> Result<(), StoreError> {
+pub async fn save(
+    store: &dyn EventStore,
+    state: &ServiceState,
+    actor: &str,
+) -> Result<(), StoreError> {
     let Some(revision) = state.revision else {
         return Ok(());
     };
@@ -71,7 +75,7 @@ pub async fn save(store: &dyn EventStore, state: &ServiceState) -> Result<(), St
         schema_version: FORMAT,
         data,
         metadata: EventMetadata {
-            actor: crate::shell::ROLLER_ACTOR.into(),
+            actor: actor.into(),
             correlation_id: id,
             causation_id: None,
             occurred_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,

@@ -5,7 +5,7 @@ mod support;
 
 use ionroller_core::state::apply_recorded;
 use ionroller_core::ServiceState;
-use ionroller_roller::shell::catch_up;
+use ionroller_roller::log::catch_up;
 use ionroller_roller::snapshot;
 use ionroller_shared::events::service_stream;
 use ionroller_shared::store::{EventId, EventMetadata, ExpectedRevision, NewEvent, StreamRead};
@@ -48,9 +48,7 @@ async fn a_snapshot_plus_the_rest_equals_the_full_fold() {
 
     // No snapshot yet: a fresh catch-up is a full fold.
     let mut fresh = ServiceState::new("hello");
-    catch_up(w.store.as_ref(), &stream, &mut fresh)
-        .await
-        .unwrap();
+    catch_up(w.store.as_ref(), &mut fresh).await.unwrap();
     assert_eq!(
         serde_json::to_value(&fresh).unwrap(),
         serde_json::to_value(&full).unwrap()
@@ -58,15 +56,15 @@ async fn a_snapshot_plus_the_rest_equals_the_full_fold() {
 
     // A snapshot taken mid-way, then the rest folded on top.
     let half = fold(events.len() / 2);
-    snapshot::save(w.store.as_ref(), &half).await.unwrap();
+    snapshot::save(w.store.as_ref(), &half, "roller")
+        .await
+        .unwrap();
     let loaded = snapshot::load(w.store.as_ref(), "hello")
         .await
         .expect("snapshot loads");
     assert_eq!(loaded.revision, half.revision);
     let mut resumed = ServiceState::new("hello");
-    catch_up(w.store.as_ref(), &stream, &mut resumed)
-        .await
-        .unwrap();
+    catch_up(w.store.as_ref(), &mut resumed).await.unwrap();
     assert_eq!(resumed.revision, full.revision);
     assert_eq!(
         serde_json::to_value(&resumed).unwrap(),
@@ -97,9 +95,7 @@ async fn a_snapshot_plus_the_rest_equals_the_full_fold() {
         .unwrap();
     assert!(snapshot::load(w.store.as_ref(), "hello").await.is_none());
     let mut again = ServiceState::new("hello");
-    catch_up(w.store.as_ref(), &stream, &mut again)
-        .await
-        .unwrap();
+    catch_up(w.store.as_ref(), &mut again).await.unwrap();
     assert_eq!(
         serde_json::to_value(&again).unwrap(),
         serde_json::to_value(&full).unwrap()

@@ -10,27 +10,27 @@ use ionroller_shared::store::Revision;
 use uuid::Uuid;
 
 use super::decide::decide;
-use super::plan::{compute_plan, environment_name};
+use super::plan::{compute_plan, plan_rollout};
 use super::state::{evolve, RolloutKind, ServiceState};
 
-const SERVICE: &str = "hello";
+pub(crate) const SERVICE: &str = "hello";
 
-fn t(secs: i64) -> DateTime<Utc> {
+pub(crate) fn t(secs: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("valid") + Duration::seconds(secs)
 }
 
-fn example() -> ServiceConfig {
+pub(crate) fn example() -> ServiceConfig {
     parse_service_config(include_str!("../../../examples/hello.json")).expect("valid example")
 }
 
 /// A service history under construction.
-struct History {
-    state: ServiceState,
+pub(crate) struct History {
+    pub(crate) state: ServiceState,
     next: u64,
 }
 
 impl History {
-    fn with(config: ServiceConfig) -> Self {
+    pub(crate) fn with(config: ServiceConfig) -> Self {
         let mut h = History {
             state: ServiceState::new(SERVICE),
             next: 0,
@@ -45,11 +45,11 @@ impl History {
         h
     }
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(example())
     }
 
-    fn push(&mut self, at: i64, event: ServiceEvent) -> &mut Self {
+    pub(crate) fn push(&mut self, at: i64, event: ServiceEvent) -> &mut Self {
         evolve(
             &mut self.state,
             &event,
@@ -61,7 +61,7 @@ impl History {
         self
     }
 
-    fn pushes(&mut self, at: i64, events: Vec<ServiceEvent>) -> &mut Self {
+    pub(crate) fn pushes(&mut self, at: i64, events: Vec<ServiceEvent>) -> &mut Self {
         for e in events {
             self.push(at, e);
         }
@@ -69,11 +69,16 @@ impl History {
     }
 
     /// Requests a release and its plan, as the API does; returns the rollout id and env name.
-    fn release(&mut self, at: i64, version: &str, override_alarms: bool) -> (Uuid, String) {
+    pub(crate) fn release(
+        &mut self,
+        at: i64,
+        version: &str,
+        override_alarms: bool,
+    ) -> (Uuid, String) {
         self.release_into(at, version, override_alarms, None)
     }
 
-    fn release_into(
+    pub(crate) fn release_into(
         &mut self,
         at: i64,
         version: &str,
@@ -81,16 +86,12 @@ impl History {
         name: Option<&str>,
     ) -> (Uuid, String) {
         let id = Uuid::from_u128(self.next as u128 + 1000);
-        let config = self.state.latest_config().expect("config").config.clone();
-        let warm = self
-            .state
-            .warm_environment(version, 1)
-            .map(|e| e.name.clone());
-        let env = warm
-            .clone()
-            .or(name.map(str::to_string))
-            .unwrap_or_else(|| environment_name(SERVICE, version, id));
-        let plan = compute_plan(&config, &RolloutKind::Release, env.clone(), warm.is_some());
+        let mut plan = plan_rollout(&self.state, &RolloutKind::Release, version, Some(id))
+            .expect("a configured service");
+        if let (Some(name), false) = (name, plan.reuses_warm_environment) {
+            plan.environment = name.to_string();
+        }
+        let env = plan.environment.clone();
         self.push(
             at,
             ServiceEvent::ReleaseRequested {
@@ -110,7 +111,7 @@ impl History {
         (id, env)
     }
 
-    fn env(
+    pub(crate) fn env(
         &mut self,
         at: i64,
         name: &str,
@@ -140,11 +141,11 @@ impl History {
         )
     }
 
-    fn green(&mut self, at: i64, name: &str, version: &str) -> &mut Self {
+    pub(crate) fn green(&mut self, at: i64, name: &str, version: &str) -> &mut Self {
         self.env(at, name, version, EnvironmentStatus::Ready, Health::Green)
     }
 
-    fn registered(&mut self, at: i64, ids: &[&str]) -> &mut Self {
+    pub(crate) fn registered(&mut self, at: i64, ids: &[&str]) -> &mut Self {
         self.push(
             at,
             ServiceEvent::RegistrationsObserved {
@@ -160,7 +161,7 @@ impl History {
         )
     }
 
-    fn alarm(&mut self, at: i64, state: AlarmState) -> &mut Self {
+    pub(crate) fn alarm(&mut self, at: i64, state: AlarmState) -> &mut Self {
         self.push(
             at,
             ServiceEvent::AlarmObserved {
@@ -176,7 +177,7 @@ impl History {
     }
 
     /// Runs decide and, like the shell, records the decision and marks actions done.
-    fn decide_and_apply(&mut self, at: i64) -> Vec<ServiceEvent> {
+    pub(crate) fn decide_and_apply(&mut self, at: i64) -> Vec<ServiceEvent> {
         let events = decide(&self.state, t(at));
         for e in &events {
             self.push(at, e.clone());
@@ -202,7 +203,7 @@ impl History {
     }
 
     /// A service whose v1 completed and serves all traffic from `hello-v1`.
-    fn serving_v1() -> Self {
+    pub(crate) fn serving_v1() -> Self {
         let mut h = History::new();
         let (id, _) = h.release_into(1, "v1", false, Some("hello-v1"));
         h.green(2, "hello-v1", "v1")

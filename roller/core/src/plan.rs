@@ -7,7 +7,7 @@ use ionroller_shared::events::{Plan, PlanStep, RolloutId};
 use ionroller_shared::store::StreamId;
 use uuid::Uuid;
 
-use super::state::RolloutKind;
+use super::state::{RolloutKind, ServiceState};
 
 /// Namespace for ionroller's name-based (v5) UUIDs.
 const NAMESPACE: Uuid = Uuid::from_u128(0x6a0e_1b2c_9d4f_4e7a_8c3b_5f1e_2d7a_9c40);
@@ -53,6 +53,36 @@ pub fn event_id(
 pub fn action_id(service: &str, revision: Option<u64>, key: &str, attempt: u32) -> Uuid {
     let text = format!("{service}@{revision:?}:{key}#{attempt}");
     Uuid::new_v5(&NAMESPACE, text.as_bytes())
+}
+
+/// What a preview shows for the environment of a rollout that would launch one: its name
+/// derives from the rollout's id, which exists only once the release is requested.
+pub const UNNAMED_ENVIRONMENT: &str = "(a new environment, named when the release starts)";
+
+/// The plan of a rollout of `version` under the service's current config: the one place that
+/// chooses between reusing a warm environment of that version (one switch, no launch) and a
+/// new environment named after the rollout. `rollout_id` is `None` for a preview, which then
+/// shows [`UNNAMED_ENVIRONMENT`] rather than a name the release would not use. `None` when the
+/// service has no config.
+pub fn plan_rollout(
+    state: &ServiceState,
+    kind: &RolloutKind,
+    version: &str,
+    rollout_id: Option<RolloutId>,
+) -> Option<Plan> {
+    let config = state.latest_config()?;
+    let warm = state.warm_environment(version, config.version);
+    let environment = match (warm, rollout_id) {
+        (Some(env), _) => env.name.clone(),
+        (None, Some(id)) => environment_name(&state.service, version, id),
+        (None, None) => UNNAMED_ENVIRONMENT.to_string(),
+    };
+    Some(compute_plan(
+        &config.config,
+        kind,
+        environment,
+        warm.is_some(),
+    ))
 }
 
 /// The steps and pauses a release would take, and its worst-case duration.
