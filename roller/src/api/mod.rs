@@ -141,8 +141,6 @@ pub(crate) async fn load_existing(
     Ok(folded)
 }
 
-/// Reads, checks, appends at the revision read; re-reads on a concurrent change.
-
 /// Checks `command` against the service's folded state with the core's rules and appends what
 /// they decide at the revision folded; on a concurrent change, folds again and re-checks.
 /// Returns what was accepted and the state after it.
