@@ -9,4 +9,5 @@
 pub mod cloud;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod store;

@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use ionroller_projections::audit::{AuditFilter, Verifier};
 use ionroller_projections::delivery::delivery_report;
+use ionroller_shared::config::FieldError;
+use ionroller_shared::http::ErrorBody;
 use ionroller_shared::store::{ReadFilter, StoreError};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,10 +37,23 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": if self.0 == StatusCode::BAD_REQUEST { "invalid" } else { "unavailable" }, "message": self.1 });
-        if let Some(p) = self.2 {
-            body["problems"] = json!([{ "field": p, "problem": self.1 }]);
-        }
+        let code = match self.0 {
+            StatusCode::BAD_REQUEST => "invalid",
+            _ => "unavailable",
+        };
+        let problems = self
+            .2
+            .map(|field| FieldError {
+                field,
+                problem: self.1.clone(),
+            })
+            .into_iter()
+            .collect();
+        let body = ErrorBody {
+            error: code.to_string(),
+            message: self.1,
+            problems,
+        };
         (self.0, Json(body)).into_response()
     }
 }

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ionroller_shared::config::FieldError;
+use ionroller_shared::http::ErrorBody;
 use ionroller_shared::store::StoreError;
-use serde::Serialize;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -14,14 +14,6 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub problems: Vec<FieldError>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    problems: &'a [FieldError],
 }
 
 impl ApiError {
@@ -96,10 +88,10 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: self.code,
-            message: &self.message,
-            problems: &self.problems,
+        let body = ErrorBody {
+            error: self.code.to_string(),
+            message: self.message,
+            problems: self.problems,
         };
         (self.status, Json(body)).into_response()
     }
