@@ -47,5 +47,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== crate graph"
+scripts/check-crate-graph.sh
 echo "== cargo test"
 cargo test --workspace "$@"
