@@ -9,7 +9,7 @@ work=$(mktemp -d /tmp/ionroller-bench.XXXXXX)
 chmod 755 "$work"
 trap 'aws_emulators_stop "$work/aws"; pg_stop "$work/pg"; rm -rf "$work"' EXIT
 pg_start "$work/pg"
-cargo bench -p ionroller-shared --bench store -- --pg "$IONROLLER_TEST_PG_URL" --write "$PWD/BENCHMARKS.md"
+cargo bench -p ionroller-store-tests --bench store -- --pg "$IONROLLER_TEST_PG_URL" --write "$PWD/BENCHMARKS.md"
 cargo bench -p ionroller-roller --bench core -- --write "$PWD/BENCHMARKS.md"
 cargo bench -p ionroller-trail --bench trail -- --write "$PWD/BENCHMARKS.md"
 # Against the emulators the times are the observation interval's and the emulators', not the

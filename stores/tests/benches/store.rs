@@ -1,7 +1,7 @@
 //! Event-store throughput, measured against the disk's own fsync limit on the same filesystem.
 //!
 //! `scripts/bench.sh` runs it with a throwaway PostgreSQL; by hand:
-//! `cargo bench -p ionroller-shared --bench store -- [--pg URL] [--write BENCHMARKS.md]`.
+//! `cargo bench -p ionroller-store-tests --bench store -- [--pg URL] [--write BENCHMARKS.md]`.
 //! With `--write`, the figures replace the section between the `store-bench` markers.
 
 #[path = "report.rs"]
