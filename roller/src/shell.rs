@@ -80,7 +80,7 @@ impl Roller {
         let names: Vec<String> = self.services.keys().cloned().collect();
         for name in names {
             if let Err(e) = self.reconcile(&name).await {
-                Metrics::add(&self.metrics.service_failures, 1);
+                self.metrics.reconcile_failed(&name);
                 tracing::warn!(service = %name, error = %e, "reconcile failed");
             }
         }
@@ -93,7 +93,7 @@ impl Roller {
             .filter(|s| s.rollout.is_some())
             .count();
         Metrics::set(&m.rollouts_in_progress, rolling as u64);
-        Metrics::set(&m.last_pass_micros, started.elapsed().as_micros() as u64);
+        m.pass_took(started.elapsed());
         Ok(())
     }
 
@@ -179,7 +179,7 @@ impl Roller {
                 .await
             {
                 Ok(detail) => {
-                    Metrics::add(&self.metrics.actions_succeeded, 1);
+                    self.metrics.action_finished(service, true);
                     ServiceEvent::ActionSucceeded {
                         action_id,
                         attempt,
@@ -187,7 +187,7 @@ impl Roller {
                     }
                 }
                 Err(e) => {
-                    Metrics::add(&self.metrics.actions_failed, 1);
+                    self.metrics.action_finished(service, false);
                     tracing::warn!(service, action = %action.describe(), error = %e, "action failed");
                     ServiceEvent::ActionFailed {
                         action_id,

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::db::{DbError, CHAIN_CHECKPOINT_EVERY};
+use crate::metrics::MetricsError;
 use crate::runner::{Trail, TrailError};
 
 pub struct ApiError(StatusCode, String, Option<String>);
@@ -68,6 +69,13 @@ impl From<TrailError> for ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         TrailError::from(e).into()
+    }
+}
+
+impl From<MetricsError> for ApiError {
+    fn from(e: MetricsError) -> Self {
+        tracing::error!(error = %e, "trail metrics");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
     }
 }
 
@@ -341,23 +349,10 @@ async fn metrics(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> 
         .lock()
         .map(|s| s.clone())
         .map_err(|_| TrailError::Internal("status lock".into()))?;
-    let head = head.map_or(0, |p| p.commit());
-    let checkpoint = status
-        .checkpoint
-        .as_deref()
-        .and_then(|t| ionroller_shared::store::Position::from_token(t).ok())
-        .map_or(0, |p| p.commit());
-    let text = format!(
-        "# HELP trail_store_head_position Position of the last event in the log.\n# TYPE trail_store_head_position gauge\ntrail_store_head_position {head}\n\
-         # HELP trail_checkpoint_position Position of the last event projected.\n# TYPE trail_checkpoint_position gauge\ntrail_checkpoint_position {checkpoint}\n\
-         # HELP trail_lag_events Events in the log not yet projected (head - checkpoint).\n# TYPE trail_lag_events gauge\ntrail_lag_events {}\n\
-         # HELP trail_audit_rows Audit rows stored.\n# TYPE trail_audit_rows gauge\ntrail_audit_rows {}\n\
-         # HELP trail_stopped 1 when a poison event stopped projecting.\n# TYPE trail_stopped gauge\ntrail_stopped {}\n",
-        head.saturating_sub(checkpoint),
-        status.rows,
-        u8::from(status.error.is_some()),
-    );
-    Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
+    let text = trail
+        .metrics
+        .render(head.map_or(0, |p| p.commit()), &status)?;
+    Ok(([("content-type", crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// Server-sent audit rows: stored rows after `Last-Event-ID` (a row's seq), then live ones.

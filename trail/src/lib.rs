@@ -8,10 +8,12 @@
 //! - [`runner`]: the projector: one catch-up subscription, batches, poison-event handling,
 //!   in-memory release history and traffic timeline (folds from `ionroller-projections`).
 //! - [`api`]: the query API, live feed, metrics and dashboard page.
+//! - [`metrics`]: the gauges behind `/metrics`, through `prometheus-client`.
 //! - [`rebuild`]: replays the log into a fresh projection and switches over.
 
 pub mod api;
 pub mod db;
+pub mod metrics;
 pub mod rebuild;
 pub mod runner;
 

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::db::{Checkpoint, DbError, TrailDb};
+use crate::metrics::TrailMetrics;
 
 const BATCH: usize = 1000;
 
@@ -76,6 +77,7 @@ pub struct Trail {
     pub folds: Arc<RwLock<Folds>>,
     pub feed: broadcast::Sender<AuditRow>,
     pub status: Arc<Mutex<Status>>,
+    pub metrics: TrailMetrics,
 }
 
 impl Trail {
@@ -87,6 +89,7 @@ impl Trail {
             folds: Arc::default(),
             feed,
             status: Arc::default(),
+            metrics: TrailMetrics::default(),
         })
     }
 

@@ -96,3 +96,10 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
+
+impl From<crate::metrics::MetricsError> for ApiError {
+    fn from(e: crate::metrics::MetricsError) -> Self {
+        tracing::error!(error = %e, "metrics");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}

@@ -148,8 +148,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let head = state.store.head().await?;
     let sequence = head.map_or(0, |p| p.commit());
     Ok((
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(sequence),
+        [("content-type", crate::metrics::CONTENT_TYPE)],
+        state.metrics.render(sequence)?,
     )
         .into_response())
 }
