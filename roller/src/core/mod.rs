@@ -13,6 +13,8 @@ pub mod state;
 
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod schema_evolution_tests;
 
 pub use decide::decide;
 pub use observe::{observe, CloudView};
