@@ -327,7 +327,7 @@ pub fn parse_service_config(json: &str) -> Result<ServiceConfig, Vec<FieldError>
         ))
     };
     // The fields each object may hold, read off the parsed config (every field serializes),
-    // so that an unknown field's problem can list them as serde's own error did.
+    // so that an unknown field's problem can list them (sorted) as serde's own error did.
     let known = parsed
         .as_ref()
         .ok()
