@@ -15,4 +15,6 @@ pub mod timeline;
 #[cfg(test)]
 mod history_tests;
 #[cfg(test)]
+mod schema_evolution_tests;
+#[cfg(test)]
 pub(crate) mod testing;

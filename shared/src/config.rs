@@ -3,6 +3,11 @@
 //! A config says how a service runs; the version to run comes from each release. Every save is
 //! a new, immutable config version recorded as a `config-saved` event.
 //! [`parse_service_config`] returns *every* problem at once, each naming the field.
+//!
+//! The types accept fields they do not know: configs are stored inside events, and a roller or
+//! trail one version behind must still fold a config that a newer one saved. The strictness
+//! a person's config needs (a misspelt field is an error, not silently dropped) lives in
+//! [`parse_service_config`] instead, which is what the API and the CLI read configs with.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,7 +16,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     pub endpoint: EndpointConfig,
     /// `[registry/]account/name`, without a tag: the tag is the release's version.
@@ -35,7 +39,6 @@ fn default_health_check_path() -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// The customer-facing URL, for people; traffic goes through `load_balancer`.
     #[serde(default)]
@@ -44,7 +47,7 @@ pub struct EndpointConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub struct LoadBalancerConfig {
     pub kind: LoadBalancerKind,
     /// Classic ELB name, or the ALB listener ARN.
@@ -61,14 +64,12 @@ pub enum LoadBalancerKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PortMapping {
     pub container: u16,
     pub host: u16,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct InstanceConfig {
     #[serde(rename = "type")]
     pub instance_type: String,
@@ -77,7 +78,6 @@ pub struct InstanceConfig {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     #[serde(default)]
     pub account_id: Option<String>,
@@ -96,7 +96,6 @@ pub struct AwsConfig {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OptionSetting {
     pub namespace: String,
     pub option_name: String,
@@ -104,7 +103,6 @@ pub struct OptionSetting {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RolloutPolicy {
     /// Percent of the new environment's capacity behind the endpoint at each step; the last
     /// must be 100. E.g. `[25, 50, 100]`.
@@ -144,7 +142,6 @@ fn default_progress_deadline() -> HumanDuration {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CanaryPolicy {
     pub percent: u8,
     pub pause: Pause,
@@ -314,25 +311,127 @@ pub fn validate_version(version: &str) -> Result<(), FieldError> {
     }
 }
 
-/// Parses and validates a config, returning every problem found.
+/// Parses and validates a config written by a person, returning every problem found.
+///
+/// Stricter than the types themselves: a field this version does not know is a problem here
+/// (the types ignore it so that stored configs from newer versions still fold). Unknown
+/// fields are reported alongside a type error or the validation problems, not instead of them.
 pub fn parse_service_config(json: &str) -> Result<ServiceConfig, Vec<FieldError>> {
-    let de = &mut serde_json::Deserializer::from_str(json);
-    let config: ServiceConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        vec![FieldError {
-            field: if path == "." {
-                "(document)".into()
+    let mut unknown: Vec<Vec<Segment>> = Vec::new();
+    let parsed = {
+        let mut on_ignored = |path: serde_ignored::Path| unknown.push(segments(&path));
+        let de = &mut serde_json::Deserializer::from_str(json);
+        serde_path_to_error::deserialize::<_, ServiceConfig>(serde_ignored::Deserializer::new(
+            de,
+            &mut on_ignored,
+        ))
+    };
+    // The fields each object may hold, read off the parsed config (every field serializes),
+    // so that an unknown field's problem can list them (sorted) as serde's own error did.
+    let known = parsed
+        .as_ref()
+        .ok()
+        .and_then(|config| serde_json::to_value(config).ok());
+    let mut problems: Vec<FieldError> = unknown
+        .iter()
+        .map(|path| unknown_field(path, known.as_ref()))
+        .collect();
+    match parsed {
+        Err(e) => {
+            let path = e.path().to_string();
+            problems.push(FieldError {
+                field: if path == "." {
+                    "(document)".into()
+                } else {
+                    path
+                },
+                problem: e.into_inner().to_string(),
+            });
+            Err(problems)
+        }
+        Ok(config) => {
+            problems.extend(config.validate());
+            if problems.is_empty() {
+                Ok(config)
             } else {
-                path
-            },
-            problem: e.into_inner().to_string(),
-        }]
-    })?;
-    let problems = config.validate();
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
+                Err(problems)
+            }
+        }
+    }
+}
+
+/// One step of a path into a config document.
+enum Segment {
+    Field(String),
+    Index(usize),
+}
+
+/// The path serde_ignored reports, root first; `Option` and newtype wrappers are not steps
+/// a person sees in the document.
+fn segments(path: &serde_ignored::Path) -> Vec<Segment> {
+    use serde_ignored::Path;
+    let mut steps = Vec::new();
+    let mut at = path;
+    loop {
+        at = match at {
+            Path::Root => break,
+            Path::Seq { parent, index } => {
+                steps.push(Segment::Index(*index));
+                parent
+            }
+            Path::Map { parent, key } => {
+                steps.push(Segment::Field(key.clone()));
+                parent
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => parent,
+        };
+    }
+    steps.reverse();
+    steps
+}
+
+/// The problem for a field this version does not know, written like the paths `validate`
+/// and serde_path_to_error give (`rollout.steps[1]`).
+fn unknown_field(path: &[Segment], known: Option<&serde_json::Value>) -> FieldError {
+    let mut field = String::new();
+    for step in path {
+        match step {
+            Segment::Field(key) => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(key);
+            }
+            Segment::Index(i) => field.push_str(&format!("[{i}]")),
+        }
+    }
+    let name = match path.last() {
+        Some(Segment::Field(key)) => key.as_str(),
+        _ => field.as_str(),
+    };
+    let mut problem = format!("unknown field `{name}`");
+    let siblings = known.and_then(|mut at| {
+        for step in path.get(..path.len().saturating_sub(1))? {
+            at = match step {
+                Segment::Field(key) => at.get(key)?,
+                Segment::Index(i) => at.get(i)?,
+            };
+        }
+        at.as_object()
+    });
+    if let Some(siblings) = siblings {
+        let names: Vec<String> = siblings.keys().map(|k| format!("`{k}`")).collect();
+        problem.push_str(&format!(", expected one of {}", names.join(", ")));
+    }
+    FieldError {
+        field: if field.is_empty() {
+            "(document)".into()
+        } else {
+            field
+        },
+        problem,
     }
 }
 
@@ -503,6 +602,62 @@ mod tests {
         let unknown = EXAMPLE.replace("\"image\"", "\"imag\"");
         let problems = parse_service_config(&unknown).unwrap_err();
         assert!(problems[0].problem.contains("imag"), "{problems:?}");
+    }
+
+    /// A config from a newer version: fields this one does not know, at the top, in a nested
+    /// object, in an array element and inside an optional object.
+    fn with_future_fields() -> String {
+        EXAMPLE
+            .replacen('{', "{ \"future_setting\": 3,", 1)
+            .replace("\"steps\"", "\"future_setting\": { \"a\": [1] }, \"steps\"")
+            .replace("\"host\": 80", "\"host\": 80, \"protocol\": \"udp\"")
+            .replace(
+                "\"percent\": 10",
+                "\"percent\": 10, \"future_setting\": null",
+            )
+    }
+
+    #[test]
+    fn stored_configs_with_unknown_fields_still_decode() {
+        let stored: ServiceConfig =
+            serde_json::from_str(&with_future_fields()).expect("unknown fields are ignored");
+        assert_eq!(Ok(stored), parse_service_config(EXAMPLE));
+    }
+
+    #[test]
+    fn a_person_s_config_names_every_unknown_field_and_every_other_problem() {
+        let config = with_future_fields().replace("\"min\": 2", "\"min\": 0");
+        let problems = parse_service_config(&config).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "future_setting",
+                "port_mappings[0].protocol",
+                "rollout.canary.future_setting",
+                "rollout.future_setting",
+                "instances.min",
+            ],
+            "{problems:?}"
+        );
+        assert!(
+            problems[3]
+                .problem
+                .starts_with("unknown field `future_setting`, expected one of `alarms`, `canary`,"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_named_beside_the_missing_one() {
+        let problems = parse_service_config(&EXAMPLE.replace("\"image\"", "\"imag\"")).unwrap_err();
+        let found: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.field.as_str(), p.problem.as_str()))
+            .collect();
+        assert_eq!(found[0], ("imag", "unknown field `imag`"), "{problems:?}");
+        assert_eq!(found[1].0, "(document)", "{problems:?}");
+        assert!(found[1].1.contains("missing field `image`"), "{problems:?}");
     }
 
     #[test]

@@ -156,51 +156,66 @@ pub fn retryable_by_default() -> bool {
     true
 }
 
-impl ServiceEvent {
-    /// Every stored type name this build knows.
-    pub const TYPES: &'static [&'static str] = &[
-        "config-saved",
-        "release-requested",
-        "rollback-requested",
-        "pause-requested",
-        "resume-requested",
-        "promote-requested",
-        "abort-requested",
-        "plan-computed",
-        "action-intended",
-        "action-succeeded",
-        "action-failed",
-        "observation-failed",
-        "observation-recovered",
-        "environment-observed",
-        "registrations-observed",
-        "alarm-observed",
-        "test-endpoint-ready",
-        "step-started",
-        "step-completed",
-        "rollout-completed",
-        "rollback-started",
-        "rollback-step-started",
-        "rolled-back",
-        "rollout-superseded",
-        "environment-marked-unused",
-        "environment-terminated",
-        "drift-detected",
-    ];
+/// Names each variant's stored type once. `event_type`'s `match` is exhaustive, so a new
+/// variant does not compile until it is named here; `TYPES`, which `decode` uses to tell a type
+/// this build does not know (skipped) from bad data (poison), is built from the same list and
+/// so cannot miss one. The names must equal serde's (`rename_all = "kebab-case"`): the round
+/// trip test checks every variant.
+macro_rules! stored_types {
+    ($($variant:ident => $name:literal,)*) => {
+        impl ServiceEvent {
+            /// Every stored type name this build knows.
+            pub const TYPES: &'static [&'static str] = &[$($name),*];
 
+            /// The stored type name of this event (`release-requested`).
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(ServiceEvent::$variant { .. } => $name,)*
+                }
+            }
+        }
+    };
+}
+
+stored_types! {
+    ConfigSaved => "config-saved",
+    ReleaseRequested => "release-requested",
+    RollbackRequested => "rollback-requested",
+    PauseRequested => "pause-requested",
+    ResumeRequested => "resume-requested",
+    PromoteRequested => "promote-requested",
+    AbortRequested => "abort-requested",
+    PlanComputed => "plan-computed",
+    ActionIntended => "action-intended",
+    ActionSucceeded => "action-succeeded",
+    ActionFailed => "action-failed",
+    ObservationFailed => "observation-failed",
+    ObservationRecovered => "observation-recovered",
+    EnvironmentObserved => "environment-observed",
+    RegistrationsObserved => "registrations-observed",
+    AlarmObserved => "alarm-observed",
+    TestEndpointReady => "test-endpoint-ready",
+    StepStarted => "step-started",
+    StepCompleted => "step-completed",
+    RolloutCompleted => "rollout-completed",
+    RollbackStarted => "rollback-started",
+    RollbackStepStarted => "rollback-step-started",
+    RolledBack => "rolled-back",
+    RolloutSuperseded => "rollout-superseded",
+    EnvironmentMarkedUnused => "environment-marked-unused",
+    EnvironmentTerminated => "environment-terminated",
+    DriftDetected => "drift-detected",
+}
+
+impl ServiceEvent {
     /// Splits the event into its stored type name and JSON data.
     pub fn encode(&self) -> (String, serde_json::Value) {
         let value = serde_json::to_value(self).unwrap_or_default();
-        let event_type = value
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("unknown")
-            .to_string();
         let data = value
             .get("data")
             .cloned()
             .unwrap_or(serde_json::Value::Null);
-        (event_type, data)
+        (self.event_type().to_string(), data)
     }
 
     /// `Ok(None)` for a type this build does not know; `Err` when a known type's data is bad.
@@ -435,46 +450,217 @@ impl RollbackCause {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
-    #[test]
-    fn every_variant_encodes_to_a_known_type_and_back() {
+    /// One sample of every variant (and of every `Action` and `RollbackCause` kind).
+    fn samples() -> Vec<ServiceEvent> {
+        use ServiceEvent as E;
         let id = Uuid::from_u128(1);
-        let samples = vec![
-            ServiceEvent::ReleaseRequested {
-                rollout_id: id,
-                version: "v1".into(),
-                reason: None,
-                override_alarms: false,
+        let other = Uuid::from_u128(2);
+        let config = crate::config::parse_service_config(include_str!("../../examples/hello.json"))
+            .expect("the example config is valid");
+        let minute = HumanDuration(std::time::Duration::from_secs(60));
+        let at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("a valid time");
+        let alarm = AlarmView {
+            name: "hello-5xx".into(),
+            state: AlarmState::Alarm,
+            reason: "Threshold Crossed: 1 datapoint [12.5] > 5".into(),
+            value: Some(12.5),
+            updated_at: at,
+        };
+        let action = |action| E::ActionIntended {
+            action_id: id,
+            attempt: 2,
+            action,
+        };
+        let rolled_back = |cause| E::RolledBack {
+            rollout_id: id,
+            cause,
+        };
+        vec![
+            E::ConfigSaved {
+                config_version: 3,
+                config: Box::new(config.clone()),
             },
-            ServiceEvent::ResumeRequested {},
-            ServiceEvent::PromoteRequested {},
-            ServiceEvent::ActionIntended {
+            E::ReleaseRequested {
+                rollout_id: id,
+                version: "v2".into(),
+                reason: Some("fixes the greeting".into()),
+                override_alarms: true,
+            },
+            E::RollbackRequested {
+                rollout_id: id,
+                to_version: "v1".into(),
+                reason: None,
+            },
+            E::PauseRequested {
+                reason: Some("lunch".into()),
+            },
+            E::ResumeRequested {},
+            E::PromoteRequested {},
+            E::AbortRequested { reason: None },
+            E::PlanComputed {
+                rollout_id: id,
+                plan: Plan {
+                    environment: "hello-v2-c3".into(),
+                    reuses_warm_environment: false,
+                    test_endpoint: true,
+                    steps: vec![
+                        PlanStep {
+                            label: "canary".into(),
+                            percent: 10,
+                            pause: Some(Pause::UntilPromoted),
+                        },
+                        PlanStep {
+                            label: "step".into(),
+                            percent: 50,
+                            pause: Some(Pause::For(minute)),
+                        },
+                        PlanStep {
+                            label: "step".into(),
+                            percent: 100,
+                            pause: None,
+                        },
+                    ],
+                    worst_case_secs: None,
+                    progress_deadline: minute,
+                },
+            },
+            action(Action::CreateEnvironment {
+                environment: "hello-v2-c3".into(),
+                version: "v2".into(),
+                config_version: 3,
+                config: Box::new(config),
+            }),
+            action(Action::RegisterInstances {
+                load_balancer: "hello-lb".into(),
+                instances: vec!["i-1".into(), "i-2".into()],
+            }),
+            action(Action::DeregisterInstances {
+                load_balancer: "hello-lb".into(),
+                instances: vec!["i-0".into()],
+            }),
+            action(Action::TerminateEnvironment {
+                environment: "hello-v1-c1".into(),
+            }),
+            E::ActionSucceeded {
+                action_id: id,
+                attempt: 2,
+                detail: "created".into(),
+            },
+            E::ActionFailed {
                 action_id: id,
                 attempt: 1,
-                action: Action::TerminateEnvironment {
-                    environment: "e".into(),
+                error: "AccessDenied: not allowed".into(),
+                retryable: false,
+            },
+            E::ObservationFailed {
+                error: "DescribeEnvironments: Throttling".into(),
+            },
+            E::ObservationRecovered {},
+            E::EnvironmentObserved {
+                environment: EnvironmentView {
+                    name: "hello-v2-c3".into(),
+                    version: "v2".into(),
+                    config_version: 3,
+                    status: EnvironmentStatus::Ready,
+                    health: Health::Green,
+                    instances: vec![InstanceView {
+                        id: "i-1".into(),
+                        healthy: true,
+                    }],
+                    url: Some("hello-v2-c3.example.com".into()),
                 },
             },
-            ServiceEvent::RolledBack {
+            E::RegistrationsObserved {
+                load_balancer: "hello-lb".into(),
+                instances: vec![RegisteredInstance {
+                    id: "i-1".into(),
+                    in_service: false,
+                }],
+            },
+            E::AlarmObserved {
+                alarm: alarm.clone(),
+            },
+            E::TestEndpointReady {
                 rollout_id: id,
-                cause: RollbackCause::Aborted {
-                    by: "me".into(),
-                    reason: None,
-                },
+                url: None,
             },
-            ServiceEvent::DriftDetected {
-                description: "x".into(),
+            E::StepStarted {
+                rollout_id: id,
+                step: 1,
+                percent: 50,
             },
-        ];
-        for event in samples {
+            E::StepCompleted {
+                rollout_id: id,
+                step: 1,
+            },
+            E::RolloutCompleted { rollout_id: id },
+            E::RollbackStarted {
+                rollout_id: id,
+                cause: RollbackCause::Alarm { alarm },
+            },
+            E::RollbackStepStarted {
+                rollout_id: id,
+                percent: 10,
+            },
+            rolled_back(RollbackCause::Aborted {
+                by: "alice@example.com".into(),
+                reason: Some("wrong build".into()),
+            }),
+            rolled_back(RollbackCause::DeadlineExceeded {
+                stage: "launch".into(),
+                deadline: minute,
+            }),
+            rolled_back(RollbackCause::EnvironmentFailed {
+                environment: "hello-v2-c3".into(),
+                health: Health::Red,
+            }),
+            E::RolloutSuperseded {
+                rollout_id: id,
+                by: other,
+            },
+            E::EnvironmentMarkedUnused {
+                environment: "hello-v1-c1".into(),
+            },
+            E::EnvironmentTerminated {
+                environment: "hello-v1-c1".into(),
+            },
+            E::DriftDetected {
+                description: "i-9 is registered but belongs to no environment".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_variant_round_trips_through_its_stored_form() {
+        let samples = samples();
+        for event in &samples {
             let (event_type, data) = event.encode();
-            assert!(
-                ServiceEvent::TYPES.contains(&event_type.as_str()),
+            // The name `stored_types!` gives must be the one serde writes and reads.
+            let tagged = serde_json::to_value(event).expect("events serialize");
+            assert_eq!(tagged["type"], event_type.as_str(), "{event:?}");
+            // As the store keeps it: text, read back.
+            let stored: serde_json::Value =
+                serde_json::from_str(&data.to_string()).expect("stored data is JSON");
+            assert_eq!(
+                ServiceEvent::decode(&event_type, &stored),
+                Ok(Some(event.clone())),
                 "{event_type}"
             );
-            assert_eq!(ServiceEvent::decode(&event_type, &data), Ok(Some(event)));
         }
+        // A variant added without a sample fails here (and one not named in `stored_types!`
+        // does not compile).
+        let sampled: BTreeSet<&str> = samples.iter().map(ServiceEvent::event_type).collect();
+        let known: BTreeSet<&str> = ServiceEvent::TYPES.iter().copied().collect();
+        assert_eq!(
+            known.len(),
+            ServiceEvent::TYPES.len(),
+            "a type is named twice"
+        );
+        assert_eq!(sampled, known, "every stored type needs a sample above");
     }
 
     #[test]
@@ -494,5 +680,34 @@ mod tests {
             }))
         );
         assert!(ServiceEvent::decode("step-started", &serde_json::json!({})).is_err());
+    }
+
+    /// A newer version adds a field to every object a stored event holds: each sample still
+    /// decodes, to what it was.
+    #[test]
+    fn every_variant_tolerates_fields_added_at_any_depth() {
+        fn add_field_everywhere(value: &mut serde_json::Value) {
+            match value {
+                serde_json::Value::Object(fields) => {
+                    // `env` is the service's variables, where a new key is data, not a field.
+                    fields
+                        .iter_mut()
+                        .filter(|(name, _)| *name != "env")
+                        .for_each(|(_, value)| add_field_everywhere(value));
+                    fields.insert("future_setting".into(), serde_json::json!({ "n": 3 }));
+                }
+                serde_json::Value::Array(items) => items.iter_mut().for_each(add_field_everywhere),
+                _ => {}
+            }
+        }
+        for event in samples() {
+            let (event_type, mut data) = event.encode();
+            add_field_everywhere(&mut data);
+            assert_eq!(
+                ServiceEvent::decode(&event_type, &data),
+                Ok(Some(event)),
+                "{data}"
+            );
+        }
     }
 }

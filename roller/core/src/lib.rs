@@ -18,6 +18,8 @@ pub mod state;
 mod commands_tests;
 #[cfg(test)]
 mod decide_tests;
+#[cfg(test)]
+mod schema_evolution_tests;
 
 pub use commands::{handle, Command, Refusal};
 pub use decide::decide;
