@@ -192,3 +192,24 @@ async fn openapi_metrics_and_health_answer() {
     let (status, _) = w.call("GET", "/healthz", "").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Stored configs tolerate fields a newer version adds, but a person's config must not lose a
+/// misspelt setting silently: the PUT body stays strict and names the unknown field.
+#[tokio::test]
+async fn a_config_with_an_unknown_field_is_refused_naming_it() {
+    let w = World::create();
+    let typo = HELLO.replacen(
+        "\"rollout\": {",
+        "\"rollout\": {\n    \"pauze\": \"3s\",",
+        1,
+    );
+    assert_ne!(
+        typo, HELLO,
+        "the example has a rollout object to misspell in"
+    );
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", &typo).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["problems"][0]["field"], "rollout.pauze", "{body}");
+    let (status, _) = w.call("GET", "/v1/services/hello", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+}
