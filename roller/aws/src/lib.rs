@@ -20,6 +20,7 @@ pub mod error;
 mod execute;
 mod observe;
 pub mod spec;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::collections::HashMap;

@@ -186,6 +186,8 @@ async fn groups(
 /// An environment, by the id EB gave it or by its name.
 pub enum EnvironmentRef<'a> {
     Id(&'a str),
+    /// Only the testkit knows an environment by name alone; the driver has its id.
+    #[cfg(feature = "testkit")]
     Name(&'a str),
 }
 
@@ -197,6 +199,7 @@ pub async fn environment_groups(
     let call = c.eb.describe_environment_resources();
     let call = match environment {
         EnvironmentRef::Id(id) => call.environment_id(id),
+        #[cfg(feature = "testkit")]
         EnvironmentRef::Name(name) => call.environment_name(name),
     };
     let out = call
