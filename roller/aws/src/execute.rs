@@ -149,12 +149,18 @@ async fn create_environment(
     ensure_application(state, c, r.service).await?;
     let label = version_label(r.version, r.config_version);
     let key = bundle_key(r.service, &label);
+    // Writing a zip in memory fails only on a bug (say, a duplicate file name): refused, not
+    // retried soon, and the message says what went wrong.
+    let bundle = bundle_zip(r.config, r.version).map_err(|e| CloudError::Rejected {
+        code: "SourceBundle".into(),
+        message: format!("could not write the source bundle: {e}"),
+    })?;
     state.count();
     c.s3.put_object()
         .bucket(bucket)
         .key(&key)
         .content_type("application/zip")
-        .body(ByteStream::from(bundle_zip(r.config, r.version)))
+        .body(ByteStream::from(bundle))
         .send()
         .await
         .map_err(|e| classify("PutObject", e))?;
