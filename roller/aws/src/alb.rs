@@ -30,7 +30,8 @@ use ionroller_shared::events::RegisteredInstance;
 
 use crate::clients::Clients;
 use crate::error::{classify, code};
-use crate::AwsCloud;
+use crate::spec::NAMES_PER_CALL;
+use crate::state::DriverState;
 
 /// The port targets receive traffic on: EB's Docker platform puts nginx on 80 in front of
 /// the container.
@@ -142,11 +143,11 @@ struct Listener {
 }
 
 async fn describe_listener(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     listener: &str,
 ) -> Result<Listener, CloudError> {
-    cloud.count();
+    state.count();
     let out = c
         .elbv2
         .describe_listeners()
@@ -188,11 +189,11 @@ async fn describe_listener(
 }
 
 async fn targets(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     target_group: &str,
 ) -> Result<Vec<(String, TargetState)>, CloudError> {
-    cloud.count();
+    state.count();
     let out = c
         .elbv2
         .describe_target_health()
@@ -214,14 +215,14 @@ async fn targets(
 
 /// Registered instances: the targets of the listener's target groups.
 pub async fn registrations(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     listener: &str,
 ) -> Result<Vec<RegisteredInstance>, CloudError> {
-    let l = describe_listener(cloud, c, listener).await?;
+    let l = describe_listener(state, c, listener).await?;
     let mut groups = Vec::new();
     for (tg, weight) in l.weights {
-        groups.push((weight, targets(cloud, c, &tg).await?));
+        groups.push((weight, targets(state, c, &tg).await?));
     }
     Ok(registrations_from(&groups))
 }
@@ -231,25 +232,25 @@ pub async fn registrations(
 /// it touched. Safe to repeat: a repeated registration re-weighs too, which is how targets
 /// that became healthy at weight 0 are weighed in.
 pub async fn change(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     listener: &str,
     instances: &[String],
     register: bool,
     health_check_path: &str,
 ) -> Result<String, CloudError> {
-    let l = describe_listener(cloud, c, listener).await?;
+    let l = describe_listener(state, c, listener).await?;
     let mut touched = BTreeSet::new();
     if register {
-        for (group, ids) in groups_of(cloud, c, instances).await? {
-            let tg = match target_group(cloud, c, &group).await? {
+        for (group, ids) in groups_of(state, c, instances).await? {
+            let tg = match target_group(state, c, &group).await? {
                 Some(arn) => arn,
                 None => {
-                    create_target_group(cloud, c, &l.load_balancer, &group, health_check_path)
+                    create_target_group(state, c, &l.load_balancer, &group, health_check_path)
                         .await?
                 }
             };
-            cloud.count();
+            state.count();
             c.elbv2
                 .register_targets()
                 .target_group_arn(&tg)
@@ -263,7 +264,7 @@ pub async fn change(
         // Wherever they are: ionroller's groups, or the group the listener forwarded to
         // before ionroller. Only what is there, so that a repeat after a crash cannot fail.
         for tg in l.weights.keys() {
-            let present: Vec<String> = targets(cloud, c, tg)
+            let present: Vec<String> = targets(state, c, tg)
                 .await?
                 .into_iter()
                 .filter(|(id, state)| *state != TargetState::Gone && instances.contains(id))
@@ -272,7 +273,7 @@ pub async fn change(
             if present.is_empty() {
                 continue;
             }
-            cloud.count();
+            state.count();
             c.elbv2
                 .deregister_targets()
                 .target_group_arn(tg)
@@ -286,7 +287,7 @@ pub async fn change(
     let mut states = BTreeMap::new();
     for tg in l.weights.keys().chain(touched.iter()) {
         if !states.contains_key(tg) {
-            let targets = targets(cloud, c, tg).await?;
+            let targets = targets(state, c, tg).await?;
             states.insert(tg.clone(), targets.into_iter().map(|(_, s)| s).collect());
         }
     }
@@ -303,19 +304,19 @@ pub async fn change(
         shown.join(":")
     );
     if weights.iter().cloned().collect::<BTreeMap<_, _>>() != l.weights {
-        set_weights(cloud, c, listener, &l.actions, &weights).await?;
+        set_weights(state, c, listener, &l.actions, &weights).await?;
     }
     Ok(detail)
 }
 
 async fn set_weights(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     listener: &str,
     actions: &[ListenerAction],
     weights: &[(String, i32)],
 ) -> Result<(), CloudError> {
-    cloud.count();
+    state.count();
     c.elbv2
         .modify_listener()
         .listener_arn(listener)
@@ -397,13 +398,13 @@ fn target_descriptions(ids: &[String]) -> Vec<TargetDescription> {
 
 /// Instances by the Auto Scaling group they belong to.
 async fn groups_of(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     instances: &[String],
 ) -> Result<BTreeMap<String, Vec<String>>, CloudError> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for chunk in instances.chunks(crate::observe::NAMES_PER_CALL) {
-        cloud.count();
+    for chunk in instances.chunks(NAMES_PER_CALL) {
+        state.count();
         let out = c
             .asg
             .describe_auto_scaling_instances()
@@ -425,11 +426,11 @@ async fn groups_of(
 
 /// The ARN of the group's target group, if it exists.
 async fn target_group(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     group: &str,
 ) -> Result<Option<String>, CloudError> {
-    cloud.count();
+    state.count();
     find_target_group(c, group).await
 }
 
@@ -454,13 +455,13 @@ pub async fn find_target_group(c: &Clients, group: &str) -> Result<Option<String
 }
 
 async fn create_target_group(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     load_balancer: &str,
     group: &str,
     health_check_path: &str,
 ) -> Result<String, CloudError> {
-    cloud.count();
+    state.count();
     let lbs = c
         .elbv2
         .describe_load_balancers()
@@ -474,7 +475,7 @@ async fn create_target_group(
         .and_then(|l| l.vpc_id())
         .unwrap_or_default()
         .to_string();
-    cloud.count();
+    state.count();
     // Creating a target group that exists with the same settings returns it (AWS documents
     // this), so a repeat after a crash is harmless.
     let out = c
@@ -503,18 +504,18 @@ async fn create_target_group(
 /// listener carries no traffic that matters; but a listener left with nothing to forward to
 /// is refused, for a person to point it somewhere.
 pub async fn delete_target_groups(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     listener: &str,
     groups: &[String],
 ) -> Result<(), CloudError> {
     let mut arns = Vec::new();
     for group in groups {
-        if let Some(tg) = target_group(cloud, c, group).await? {
+        if let Some(tg) = target_group(state, c, group).await? {
             arns.push(tg);
         }
     }
-    let l = describe_listener(cloud, c, listener).await?;
+    let l = describe_listener(state, c, listener).await?;
     if arns.iter().any(|tg| l.weights.contains_key(tg)) {
         let rest: Vec<(String, i32)> = l
             .weights
@@ -530,10 +531,10 @@ pub async fn delete_target_groups(
                 ),
             });
         }
-        set_weights(cloud, c, listener, &l.actions, &rest).await?;
+        set_weights(state, c, listener, &l.actions, &rest).await?;
     }
     for tg in arns {
-        cloud.count();
+        state.count();
         match c
             .elbv2
             .delete_target_group()

@@ -3,8 +3,13 @@
 //! `Dockerrun.aws.json` (v1: image, ports, logging). Pure; the bytes are deterministic, so
 //! re-uploading a bundle after a restart writes the same object.
 
+use std::io::{Cursor, Write};
+
 use ionroller_shared::config::ServiceConfig;
 use serde_json::json;
+use zip::result::ZipResult;
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, System, ZipWriter};
 
 /// The bundle's files, in the order they are zipped.
 pub fn bundle_files(config: &ServiceConfig, version: &str) -> Vec<(&'static str, Vec<u8>)> {
@@ -39,105 +44,109 @@ pub fn bundle_files(config: &ServiceConfig, version: &str) -> Vec<(&'static str,
     ]
 }
 
-/// The bundle zipped (stored, not deflated: it is a few hundred bytes).
-pub fn bundle_zip(config: &ServiceConfig, version: &str) -> Vec<u8> {
+/// The bundle zipped (stored, not deflated: it is a few hundred bytes, and no compression
+/// feature of the `zip` crate needs building).
+pub fn bundle_zip(config: &ServiceConfig, version: &str) -> ZipResult<Vec<u8>> {
     zip_stored(&bundle_files(config, version))
 }
 
-/// A minimal zip archive writer: stored entries, a fixed 1980-01-01 timestamp so equal input
-/// gives equal bytes. Enough for Elastic Beanstalk, which unzips the bundle.
-pub fn zip_stored(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    const DOS_DATE: u16 = (1 << 5) | 1; // 1980-01-01
-    let mut out = Vec::new();
-    let mut central = Vec::new();
+/// A zip of `files`, stored, in the order given, each with a fixed 1980-01-01 00:00 timestamp
+/// (the earliest a zip can say), mode 0644 and "made by" Unix whatever the host: equal input
+/// gives equal bytes, so a bundle re-uploaded after a restart is the same object.
+pub fn zip_stored(files: &[(&str, Vec<u8>)]) -> ZipResult<Vec<u8>> {
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Stored)
+        .last_modified_time(DateTime::default())
+        .unix_permissions(0o644)
+        .system(System::Unix);
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
     for (name, data) in files {
-        let offset = out.len() as u32;
-        let crc = crc32(data);
-        let size = data.len() as u32;
-        // Local file header.
-        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        out.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        out.extend_from_slice(&0u16.to_le_bytes()); // flags
-        out.extend_from_slice(&0u16.to_le_bytes()); // method: stored
-        out.extend_from_slice(&0u16.to_le_bytes()); // time
-        out.extend_from_slice(&DOS_DATE.to_le_bytes());
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&size.to_le_bytes());
-        out.extend_from_slice(&size.to_le_bytes());
-        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes()); // extra
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(data);
-        // Central directory entry.
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes()); // made by
-        central.extend_from_slice(&20u16.to_le_bytes()); // needed
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&0u16.to_le_bytes());
-        central.extend_from_slice(&DOS_DATE.to_le_bytes());
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&size.to_le_bytes());
-        central.extend_from_slice(&size.to_le_bytes());
-        central.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        central.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attrs
-        central.extend_from_slice(&0o100644u32.wrapping_shl(16).to_le_bytes()); // external attrs
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
+        zip.start_file(*name, options)?;
+        zip.write_all(data)?;
     }
-    let central_offset = out.len() as u32;
-    let central_size = central.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // disk numbers
-    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
-    out.extend_from_slice(&central_size.to_le_bytes());
-    out.extend_from_slice(&central_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    out
-}
-
-/// CRC-32 (IEEE), bit by bit: bundles are tiny, a table is not worth it.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+    Ok(zip.finish()?.into_inner())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn crc32_matches_the_standard_check_value() {
-        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(b""), 0);
+    use std::io::Read;
+
+    use zip::ZipArchive;
+
+    /// An entry as a reader of the zip sees it.
+    struct Entry {
+        name: String,
+        method: CompressionMethod,
+        time: DateTime,
+        mode: Option<u32>,
+        data: Vec<u8>,
+    }
+
+    fn read_back(zip: &[u8]) -> Vec<Entry> {
+        let mut archive = ZipArchive::new(Cursor::new(zip)).expect("a readable zip");
+        (0..archive.len())
+            .map(|i| {
+                let mut file = archive.by_index(i).expect("entry");
+                let mut data = Vec::new();
+                file.read_to_end(&mut data).expect("entry data");
+                Entry {
+                    name: file.name().expect("a UTF-8 name").to_string(),
+                    method: file.compression(),
+                    time: file.last_modified().expect("a timestamp"),
+                    mode: file.unix_mode(),
+                    data,
+                }
+            })
+            .collect()
     }
 
     #[test]
-    fn zip_has_each_file_stored_and_a_directory_that_points_at_it() {
-        let zip = zip_stored(&[("a.txt", b"hello".to_vec()), ("b", b"xy".to_vec())]);
-        assert_eq!(&zip[..4], &[0x50, 0x4b, 0x03, 0x04]);
-        let end = zip.len() - 22;
-        assert_eq!(&zip[end..end + 4], &[0x50, 0x4b, 0x05, 0x06]);
-        let entries = u16::from_le_bytes([zip[end + 10], zip[end + 11]]);
-        assert_eq!(entries, 2);
-        let dir_offset =
-            u32::from_le_bytes([zip[end + 16], zip[end + 17], zip[end + 18], zip[end + 19]])
-                as usize;
-        assert_eq!(&zip[dir_offset..dir_offset + 4], &[0x50, 0x4b, 0x01, 0x02]);
-        // The first entry's data follows its 30-byte header and name.
-        assert_eq!(&zip[35..40], b"hello");
+    fn zip_reads_back_in_order_stored_with_fixed_time_and_mode() {
+        let zip = zip_stored(&[("a.txt", b"hello".to_vec()), ("b", b"xy".to_vec())]).expect("zip");
+        let entries = read_back(&zip);
+        let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a.txt", "b"]);
+        for e in &entries {
+            assert_eq!(e.method, CompressionMethod::Stored, "{}", e.name);
+            let t = &e.time;
+            assert_eq!(
+                (
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                ),
+                (1980, 1, 1, 0, 0, 0),
+                "{}",
+                e.name
+            );
+            assert_eq!(e.mode.map(|m| m & 0o777), Some(0o644), "{}", e.name);
+        }
+        assert_eq!(entries[0].data, b"hello");
+        assert_eq!(entries[1].data, b"xy");
+        // Stored: the data sits in the archive as is.
+        assert!(zip.windows(5).any(|w| w == b"hello"));
+    }
+
+    #[test]
+    fn the_bundle_reads_back_as_its_files() {
+        let config: ServiceConfig =
+            serde_json::from_str(include_str!("../../../examples/hello.json"))
+                .expect("example config parses");
+        let zip = bundle_zip(&config, "v2").expect("zip");
+        let entries: Vec<(String, Vec<u8>)> = read_back(&zip)
+            .into_iter()
+            .map(|e| (e.name, e.data))
+            .collect();
+        let files: Vec<(String, Vec<u8>)> = bundle_files(&config, "v2")
+            .into_iter()
+            .map(|(name, data)| (name.to_string(), data))
+            .collect();
+        assert_eq!(entries, files);
     }
 
     #[test]
@@ -156,7 +165,8 @@ mod tests {
         let run: serde_json::Value = serde_json::from_slice(&files[1].1).expect("json");
         assert_eq!(run["Image"]["Name"], "example/hello:v2");
         assert_eq!(run["Ports"][0]["ContainerPort"], "8080");
-        assert_eq!(bundle_zip(&config, "v2"), bundle_zip(&config, "v2"));
-        assert_ne!(bundle_zip(&config, "v2"), bundle_zip(&config, "v3"));
+        let zip = |version| bundle_zip(&config, version).expect("zip");
+        assert_eq!(zip("v2"), zip("v2"));
+        assert_ne!(zip("v2"), zip("v3"));
     }
 }

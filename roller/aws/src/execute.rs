@@ -21,10 +21,10 @@ use crate::spec::{
     bundle_key, option_settings, version_label, versions_to_prune, DEFAULT_SOLUTION_STACK,
     KEEP_VERSIONS, TAG_ACTION_ID, TAG_CONFIG_VERSION, TAG_SERVICE, TAG_VERSION,
 };
-use crate::AwsCloud;
+use crate::state::DriverState;
 
 pub async fn execute(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     service: &str,
     config: &ServiceConfig,
@@ -47,7 +47,7 @@ pub async fn execute(
                 config,
                 action_id,
             };
-            create_environment(cloud, c, &release).await
+            create_environment(state, c, &release).await
         }
         Action::RegisterInstances {
             load_balancer,
@@ -59,13 +59,13 @@ pub async fn execute(
         } if alb => {
             let register = matches!(action, Action::RegisterInstances { .. });
             let path = &config.health_check_path;
-            crate::alb::change(cloud, c, load_balancer, instances, register, path).await
+            crate::alb::change(state, c, load_balancer, instances, register, path).await
         }
         Action::RegisterInstances {
             load_balancer,
             instances,
         } => {
-            cloud.count();
+            state.count();
             c.elb
                 .register_instances_with_load_balancer()
                 .load_balancer_name(load_balancer)
@@ -79,7 +79,7 @@ pub async fn execute(
             load_balancer,
             instances,
         } => {
-            cloud.count();
+            state.count();
             c.elb
                 .deregister_instances_from_load_balancer()
                 .load_balancer_name(load_balancer)
@@ -95,7 +95,7 @@ pub async fn execute(
         Action::TerminateEnvironment { environment } => {
             // On an ALB, the listener its target groups leave.
             let listener = alb.then_some(config.endpoint.load_balancer.name.as_str());
-            terminate_environment(cloud, c, service, environment, listener).await
+            terminate_environment(state, c, service, environment, listener).await
         }
     }
 }
@@ -119,11 +119,11 @@ struct Release<'a> {
 /// skipped when AWS already has it, so a repeat after a crash at any point completes the
 /// release without making anything twice.
 async fn create_environment(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     r: &Release<'_>,
 ) -> Result<String, CloudError> {
-    let existing = describe_environments(cloud, c, r.service, Some(r.environment)).await?;
+    let existing = describe_environments(state, c, r.service, Some(r.environment)).await?;
     if let Some(env) = existing
         .iter()
         .find(|e| e.environment_name() == Some(r.environment))
@@ -146,19 +146,25 @@ async fn create_environment(
             message: "aws.deployment_bucket must name the S3 bucket for source bundles".into(),
         });
     };
-    ensure_application(cloud, c, r.service).await?;
+    ensure_application(state, c, r.service).await?;
     let label = version_label(r.version, r.config_version);
     let key = bundle_key(r.service, &label);
-    cloud.count();
+    // Writing a zip in memory fails only on a bug (say, a duplicate file name): refused, not
+    // retried soon, and the message says what went wrong.
+    let bundle = bundle_zip(r.config, r.version).map_err(|e| CloudError::Rejected {
+        code: "SourceBundle".into(),
+        message: format!("could not write the source bundle: {e}"),
+    })?;
+    state.count();
     c.s3.put_object()
         .bucket(bucket)
         .key(&key)
         .content_type("application/zip")
-        .body(ByteStream::from(bundle_zip(r.config, r.version)))
+        .body(ByteStream::from(bundle))
         .send()
         .await
         .map_err(|e| classify("PutObject", e))?;
-    cloud.count();
+    state.count();
     let created =
         c.eb.create_application_version()
             .application_name(r.service)
@@ -184,7 +190,7 @@ async fn create_environment(
         (TAG_CONFIG_VERSION, r.config_version.to_string()),
         (TAG_ACTION_ID, r.action_id.to_string()),
     ];
-    cloud.count();
+    state.count();
     let created =
         c.eb.create_environment()
             .application_name(r.service)
@@ -229,7 +235,7 @@ async fn create_environment(
         Err(e) => return Err(e),
     };
     // Housekeeping, not part of the release: a failure is reported, never fatal.
-    Ok(match prune_versions(cloud, c, r.service).await {
+    Ok(match prune_versions(state, c, r.service).await {
         Ok(0) => done,
         Ok(n) => format!("{done}; deleted {n} old application version(s)"),
         Err(e) => format!("{done}; old application versions not pruned: {e}"),
@@ -240,8 +246,12 @@ async fn create_environment(
 /// environment runs, beyond the newest [`KEEP_VERSIONS`], so that a service that releases
 /// every day never reaches Elastic Beanstalk's limit on versions (1000 per region by
 /// default). A release of a pruned version uploads it again.
-async fn prune_versions(cloud: &AwsCloud, c: &Clients, service: &str) -> Result<usize, CloudError> {
-    let live: BTreeSet<String> = describe_environments(cloud, c, service, None)
+async fn prune_versions(
+    state: &DriverState,
+    c: &Clients,
+    service: &str,
+) -> Result<usize, CloudError> {
+    let live: BTreeSet<String> = describe_environments(state, c, service, None)
         .await?
         .iter()
         .filter(|e| e.status() != Some(&EbStatus::Terminated))
@@ -250,7 +260,7 @@ async fn prune_versions(cloud: &AwsCloud, c: &Clients, service: &str) -> Result<
     let mut versions = Vec::new();
     let mut token = None;
     loop {
-        cloud.count();
+        state.count();
         let page =
             c.eb.describe_application_versions()
                 .application_name(service)
@@ -274,7 +284,7 @@ async fn prune_versions(cloud: &AwsCloud, c: &Clients, service: &str) -> Result<
     let mut deleted = 0;
     let mut first_error = None;
     for label in versions_to_prune(&versions, &live, KEEP_VERSIONS) {
-        cloud.count();
+        state.count();
         match c
             .eb
             .delete_application_version()
@@ -298,11 +308,11 @@ async fn prune_versions(cloud: &AwsCloud, c: &Clients, service: &str) -> Result<
 }
 
 async fn ensure_application(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     service: &str,
 ) -> Result<(), CloudError> {
-    cloud.count();
+    state.count();
     let apps =
         c.eb.describe_applications()
             .application_names(service)
@@ -316,7 +326,7 @@ async fn ensure_application(
     {
         return Ok(());
     }
-    cloud.count();
+    state.count();
     match c
         .eb
         .create_application()
@@ -340,13 +350,13 @@ fn already_exists(e: &CloudError) -> bool {
 }
 
 async fn terminate_environment(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     service: &str,
     environment: &str,
     alb: Option<&str>,
 ) -> Result<String, CloudError> {
-    let existing = describe_environments(cloud, c, service, Some(environment)).await?;
+    let existing = describe_environments(state, c, service, Some(environment)).await?;
     let live = existing.iter().find(|e| {
         e.environment_name() == Some(environment)
             && !matches!(
@@ -369,11 +379,11 @@ async fn terminate_environment(
     // that a crash after the termination cannot leave them behind (a repeat then finds the
     // environment Terminating and stops there).
     if let (Some(listener), Some(id)) = (alb, env.environment_id()) {
-        cloud.count();
+        state.count();
         let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
-        crate::alb::delete_target_groups(cloud, c, listener, &groups).await?;
+        crate::alb::delete_target_groups(state, c, listener, &groups).await?;
     }
-    cloud.count();
+    state.count();
     let mut call = c.eb.terminate_environment().terminate_resources(true);
     call = match env.environment_id() {
         Some(id) => call.environment_id(id),
@@ -382,7 +392,7 @@ async fn terminate_environment(
     call.send()
         .await
         .map_err(|e| classify("TerminateEnvironment", e))?;
-    if let (Ok(mut cache), Some(id)) = (cloud.resources.lock(), env.environment_id()) {
+    if let (Ok(mut cache), Some(id)) = (state.resources.lock(), env.environment_id()) {
         cache.remove(id);
     }
     Ok(format!("terminating {environment}"))

@@ -20,11 +20,9 @@ pub mod error;
 mod execute;
 mod observe;
 pub mod spec;
+mod state;
+#[cfg(feature = "testkit")]
 pub mod testkit;
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
@@ -33,15 +31,13 @@ use ionroller_shared::events::Action;
 use uuid::Uuid;
 
 use clients::ClientCache;
+use state::DriverState;
 
 /// The AWS cloud. Cheap to share; keeps only caches, never truth: what it knows about an
 /// environment's Auto Scaling groups is re-read whenever the environment changes.
 pub struct AwsCloud {
     clients: ClientCache,
-    /// Environment id → its Auto Scaling group names, once the environment is Ready (an
-    /// environment's resources do not change after launch; a replaced one has a new id).
-    resources: Mutex<HashMap<String, Vec<String>>>,
-    calls: AtomicU64,
+    state: DriverState,
 }
 
 impl AwsCloud {
@@ -49,23 +45,18 @@ impl AwsCloud {
     pub async fn from_env() -> Self {
         AwsCloud {
             clients: ClientCache::from_env().await,
-            resources: Mutex::new(HashMap::new()),
-            calls: AtomicU64::new(0),
+            state: DriverState::default(),
         }
     }
 
     /// AWS API calls made so far (each SDK operation counts once, however many attempts).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.state.calls()
     }
 
     /// The region calls go to when a service names none.
     pub fn default_region(&self) -> Option<String> {
         self.clients.base().region().map(|r| r.to_string())
-    }
-
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -81,7 +72,7 @@ impl Cloud for AwsCloud {
         config: &ServiceConfig,
     ) -> Result<CloudView, CloudError> {
         let clients = self.clients.for_service(config).await;
-        observe::observe(self, &clients, service, config).await
+        observe::observe(&self.state, &clients, service, config).await
     }
 
     async fn execute(
@@ -92,6 +83,6 @@ impl Cloud for AwsCloud {
         action: &Action,
     ) -> Result<String, CloudError> {
         let clients = self.clients.for_service(config).await;
-        execute::execute(self, &clients, service, config, action_id, action).await
+        execute::execute(&self.state, &clients, service, config, action_id, action).await
     }
 }

@@ -25,23 +25,20 @@ use aws_sdk_elasticbeanstalk::types::{
 
 use crate::clients::Clients;
 use crate::error::classify;
-use crate::spec::{parse_version_label, quoted_value};
-use crate::AwsCloud;
-
-/// At most this many names per DescribeAutoScalingGroups / DescribeAlarms call (AWS's limit).
-pub const NAMES_PER_CALL: usize = 50;
+use crate::spec::{parse_version_label, quoted_value, NAMES_PER_CALL};
+use crate::state::DriverState;
 
 /// Environments per DescribeEnvironments page. Without it EB answers everything at once;
 /// with it the answer stays bounded, and NextToken is followed.
 const ENVIRONMENTS_PER_PAGE: i32 = 100;
 
 pub async fn observe(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     service: &str,
     config: &ServiceConfig,
 ) -> Result<CloudView, CloudError> {
-    let described = describe_environments(cloud, c, service, None).await?;
+    let described = describe_environments(state, c, service, None).await?;
     let mut environments = Vec::new();
     // (index into `environments`, EB's environment id, its Auto Scaling groups)
     let mut groups_of: Vec<(usize, &str, Vec<String>)> = Vec::new();
@@ -53,19 +50,19 @@ pub async fn observe(
             view.status,
             EnvironmentStatus::Terminated | EnvironmentStatus::Terminating
         ) {
-            if let (Some(id), Some(groups)) = (env.environment_id(), groups(cloud, c, env).await?) {
+            if let (Some(id), Some(groups)) = (env.environment_id(), groups(state, c, env).await?) {
                 groups_of.push((environments.len(), id, groups));
             }
         }
         environments.push(view);
     }
     let all_groups: Vec<String> = groups_of.iter().flat_map(|(_, _, g)| g.clone()).collect();
-    let (instances, existing) = group_instances(cloud, c, &all_groups).await?;
+    let (instances, existing) = group_instances(state, c, &all_groups).await?;
     // A cached group that Auto Scaling no longer has was replaced (RebuildEnvironment keeps
     // the environment id and makes new groups): EB is asked again on the next pass.
     for (_, id, groups) in &groups_of {
         if groups.iter().any(|g| !existing.contains(g)) {
-            if let Ok(mut cache) = cloud.resources.lock() {
+            if let Ok(mut cache) = state.resources.lock() {
                 cache.remove(*id);
             }
         }
@@ -81,10 +78,10 @@ pub async fn observe(
     }
     let load_balancer = config.endpoint.load_balancer.name.clone();
     let registrations = match config.endpoint.load_balancer.kind {
-        LoadBalancerKind::Classic => registrations(cloud, c, &load_balancer).await?,
-        LoadBalancerKind::Alb => crate::alb::registrations(cloud, c, &load_balancer).await?,
+        LoadBalancerKind::Classic => registrations(state, c, &load_balancer).await?,
+        LoadBalancerKind::Alb => crate::alb::registrations(state, c, &load_balancer).await?,
     };
-    let alarms = alarms(cloud, c, &config.rollout.alarms).await?;
+    let alarms = alarms(state, c, &config.rollout.alarms).await?;
     Ok(CloudView {
         environments,
         load_balancer,
@@ -95,7 +92,7 @@ pub async fn observe(
 
 /// The application's environments (or the named one), every page, deleted ones left out.
 pub async fn describe_environments(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     service: &str,
     name: Option<&str>,
@@ -103,7 +100,7 @@ pub async fn describe_environments(
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        cloud.count();
+        state.count();
         let page =
             c.eb.describe_environments()
                 .application_name(service)
@@ -155,7 +152,7 @@ fn environment_view(env: &EnvironmentDescription) -> Option<EnvironmentView> {
 
 /// The environment's Auto Scaling groups: cached once it is Ready, asked for until then.
 async fn groups(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     env: &EnvironmentDescription,
 ) -> Result<Option<Vec<String>>, CloudError> {
@@ -163,7 +160,7 @@ async fn groups(
         return Ok(None);
     };
     let ready = env.status() == Some(&EbStatus::Ready);
-    if let Ok(mut cache) = cloud.resources.lock() {
+    if let Ok(mut cache) = state.resources.lock() {
         match cache.get(id) {
             Some(known) if ready => return Ok(Some(known.clone())),
             // Updating or relaunching: its resources may be changing under it.
@@ -173,10 +170,10 @@ async fn groups(
             None => {}
         }
     }
-    cloud.count();
+    state.count();
     let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
     if ready && !groups.is_empty() {
-        if let Ok(mut cache) = cloud.resources.lock() {
+        if let Ok(mut cache) = state.resources.lock() {
             cache.insert(id.to_string(), groups.clone());
         }
     }
@@ -186,6 +183,8 @@ async fn groups(
 /// An environment, by the id EB gave it or by its name.
 pub enum EnvironmentRef<'a> {
     Id(&'a str),
+    /// Only the testkit knows an environment by name alone; the driver has its id.
+    #[cfg(feature = "testkit")]
     Name(&'a str),
 }
 
@@ -197,6 +196,7 @@ pub async fn environment_groups(
     let call = c.eb.describe_environment_resources();
     let call = match environment {
         EnvironmentRef::Id(id) => call.environment_id(id),
+        #[cfg(feature = "testkit")]
         EnvironmentRef::Name(name) => call.environment_name(name),
     };
     let out = call
@@ -217,7 +217,7 @@ pub async fn environment_groups(
 /// Every instance of the groups, as (group, instance), and the groups that exist. Healthy
 /// means in service in its group and passing the group's health check.
 async fn group_instances(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     groups: &[String],
 ) -> Result<(Vec<(String, InstanceView)>, BTreeSet<String>), CloudError> {
@@ -226,7 +226,7 @@ async fn group_instances(
     for chunk in groups.chunks(NAMES_PER_CALL) {
         let mut token = None;
         loop {
-            cloud.count();
+            state.count();
             let page = c
                 .asg
                 .describe_auto_scaling_groups()
@@ -262,11 +262,11 @@ async fn group_instances(
 
 /// The endpoint load balancer's registered instances and whether each is InService.
 async fn registrations(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     load_balancer: &str,
 ) -> Result<Vec<RegisteredInstance>, CloudError> {
-    cloud.count();
+    state.count();
     let out = c
         .elb
         .describe_instance_health()
@@ -305,7 +305,7 @@ pub fn classic_registration(
 /// The configured alarms, metric and composite. One that CloudWatch does not have is
 /// reported as INSUFFICIENT_DATA with a reason saying so, never as OK.
 async fn alarms(
-    cloud: &AwsCloud,
+    state: &DriverState,
     c: &Clients,
     names: &[String],
 ) -> Result<Vec<AlarmView>, CloudError> {
@@ -313,7 +313,7 @@ async fn alarms(
     for chunk in names.chunks(NAMES_PER_CALL) {
         let mut token = None;
         loop {
-            cloud.count();
+            state.count();
             // Without AlarmTypes, DescribeAlarms answers metric alarms only.
             let page = c
                 .cloudwatch

@@ -127,6 +127,11 @@ fn valid_bucket_name(b: &str) -> bool {
         && b.as_bytes()[b.len() - 1].is_ascii_alphanumeric()
 }
 
+/// At most this many names per DescribeAutoScalingGroups, DescribeAutoScalingInstances and
+/// DescribeAlarms call (AWS's limit). Here, with AWS's other facts, because both `observe`
+/// and `alb` chunk their calls by it.
+pub const NAMES_PER_CALL: usize = 50;
+
 /// The solution stack used when the config names none.
 pub const DEFAULT_SOLUTION_STACK: &str = "64bit Amazon Linux 2023 v4.6.0 running Docker";
 
