@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
@@ -34,6 +35,7 @@ fn default_health_check_path() -> String {
     "/health".to_string()
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
@@ -43,6 +45,7 @@ pub struct EndpointConfig {
     pub load_balancer: LoadBalancerConfig,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct LoadBalancerConfig {
@@ -51,6 +54,7 @@ pub struct LoadBalancerConfig {
     pub name: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancerKind {
@@ -60,6 +64,7 @@ pub enum LoadBalancerKind {
     Alb,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortMapping {
@@ -67,6 +72,7 @@ pub struct PortMapping {
     pub host: u16,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceConfig {
@@ -76,6 +82,7 @@ pub struct InstanceConfig {
     pub max: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
@@ -95,6 +102,7 @@ pub struct AwsConfig {
     pub option_settings: Vec<OptionSetting>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptionSetting {
@@ -103,6 +111,7 @@ pub struct OptionSetting {
     pub value: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutPolicy {
@@ -143,6 +152,7 @@ fn default_progress_deadline() -> HumanDuration {
     HumanDuration(Duration::from_secs(15 * 60))
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryPolicy {
@@ -150,6 +160,7 @@ pub struct CanaryPolicy {
     pub pause: Pause,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackMode {
@@ -262,6 +273,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// One thing wrong with a config: where, and what is allowed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
@@ -540,4 +552,38 @@ mod tests {
             assert!(validate_version(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+// `Pause` and `HumanDuration` are written by hand as strings (see their serde impls), so their
+// schemas are too: the pattern is what `parse_duration` accepts.
+#[cfg(feature = "openapi")]
+mod schemas {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    const DURATION: &str = "^([0-9]+[hms])+$";
+
+    impl utoipa::PartialSchema for super::HumanDuration {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(DURATION))
+                .description(Some(
+                    "a duration in whole seconds: \"90s\", \"5m\", \"1h30m\"",
+                ))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::HumanDuration {}
+
+    impl utoipa::PartialSchema for super::Pause {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(until_promoted|([0-9]+[hms])+)$"))
+                .description(Some("a duration (\"30s\", \"5m\") or \"until_promoted\""))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::Pause {}
 }

@@ -9,11 +9,13 @@
 //!   in-memory release history and traffic timeline (folds from `ionroller-projections`).
 //! - [`api`]: the query API, live feed, metrics and dashboard page.
 //! - [`rebuild`]: replays the log into a fresh projection and switches over.
+//! - [`views`]: the API's JSON bodies, from which its OpenAPI document is generated.
 
 pub mod api;
 pub mod db;
 pub mod rebuild;
 pub mod runner;
+pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;
