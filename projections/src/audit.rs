@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::{next_hash, to_hex, Hash};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditRow {
     /// 1-based, dense: the row's place in the chain.

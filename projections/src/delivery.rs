@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::releases::{Release, ReleaseOutcome};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryReport {
     pub from: Option<DateTime<Utc>>,
@@ -23,6 +24,7 @@ pub struct DeliveryReport {
     pub per_week: BTreeMap<String, Figures>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
     /// Releases that reached 100% traffic.

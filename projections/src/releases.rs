@@ -9,8 +9,10 @@ use ionroller_shared::events::{service_of, Plan, RollbackCause, RolloutId, Servi
 use ionroller_shared::store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Release {
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
     pub rollout_id: RolloutId,
     pub service: String,
     /// `release` or `rollback`.
@@ -34,6 +36,7 @@ impl Release {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepTiming {
     pub step: usize,
@@ -42,6 +45,7 @@ pub struct StepTiming {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ReleaseOutcome {
@@ -51,6 +55,7 @@ pub enum ReleaseOutcome {
         cause: RollbackCause,
     },
     Superseded {
+        #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid))]
         by: RolloutId,
     },
 }

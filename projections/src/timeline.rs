@@ -9,6 +9,7 @@ use ionroller_shared::events::{service_of, ServiceEvent};
 use ionroller_shared::store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub from: DateTime<Utc>,
@@ -17,6 +18,7 @@ pub struct Interval {
     pub shares: Vec<Share>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Share {
     pub version: String,

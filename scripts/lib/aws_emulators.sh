@@ -1,9 +1,11 @@
 # AWS emulators for the tests: moto (S3, classic ELB, Auto Scaling, EC2), ministack
 # (CloudWatch, which the current SDK speaks CBOR to and moto does not) and ionroller's own
-# Elastic Beanstalk stand-in (tests/aws/eb_standin.py; moto's EB is a stub). Sourced by
-# scripts/test.sh.
+# Elastic Beanstalk stand-in (tests/aws/eb_standin.py; moto's EB is a stub). Also schemathesis,
+# in a venv of its own beside them, which tests/tests/openapi_conformance.rs runs against both
+# services' OpenAPI documents. Sourced by scripts/test.sh.
 #
-#   aws_emulators_install          # venvs under $IONROLLER_AWS_VENV (reused when present)
+#   aws_emulators_install          # venvs under $IONROLLER_AWS_VENV (reused when present),
+#                                  # schemathesis in $IONROLLER_AWS_VENV/schemathesis
 #   aws_emulators_start DIR        # free loopback ports; exports the standard AWS_* variables
 #   aws_emulators_stop DIR
 
@@ -11,6 +13,7 @@ IONROLLER_AWS_VENV=${IONROLLER_AWS_VENV:-$HOME/.cache/ionroller/aws-emulators}
 MOTO_VERSION=5.2.5
 MINISTACK_VERSION=1.5.33
 CBOR2_VERSION=6.3.0
+SCHEMATHESIS_VERSION=4.32.5
 
 aws_emulators_install() {
   local v=$IONROLLER_AWS_VENV
@@ -32,6 +35,14 @@ aws_emulators_install() {
       "$v/ministack/bin/pip" install -q --disable-pip-version-check \
         "ministack==$MINISTACK_VERSION" "cbor2==$CBOR2_VERSION" >&2 || return 1
   fi
+  # Its own venv: its dependencies (hypothesis, httpx, …) must not move moto's.
+  if ! "$v/schemathesis/bin/schemathesis" --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$"; then
+    echo "== installing schemathesis $SCHEMATHESIS_VERSION into $v/schemathesis" >&2
+    rm -rf "$v/schemathesis" && python3 -m venv "$v/schemathesis" &&
+      "$v/schemathesis/bin/pip" install -q --disable-pip-version-check \
+        "schemathesis==$SCHEMATHESIS_VERSION" >&2 || return 1
+  fi
+  export IONROLLER_SCHEMATHESIS="$v/schemathesis/bin/schemathesis"
 }
 
 _free_port() {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConfig {
     pub endpoint: EndpointConfig,
@@ -38,6 +39,7 @@ fn default_health_check_path() -> String {
     "/health".to_string()
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EndpointConfig {
     /// The customer-facing URL, for people; traffic goes through `load_balancer`.
@@ -46,6 +48,7 @@ pub struct EndpointConfig {
     pub load_balancer: LoadBalancerConfig,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub struct LoadBalancerConfig {
@@ -54,6 +57,7 @@ pub struct LoadBalancerConfig {
     pub name: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadBalancerKind {
@@ -63,12 +67,14 @@ pub enum LoadBalancerKind {
     Alb,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
     pub container: u16,
     pub host: u16,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceConfig {
     #[serde(rename = "type")]
@@ -77,6 +83,7 @@ pub struct InstanceConfig {
     pub max: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AwsConfig {
     #[serde(default)]
@@ -95,6 +102,7 @@ pub struct AwsConfig {
     pub option_settings: Vec<OptionSetting>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptionSetting {
     pub namespace: String,
@@ -102,6 +110,7 @@ pub struct OptionSetting {
     pub value: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RolloutPolicy {
     /// Percent of the new environment's capacity behind the endpoint at each step; the last
@@ -141,12 +150,14 @@ fn default_progress_deadline() -> HumanDuration {
     HumanDuration(Duration::from_secs(15 * 60))
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CanaryPolicy {
     pub percent: u8,
     pub pause: Pause,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackMode {
@@ -259,6 +270,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// One thing wrong with a config: where, and what is allowed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
@@ -695,4 +707,38 @@ mod tests {
             assert!(validate_version(bad).is_err(), "{bad:?}");
         }
     }
+}
+
+// `Pause` and `HumanDuration` are written by hand as strings (see their serde impls), so their
+// schemas are too: the pattern is what `parse_duration` accepts.
+#[cfg(feature = "openapi")]
+mod schemas {
+    use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+    use utoipa::openapi::RefOr;
+
+    const DURATION: &str = "^([0-9]+[hms])+$";
+
+    impl utoipa::PartialSchema for super::HumanDuration {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(DURATION))
+                .description(Some(
+                    "a duration in whole seconds: \"90s\", \"5m\", \"1h30m\"",
+                ))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::HumanDuration {}
+
+    impl utoipa::PartialSchema for super::Pause {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(until_promoted|([0-9]+[hms])+)$"))
+                .description(Some("a duration (\"30s\", \"5m\") or \"until_promoted\""))
+                .into()
+        }
+    }
+    impl utoipa::ToSchema for super::Pause {}
 }

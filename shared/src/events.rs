@@ -271,6 +271,7 @@ impl ServiceEvent {
 }
 
 /// What a release will do, computed by the pure core before it starts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The environment the rollout moves traffic to (new, or warm and reused).
@@ -285,6 +286,7 @@ pub struct Plan {
     pub progress_deadline: HumanDuration,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanStep {
     /// `canary` or `step`.
@@ -338,6 +340,7 @@ impl Action {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvironmentStatus {
@@ -347,6 +350,7 @@ pub enum EnvironmentStatus {
     Terminated,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Health {
     Grey,
@@ -382,6 +386,7 @@ pub struct RegisteredInstance {
     pub in_service: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlarmState {
@@ -390,6 +395,7 @@ pub enum AlarmState {
     InsufficientData,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlarmView {
     pub name: String,
@@ -402,6 +408,7 @@ pub struct AlarmView {
 }
 
 /// Why traffic went back: the evidence a person or trail needs afterwards.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RollbackCause {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::FieldError;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// `invalid`, `not_found`, `conflict`, `too_large`, `unavailable`, …

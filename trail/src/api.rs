@@ -4,7 +4,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -14,15 +15,19 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use ionroller_projections::audit::{AuditFilter, Verifier};
 use ionroller_projections::delivery::delivery_report;
-use ionroller_shared::config::FieldError;
+use ionroller_projections::delivery::DeliveryReport;
+use ionroller_shared::config::{validate_service_name, FieldError};
 use ionroller_shared::http::ErrorBody;
 use ionroller_shared::store::{ReadFilter, StoreError};
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::{IntoParams, OpenApi};
 
 use crate::db::{DbError, CHAIN_CHECKPOINT_EVERY};
 use crate::metrics::MetricsError;
-use crate::runner::{Trail, TrailError};
+use crate::runner::{Status, Trail, TrailError};
+use crate::views::{
+    AtTime, AuditPage, Chain, ChainPoint, ReleaseList, ServiceList, ServiceSummary, Verification,
+};
 
 pub struct ApiError(StatusCode, String, Option<String>);
 
@@ -89,6 +94,34 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The `{service}` path parameter, checked as the roller checks it: a bad name is a 400 naming
+/// `service` (axum's own rejection would answer in plain text).
+struct ServicePath(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(service) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::param("service", e.body_text()))?;
+        validate_service_name(&service).map_err(|e| ApiError::param("service", e.problem))?;
+        Ok(ServicePath(service))
+    }
+}
+
+/// Query parameters whose rejections (bad percent-encoding) answer with `ErrorBody`.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::param("query", e.body_text()))
+    }
+}
+
 pub fn app(trail: Arc<Trail>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(include_str!("dashboard.html")) }))
@@ -123,24 +156,52 @@ fn parse_time(name: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>
         .transpose()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Only this service's rows.
     service: Option<String>,
+    /// Only rows by this actor.
     actor: Option<String>,
+    /// Only this event type, e.g. `release-requested`.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     event_type: Option<String>,
+    /// Only rows about this version.
     version: Option<String>,
+    /// Rows that occurred at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Rows that occurred before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Rows per page, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of an earlier page.
+    #[param(pattern = "^[0-9]{1,19}$")]
     cursor: Option<String>,
+    /// `newest` (default) or `oldest` first.
+    #[param(pattern = "^(newest|oldest)$")]
     order: Option<String>,
 }
 
+/// Audit rows, filtered, a page at a time with a stable cursor.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "a page of rows", body = AuditPage),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody),
+        (status = 503, description = "the projection or the log is unavailable", body = ErrorBody),
+    )
+)]
 async fn audit(
     State(trail): State<Arc<Trail>>,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response, ApiError> {
+    Params(q): Params<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     let filter = AuditFilter {
         service: q.service,
         actor: q.actor,
@@ -179,10 +240,20 @@ async fn audit(
     let next_cursor = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.seq.to_string()))
         .flatten();
-    Ok(Json(json!({ "rows": rows, "next_cursor": next_cursor })).into_response())
+    Ok(Json(AuditPage { rows, next_cursor }))
 }
 
-async fn services(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
+/// Services with their current traffic split and last release.
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    tag = "releases",
+    responses(
+        (status = 200, description = "services", body = ServiceList),
+        (status = 503, description = "trail is unavailable", body = ErrorBody),
+    )
+)]
+async fn services(State(trail): State<Arc<Trail>>) -> Result<Json<ServiceList>, ApiError> {
     let folds = trail
         .folds
         .read()
@@ -198,35 +269,81 @@ async fn services(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError>
     for name in names {
         let current = folds.timeline.services.get(name).and_then(|iv| iv.last());
         let last = folds.releases.for_service(name).last();
-        out.push(
-            json!({ "service": name, "traffic": current.map(|c| &c.shares), "last_release": last }),
-        );
+        out.push(ServiceSummary {
+            service: name.clone(),
+            traffic: current.map(|c| c.shares.clone()),
+            last_release: last.cloned(),
+        });
     }
-    Ok(Json(json!({ "services": out })).into_response())
+    Ok(Json(ServiceList { services: out }))
 }
 
+/// The `{service}` path parameter: what `validate_service_name` accepts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read by the derive only: the handlers take `ServicePath`
+struct ServiceParam {
+    /// 2 to 23 lowercase letters, digits and hyphens, starting with a letter and not ending
+    /// with a hyphen.
+    #[param(
+        pattern = r"^[a-z][a-z0-9-]{0,21}[a-z0-9]$",
+        min_length = 2,
+        max_length = 23,
+        example = "hello"
+    )]
+    service: String,
+}
+
+/// Every rollout of a service: who, from, to, steps, outcome with evidence, waits.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/releases",
+    tag = "releases",
+    params(ServiceParam),
+    responses(
+        (status = 200, description = "releases, oldest first (empty for an unknown service)",
+            body = ReleaseList),
+        (status = 400, description = "a bad service name", body = ErrorBody),
+        (status = 503, description = "trail is unavailable", body = ErrorBody),
+    )
+)]
 async fn releases(
     State(trail): State<Arc<Trail>>,
-    Path(service): Path<String>,
-) -> Result<Response, ApiError> {
+    ServicePath(service): ServicePath,
+) -> Result<Json<ReleaseList>, ApiError> {
     let folds = trail
         .folds
         .read()
         .map_err(|_| TrailError::Internal("folds lock".into()))?;
-    let list: Vec<_> = folds.releases.for_service(&service).collect();
-    Ok(Json(json!({ "service": service, "releases": list })).into_response())
+    let releases = folds.releases.for_service(&service).cloned().collect();
+    Ok(Json(ReleaseList { service, releases }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AtQuery {
+    /// The moment asked about, RFC 3339 (required).
+    #[param(required = true, format = DateTime)]
     time: Option<String>,
 }
 
+/// Traffic shares per version and environment, and the rollout in progress, at a time.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/at",
+    tag = "releases",
+    params(ServiceParam, AtQuery),
+    responses(
+        (status = 200, description = "what ran then", body = AtTime),
+        (status = 400, description = "a bad service name or time, named", body = ErrorBody),
+        (status = 503, description = "trail is unavailable", body = ErrorBody),
+    )
+)]
 async fn at(
     State(trail): State<Arc<Trail>>,
-    Path(service): Path<String>,
-    Query(q): Query<AtQuery>,
-) -> Result<Response, ApiError> {
+    ServicePath(service): ServicePath,
+    Params(q): Params<AtQuery>,
+) -> Result<Json<AtTime>, ApiError> {
     let time = parse_time("time", &q.time)?
         .ok_or_else(|| ApiError::param("time", "is required, an RFC 3339 time"))?;
     let folds = trail
@@ -237,29 +354,47 @@ async fn at(
     let rollout = folds
         .releases
         .for_service(&service)
-        .find(|r| r.requested_at <= time && r.ended_at.is_none_or(|e| time < e));
-    Ok(Json(json!({
-        "service": service,
-        "time": time,
-        "traffic": interval.map(|i| &i.shares),
-        "since": interval.map(|i| i.from),
-        "until": interval.and_then(|i| i.to),
-        "rollout_in_progress": rollout,
+        .find(|r| r.requested_at <= time && r.ended_at.is_none_or(|e| time < e))
+        .cloned();
+    Ok(Json(AtTime {
+        service,
+        time,
+        traffic: interval.map(|i| i.shares.clone()),
+        since: interval.map(|i| i.from),
+        until: interval.and_then(|i| i.to),
+        rollout_in_progress: rollout,
     }))
-    .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveryQuery {
+    /// Releases that ended at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Releases that ended before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Only this service.
     service: Option<String>,
 }
 
+/// Deployment frequency, lead time, change-failure rate, time to restore.
+#[utoipa::path(
+    get,
+    path = "/v1/reports/delivery",
+    tag = "reports",
+    params(DeliveryQuery),
+    responses(
+        (status = 200, description = "the report", body = DeliveryReport),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody),
+        (status = 503, description = "trail is unavailable", body = ErrorBody),
+    )
+)]
 async fn delivery(
     State(trail): State<Arc<Trail>>,
-    Query(q): Query<DeliveryQuery>,
-) -> Result<Response, ApiError> {
+    Params(q): Params<DeliveryQuery>,
+) -> Result<Json<DeliveryReport>, ApiError> {
     let from = parse_time("from", &q.from)?;
     let to = parse_time("to", &q.to)?;
     let folds = trail
@@ -271,8 +406,7 @@ async fn delivery(
         from,
         to,
         q.service.as_deref(),
-    ))
-    .into_response())
+    )))
 }
 
 /// Recomputes the hash chain against the log; names the first row that does not match.
@@ -300,46 +434,86 @@ pub async fn verify_chain(trail: &Trail) -> Result<Result<u64, u64>, ApiError> {
     }
 }
 
-async fn verify(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
-    Ok(match verify_chain(&trail).await? {
-        Ok(rows) => Json(json!({ "ok": true, "rows": rows })).into_response(),
-        Err(seq) => (
-            StatusCode::OK,
-            Json(json!({ "ok": false, "first_mismatch": seq, "message": format!("audit row {seq} does not match the log (edited, removed or reordered)") })),
-        )
-            .into_response(),
-    })
+/// Recomputes the audit hash chain against the log; names the first mismatching row.
+#[utoipa::path(
+    get,
+    path = "/v1/verify",
+    tag = "audit",
+    responses(
+        (status = 200, description = "`ok`, or the first row that does not match", body = Verification),
+        (status = 503, description = "the projection or the log is unavailable", body = ErrorBody),
+    )
+)]
+async fn verify(State(trail): State<Arc<Trail>>) -> Result<Json<Verification>, ApiError> {
+    Ok(Json(match verify_chain(&trail).await? {
+        Ok(rows) => Verification {
+            ok: true,
+            rows: Some(rows),
+            first_mismatch: None,
+            message: None,
+        },
+        Err(seq) => Verification {
+            ok: false,
+            rows: None,
+            first_mismatch: Some(seq),
+            message: Some(format!(
+                "audit row {seq} does not match the log (edited, removed or reordered)"
+            )),
+        },
+    }))
 }
 
 /// The chain's current head and its periodic checkpoints, for keeping a copy outside trail.
-async fn chain(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/chain",
+    tag = "audit",
+    responses(
+        (status = 200, description = "head and checkpoints", body = Chain),
+        (status = 503, description = "the projection is unavailable", body = ErrorBody),
+    )
+)]
+async fn chain(State(trail): State<Arc<Trail>>) -> Result<Json<Chain>, ApiError> {
     // Checkpoints first: a commit in between only moves the head further on, so every
     // checkpoint listed is at or before the head shown.
     let checkpoints = trail.db.chain_checkpoints().await?;
     let head = trail.db.checkpoint().await?;
-    let checkpoints: Vec<_> = checkpoints
+    let checkpoints = checkpoints
         .into_iter()
-        .map(|(seq, position, head)| json!({ "seq": seq, "position": position, "head": head }))
+        .map(|(seq, position, head)| ChainPoint {
+            seq,
+            position: Some(position),
+            head,
+        })
         .collect();
-    Ok(Json(json!({
-        "head": {
-            "seq": head.seq,
-            "position": head.position.map(|p| p.to_token()),
-            "head": ionroller_projections::chain::to_hex(&head.head),
+    Ok(Json(Chain {
+        head: ChainPoint {
+            seq: head.seq,
+            position: head.position.map(|p| p.to_token()),
+            head: ionroller_projections::chain::to_hex(&head.head),
         },
-        "every": CHAIN_CHECKPOINT_EVERY,
-        "checkpoints": checkpoints,
+        every: CHAIN_CHECKPOINT_EVERY,
+        checkpoints,
     }))
-    .into_response())
 }
 
-async fn status(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
+/// Projection status: caught up, checkpoint, rows, error.
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "operations",
+    responses(
+        (status = 200, description = "status", body = Status),
+        (status = 503, description = "trail is unavailable", body = ErrorBody),
+    )
+)]
+async fn status(State(trail): State<Arc<Trail>>) -> Result<Json<Status>, ApiError> {
     let status = trail
         .status
         .lock()
         .map(|s| s.clone())
         .map_err(|_| TrailError::Internal("status lock".into()))?;
-    Ok(Json(status).into_response())
+    Ok(Json(status))
 }
 
 async fn metrics(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> {
@@ -356,6 +530,20 @@ async fn metrics(State(trail): State<Arc<Trail>>) -> Result<Response, ApiError> 
 }
 
 /// Server-sent audit rows: stored rows after `Last-Event-ID` (a row's seq), then live ones.
+#[utoipa::path(
+    get,
+    path = "/v1/feed",
+    tag = "audit",
+    params(
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,19}$",
+            description = "resume after this row (an earlier event's id, its seq)"),
+    ),
+    responses(
+        (status = 200, description = "an endless stream of `audit` events, each an audit row \
+            as JSON with its seq as id", content_type = "text/event-stream", body = String),
+        (status = 400, description = "a bad Last-Event-ID", body = ErrorBody),
+    )
+)]
 async fn feed(
     State(trail): State<Arc<Trail>>,
     headers: HeaderMap,
@@ -415,23 +603,71 @@ async fn feed(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+// Routes whose handlers are closures or live elsewhere: described here, never called.
+
+/// The dashboard page.
+#[utoipa::path(get, path = "/", tag = "operations",
+    responses((status = 200, description = "the dashboard", content_type = "text/html", body = String)))]
+#[allow(dead_code)]
+fn dashboard_doc() {}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String)))]
+#[allow(dead_code)]
+fn healthz_doc() {}
+
+/// Prometheus metrics, including lag.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses(
+        (status = 200, description = "the Prometheus text exposition format",
+            content_type = "text/plain", body = String),
+        (status = 503, description = "trail or the log is unavailable", body = ErrorBody),
+    ))]
+#[allow(dead_code)]
+fn metrics_doc() {}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json",
+        body = Object)))]
+#[allow(dead_code)]
+fn openapi_doc() {}
+
+/// Trail's OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` attributes and
+/// the types they answer with.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ionroller trail API",
+        version = "1",
+        description = "Audit, release history, what ran when, delivery metrics. Every error \
+            answers with `ErrorBody`."
+    ),
+    paths(
+        dashboard_doc,
+        healthz_doc,
+        metrics_doc,
+        openapi_doc,
+        status,
+        audit,
+        services,
+        releases,
+        at,
+        delivery,
+        verify,
+        chain,
+        feed,
+    )
+)]
+struct TrailApi;
+
 fn openapi() -> serde_json::Value {
-    let get = |summary: &str| json!({ "get": { "summary": summary, "responses": { "200": { "description": "ok" }, "400": { "description": "a bad parameter, named" } } } });
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "ionroller trail API", "version": "1" },
-        "paths": {
-            "/v1/audit": get("audit rows; filters service, actor, type, version, from, to (RFC 3339); limit 1-1000; cursor = next_cursor; order newest|oldest"),
-            "/v1/services": get("services with their current traffic split and last release"),
-            "/v1/services/{service}/releases": get("every rollout: who, from, to, steps, outcome with evidence, waits"),
-            "/v1/services/{service}/at": get("traffic shares per version and environment, and the rollout in progress, at ?time=RFC3339"),
-            "/v1/reports/delivery": get("deployment frequency, lead time, change-failure rate, time to restore; ?from&to&service"),
-            "/v1/verify": get("recompute the audit hash chain against the log; names the first mismatching row"),
-            "/v1/chain": get("the chain's head (seq, position, hash) and a checkpoint every 1000 rows, for export"),
-            "/v1/feed": get("server-sent events of new audit rows; resumable with Last-Event-ID"),
-            "/v1/status": get("projection status: caught up, checkpoint, rows, error"),
-            "/metrics": get("Prometheus metrics, including lag"),
-            "/healthz": get("liveness")
-        }
-    })
+    static DOCUMENT: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        serde_json::to_value(TrailApi::openapi()).unwrap_or_else(|e| {
+            // Serialising a generated document cannot fail; say so if it ever does.
+            serde_json::json!({ "error": format!("the OpenAPI document did not serialise: {e}") })
+        })
+    });
+    DOCUMENT.clone()
 }

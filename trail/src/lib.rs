@@ -10,12 +10,14 @@
 //! - [`api`]: the query API, live feed, metrics and dashboard page.
 //! - [`metrics`]: the gauges behind `/metrics`, through `prometheus-client`.
 //! - [`rebuild`]: replays the log into a fresh projection and switches over.
+//! - [`views`]: the API's JSON bodies, from which its OpenAPI document is generated.
 
 pub mod api;
 pub mod db;
 pub mod metrics;
 pub mod rebuild;
 pub mod runner;
+pub mod views;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -48,7 +48,7 @@ impl Folds {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub caught_up: bool,
     pub checkpoint: Option<String>,

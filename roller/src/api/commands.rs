@@ -2,27 +2,61 @@
 //! handler checks the input's form (naming the field), then hands the command to the core's
 //! rules (`ionroller_core::handle`) through [`submit`], which appends what they decide.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ionroller_core::commands::Accepted;
 use ionroller_core::Command;
-use ionroller_shared::config::{parse_service_config, validate_service_name, validate_version};
+use ionroller_shared::config::{parse_service_config, validate_version, ServiceConfig};
+use ionroller_shared::http::ErrorBody;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
-use super::extract::{actor, Body, BodyOrDefault};
+use super::extract::{actor, Body, BodyOrDefault, ServicePath};
+use super::views::{CommandAccepted, ConfigSaved, ReleaseAccepted};
 use super::{load_existing, submit, ApiError, AppState};
 
+/// A command's answer: `202` and what was accepted.
+type Accepted202<T> = Result<(StatusCode, Json<T>), ApiError>;
+
+fn command_accepted(accepted: Accepted) -> (StatusCode, Json<CommandAccepted>) {
+    (
+        StatusCode::ACCEPTED,
+        Json(CommandAccepted {
+            rollout_id: accepted.rollout_id,
+            action: accepted.action.to_string(),
+            version: accepted.version,
+        }),
+    )
+}
+
+/// Saves a new config version.
+#[utoipa::path(
+    put,
+    path = "/v1/services/{service}/config",
+    tag = "configs",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    request_body(content = ServiceConfig, content_type = "application/json",
+        description = "the whole config; see examples/hello.json and `ionroller config init`"),
+    responses(
+        (status = 200, description = "saved as a new config version", body = ConfigSaved),
+        (status = 400, description = "every problem, each naming its field", body = ErrorBody),
+        (status = 409, description = "the service kept changing; retry", body = ErrorBody),
+        (status = 413, description = "the config is too large", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn put_config(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
-    body: String,
-) -> Result<Response, ApiError> {
-    validate_service_name(&service)?;
+    body: axum::body::Bytes,
+) -> Result<Json<ConfigSaved>, ApiError> {
     let actor = actor(&headers)?;
-    let config = parse_service_config(&body).map_err(ApiError::invalid)?;
+    // Read as bytes, not `String`: axum's rejection of bad UTF-8 is plain text.
+    let body = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::field("body", format!("is not UTF-8: {e}")))?;
+    let config = parse_service_config(body).map_err(ApiError::invalid)?;
     if let Some(cloud) = &state.cloud {
         let problems = cloud.check_config(&config);
         if !problems.is_empty() {
@@ -36,30 +70,49 @@ pub async fn put_config(
         &Command::SaveConfig(Box::new(config)),
     )
     .await?;
-    let version = folded.latest_config().map_or(0, |c| c.version);
-    Ok((
-        StatusCode::OK,
-        Json(json!({ "service": service, "config_version": version })),
-    )
-        .into_response())
+    let config_version = folded.latest_config().map_or(0, |c| c.version);
+    Ok(Json(ConfigSaved {
+        service,
+        config_version,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseBody {
+    /// The image tag to run.
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
     version: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     reason: Option<String>,
+    /// Start even while one of the config's alarms is in ALARM.
     #[serde(default)]
     override_alarms: bool,
 }
 
+/// Releases a version: a new rollout, `202` with its id.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/releases",
+    tag = "commands",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    request_body(content = ReleaseBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "accepted: the rollout started", body = ReleaseAccepted),
+        (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "refused in the service's current state", body = ErrorBody),
+        (status = 415, description = "the body is not `application/json`", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn release(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
     Body(body): Body<ReleaseBody>,
-) -> Result<Response, ApiError> {
+) -> Accepted202<ReleaseAccepted> {
     let actor = actor(&headers)?;
     validate_version(&body.version)?;
     if body.reason.as_ref().is_some_and(|r| r.len() > 1000) {
@@ -74,26 +127,47 @@ pub async fn release(
     let (accepted, _) = submit(&state, &service, &actor, &command).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "rollout_id": accepted.rollout_id, "service": service, "version": body.version })),
-    )
-        .into_response())
+        Json(ReleaseAccepted {
+            rollout_id: accepted.rollout_id,
+            service,
+            version: body.version,
+        }),
+    ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RollbackBody {
+    /// The version to go back to; by default the one before the current.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
     to_version: Option<String>,
     #[serde(default)]
     reason: Option<String>,
 }
 
+/// Releases the previous version (or aborts the rollout in progress).
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/rollback",
+    tag = "commands",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    request_body(content = Option<RollbackBody>, content_type = "application/json",
+        description = "optional: an empty body means the defaults"),
+    responses(
+        (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "refused in the service's current state", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn rollback(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<RollbackBody>,
-) -> Result<Response, ApiError> {
+) -> Accepted202<CommandAccepted> {
     let actor = actor(&headers)?;
     if let Some(v) = &body.to_version {
         validate_version(v).map_err(|e| ApiError::field("to_version", e.problem))?;
@@ -104,14 +178,10 @@ pub async fn rollback(
         reason: body.reason,
     };
     let (accepted, _) = submit(&state, &service, &actor, &command).await?;
-    let mut answer = json!({ "rollout_id": accepted.rollout_id, "action": accepted.action });
-    if let Some(version) = accepted.version {
-        answer["version"] = json!(version);
-    }
-    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+    Ok(command_accepted(accepted))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     #[serde(default)]
@@ -124,51 +194,110 @@ async fn on_rollout(
     service: String,
     headers: HeaderMap,
     command: Command,
-) -> Result<Response, ApiError> {
+) -> Accepted202<CommandAccepted> {
     let actor = actor(&headers)?;
     load_existing(&state, &service).await?;
     let (accepted, _) = submit(&state, &service, &actor, &command).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "rollout_id": accepted.rollout_id, "action": accepted.action })),
-    )
-        .into_response())
+    // Only a rollback names a version; these commands answer without one, as they always have.
+    let mut answer = command_accepted(accepted);
+    answer.1.version = None;
+    Ok(answer)
 }
 
+/// Pauses the rollout in progress.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/pause",
+    tag = "commands",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    request_body(content = Option<ReasonBody>, content_type = "application/json",
+        description = "optional: an empty body means no reason"),
+    responses(
+        (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn pause(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
-) -> Result<Response, ApiError> {
+) -> Accepted202<CommandAccepted> {
     let command = Command::Pause {
         reason: body.reason,
     };
     on_rollout(state, service, headers, command).await
 }
 
+/// Resumes a paused rollout.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/resume",
+    tag = "commands",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    responses(
+        (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Accepted202<CommandAccepted> {
     on_rollout(state, service, headers, Command::Resume).await
 }
 
+/// Ends the current wait (canary, test endpoint, pause).
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/promote",
+    tag = "commands",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    responses(
+        (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn promote(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Accepted202<CommandAccepted> {
     on_rollout(state, service, headers, Command::Promote).await
 }
 
+/// Moves traffic back to the previous version.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{service}/abort",
+    tag = "commands",
+    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    request_body(content = Option<ReasonBody>, content_type = "application/json",
+        description = "optional: an empty body means no reason"),
+    responses(
+        (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn abort(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
-) -> Result<Response, ApiError> {
+) -> Accepted202<CommandAccepted> {
     let command = Command::Abort {
         reason: body.reason,
     };

@@ -1,8 +1,10 @@
 //! Extractors that make bad input follow the API's error format: a JSON body whose rejection
-//! names what is wrong, an optional body, and the actor header.
+//! names what is wrong, an optional body, path and query parameters, and the actor header.
+//! axum's own rejections answer in `text/plain`; every one here answers with `ErrorBody`.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
@@ -36,6 +38,34 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> FromRequest<S> fo
         serde_json::from_slice(&bytes)
             .map(BodyOrDefault)
             .map_err(|e| ApiError::field("body", format!("invalid JSON: {e}")))
+    }
+}
+
+/// The `{service}` path parameter, checked: a bad name is a 400 naming `service`.
+pub struct ServicePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServicePath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(service) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::field("service", e.body_text()))?;
+        ionroller_shared::config::validate_service_name(&service)?;
+        Ok(ServicePath(service))
+    }
+}
+
+/// Query parameters whose rejections (bad percent-encoding, a wrong type) name the query.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::field("query", e.body_text()))
     }
 }
 

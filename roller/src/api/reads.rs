@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -12,71 +12,140 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use ionroller_core::plan::plan_rollout;
 use ionroller_core::state::RolloutKind;
-use ionroller_shared::config::{validate_service_name, validate_version};
+use ionroller_shared::config::validate_version;
 use ionroller_shared::events::service_stream;
+use ionroller_shared::http::ErrorBody;
 use ionroller_shared::store::{Position, ReadFilter, SubscriptionMessage};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
 
+use super::extract::{Params, ServicePath};
 use super::{load_existing, views, ApiError, AppState};
 use crate::log;
 
+/// Services with a saved config.
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    tag = "services",
+    responses(
+        (status = 200, description = "service names", body = views::ServiceList),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn list_services(
     State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let (names, _) = log::discover_services(state.store.as_ref(), None).await?;
-    Ok(Json(json!({ "services": names })))
+) -> Result<Json<views::ServiceList>, ApiError> {
+    let (services, _) = log::discover_services(state.store.as_ref(), None).await?;
+    Ok(Json(views::ServiceList {
+        services: services.into_iter().collect(),
+    }))
 }
 
+/// Desired and live state: environments, traffic per version, current step and what it waits for.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}",
+    tag = "services",
+    params(super::openapi::ServiceParam),
+    responses(
+        (status = 200, description = "status", body = views::ServiceStatus),
+        (status = 400, description = "a bad service name", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get_service(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
 ) -> Result<Json<views::ServiceStatus>, ApiError> {
     let folded = load_existing(&state, &service).await?;
     Ok(Json(views::service_status(&folded, state.clock.now())))
 }
 
+fn config_view(c: &ionroller_core::state::ConfigVersion) -> views::ConfigView {
+    views::ConfigView {
+        config_version: c.version,
+        saved_at: c.saved_at,
+        saved_by: c.saved_by.clone(),
+        config: c.config.clone(),
+    }
+}
+
+/// The latest config, with its version.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/config",
+    tag = "configs",
+    params(super::openapi::ServiceParam),
+    responses(
+        (status = 200, description = "the latest config", body = views::ConfigView),
+        (status = 400, description = "a bad service name", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn get_config(
     State(state): State<AppState>,
-    Path(service): Path<String>,
-) -> Result<Response, ApiError> {
+    ServicePath(service): ServicePath,
+) -> Result<Json<views::ConfigView>, ApiError> {
     let folded = load_existing(&state, &service).await?;
     let latest = folded
         .latest_config()
         .ok_or_else(|| ApiError::not_found(format!("service {service} has no config")))?;
-    Ok(Json(json!({
-        "config_version": latest.version,
-        "saved_at": latest.saved_at,
-        "saved_by": latest.saved_by,
-        "config": latest.config,
-    }))
-    .into_response())
+    Ok(Json(config_view(latest)))
 }
 
+/// Every config version, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/configs",
+    tag = "configs",
+    params(super::openapi::ServiceParam),
+    responses(
+        (status = 200, description = "config history", body = views::ConfigHistory),
+        (status = 400, description = "a bad service name", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn config_history(
     State(state): State<AppState>,
-    Path(service): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    ServicePath(service): ServicePath,
+) -> Result<Json<views::ConfigHistory>, ApiError> {
     let folded = load_existing(&state, &service).await?;
-    let versions: Vec<_> = folded
-        .configs
-        .iter()
-        .rev()
-        .map(|c| json!({ "config_version": c.version, "saved_at": c.saved_at, "saved_by": c.saved_by, "config": c.config }))
-        .collect();
-    Ok(Json(json!({ "configs": versions })))
+    let configs = folded.configs.iter().rev().map(config_view).collect();
+    Ok(Json(views::ConfigHistory { configs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PlanQuery {
+    /// The version a release would run (required).
+    #[param(required = true, pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
     version: Option<String>,
 }
 
+/// Steps, pauses and worst-case duration a release of `version` would take.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/plan",
+    tag = "services",
+    params(super::openapi::ServiceParam, PlanQuery),
+    responses(
+        (status = 200, description = "the plan", body = views::PlanView),
+        (status = 400, description = "a bad service name or version", body = ErrorBody),
+        (status = 404, description = "unknown service", body = ErrorBody),
+        (status = 409, description = "the service has no config", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+    )
+)]
 pub async fn plan(
     State(state): State<AppState>,
-    Path(service): Path<String>,
-    Query(q): Query<PlanQuery>,
-) -> Result<Response, ApiError> {
+    ServicePath(service): ServicePath,
+    Params(q): Params<PlanQuery>,
+) -> Result<Json<views::PlanView>, ApiError> {
     let version = q
         .version
         .ok_or_else(|| ApiError::field("version", "is required, e.g. ?version=v2"))?;
@@ -85,19 +154,37 @@ pub async fn plan(
     let config_version = folded.latest_config().map(|c| c.version);
     let plan = plan_rollout(&folded, &RolloutKind::Release, &version, None)
         .ok_or_else(|| ApiError::conflict(format!("service {service} has no config")))?;
-    Ok(Json(json!({ "service": service, "version": version, "config_version": config_version, "plan": plan })).into_response())
+    Ok(Json(views::PlanView {
+        service,
+        version,
+        config_version,
+        plan,
+    }))
 }
 
 /// Server-sent events of one service's stream; `Last-Event-ID` (a position) resumes.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{service}/events",
+    tag = "services",
+    params(
+        super::openapi::ServiceParam,
+        ("Last-Event-ID" = Option<String>, Header, pattern = r"^[0-9]+-[0-9]+$",
+            description = "resume after this position (an earlier event's id, e.g. `42-0`)"),
+    ),
+    responses(
+        (status = 200, description = "an endless stream: each event's id is its position, its \
+            name its type, its data `{type, revision, actor, occurred_at, data}`; `caught-up` \
+            once history is sent", content_type = "text/event-stream", body = String),
+        (status = 400, description = "a bad service name or Last-Event-ID", body = ErrorBody),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
-    Path(service): Path<String>,
+    ServicePath(service): ServicePath,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let stream_id = {
-        validate_service_name(&service)?;
-        service_stream(&service)?
-    };
+    let stream_id = service_stream(&service)?;
     let after = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(

@@ -1,13 +1,16 @@
-//! What `GET /v1/services/{service}` answers: desired and live state, for people and the CLI.
+//! What the API answers: `GET /v1/services/{service}` (desired and live state, for people and
+//! the CLI) and the small bodies of the other routes. Each derives `ToSchema`, so the OpenAPI
+//! document is generated from the same types the handlers serialize and cannot drift.
 
 use chrono::{DateTime, Utc};
-use ionroller_shared::config::Pause;
+use ionroller_shared::config::{Pause, ServiceConfig};
 use ionroller_shared::events::{AlarmView, EnvironmentStatus, Health, Plan, RolloutId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use ionroller_core::state::{Outcome, RolloutKind, RolloutRecord, ServiceState, Stage};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServiceStatus {
     pub service: String,
     pub config_version: Option<u32>,
@@ -19,7 +22,7 @@ pub struct ServiceStatus {
     pub history: Vec<RolloutRecordView>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct EnvironmentStatusView {
     pub name: String,
     pub version: String,
@@ -36,7 +39,7 @@ pub struct EnvironmentStatusView {
     pub foreign: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TrafficShare {
     pub environment: String,
     pub version: Option<String>,
@@ -44,8 +47,9 @@ pub struct TrafficShare {
     pub share: f64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutView {
+    #[schema(value_type = uuid::Uuid)]
     pub id: RolloutId,
     pub kind: String,
     pub version: String,
@@ -62,8 +66,9 @@ pub struct RolloutView {
     pub plan: Option<Plan>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutRecordView {
+    #[schema(value_type = uuid::Uuid)]
     pub id: RolloutId,
     pub version: String,
     pub from_version: Option<String>,
@@ -93,6 +98,65 @@ impl From<&RolloutRecord> for RolloutRecordView {
             detail,
         }
     }
+}
+
+/// `GET /v1/services`: services with a saved config.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ServiceList {
+    pub services: Vec<String>,
+}
+
+/// One saved config version (`GET .../config`, and each entry of `GET .../configs`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigView {
+    pub config_version: u32,
+    pub saved_at: DateTime<Utc>,
+    pub saved_by: String,
+    pub config: ServiceConfig,
+}
+
+/// `GET .../configs`: every config version, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigHistory {
+    pub configs: Vec<ConfigView>,
+}
+
+/// `PUT .../config`: the version the config was saved as.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigSaved {
+    pub service: String,
+    pub config_version: u32,
+}
+
+/// `GET .../plan`: what releasing `version` with the latest config would do.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlanView {
+    pub service: String,
+    pub version: String,
+    pub config_version: Option<u32>,
+    pub plan: Plan,
+}
+
+/// `202` to a release.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReleaseAccepted {
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub rollout_id: Option<RolloutId>,
+    pub service: String,
+    pub version: String,
+}
+
+/// `202` to a command on a rollout (rollback, pause, resume, promote, abort).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommandAccepted {
+    /// The rollout the command started or acted on.
+    #[schema(value_type = Option<uuid::Uuid>)]
+    pub rollout_id: Option<RolloutId>,
+    /// `rollback`, `abort`, `pause`, `resume` or `promote`.
+    pub action: String,
+    /// The version a rollback moves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus {
