@@ -19,6 +19,8 @@ use ionroller_roller::clock::{Clock, SystemClock};
 use ionroller_roller::cloud::sim::SimCloud;
 use ionroller_roller::{CloudDriver, RollerConfig};
 
+use crate::time_args::time_arg;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 #[derive(Parser)]
@@ -89,7 +91,7 @@ enum Command {
         actor: Option<String>,
         #[arg(long = "type")]
         event_type: Option<String>,
-        /// A duration back from now ("1h", "30m") or an RFC 3339 time.
+        /// A duration back from now ("1h", "30m", "7d") or an RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -108,6 +110,7 @@ enum Command {
     },
     /// Trail: the delivery report (deployments, lead time, failure rate, time to restore).
     Report {
+        /// A duration back from now ("7d", "12h") or an RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
         #[arg(long)]
@@ -273,7 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             }
             if let Some(since) = since {
-                query.push(("from".into(), time_arg(&since)?));
+                query.push(("from".into(), time_arg(&since, chrono::Utc::now())?));
             }
             let page = trail
                 .get(&format!("/v1/audit?{}", encode_query(&query)))
@@ -311,7 +314,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::At { service, time } => {
-            let at = time_arg(&time)?;
+            let at = time_arg(&time, chrono::Utc::now())?;
             let query = encode_query(&[("time".into(), at.clone())]);
             let answer = trail
                 .get(&format!("/v1/services/{service}/at?{query}"))
@@ -343,7 +346,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report { since, service } => {
             let mut query = Vec::new();
             if let Some(since) = since {
-                query.push(("from".to_string(), time_arg(&since)?));
+                query.push(("from".to_string(), time_arg(&since, chrono::Utc::now())?));
             }
             if let Some(s) = service {
                 query.push(("service".to_string(), s));
@@ -768,18 +771,6 @@ async fn config(client: &Client, command: ConfigCommand) -> anyhow::Result<i32> 
             Ok(0)
         }
     }
-}
-
-/// An RFC 3339 time, or a duration back from now ("2h", "30m").
-fn time_arg(text: &str) -> anyhow::Result<String> {
-    if chrono::DateTime::parse_from_rfc3339(text).is_ok() {
-        return Ok(text.to_string());
-    }
-    let ago = ionroller_shared::config::parse_duration(text).map_err(|why| {
-        anyhow::anyhow!("{why}; or give an RFC 3339 time such as 2026-11-25T12:00:00Z")
-    })?;
-    let at = chrono::Utc::now() - chrono::Duration::from_std(ago).context("duration too large")?;
-    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
 fn encode_query(pairs: &[(String, String)]) -> String {

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 mod cli;
+mod time_args;
 
 #[tokio::main]
 async fn main() {
