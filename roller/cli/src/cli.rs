@@ -19,6 +19,7 @@ use ionroller_roller::clock::{Clock, SystemClock};
 use ionroller_roller::cloud::sim::SimCloud;
 use ionroller_roller::{CloudDriver, RollerConfig};
 
+use crate::jsonc;
 use crate::time_args::time_arg;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
@@ -198,7 +199,7 @@ enum ConfigCommand {
     Init {
         service: String,
     },
-    /// Save FILE as the service's next config version (`//` comment lines are allowed).
+    /// Save FILE as the service's next config version (JSON with comments and trailing commas).
     Set {
         service: String,
         file: PathBuf,
@@ -737,11 +738,11 @@ async fn config(client: &Client, command: ConfigCommand) -> anyhow::Result<i32> 
         ConfigCommand::Set { service, file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("read {}", file.display()))?;
+            // The server takes plain JSON and checks every field itself (unknown ones too).
+            let json =
+                jsonc::to_json(&text).with_context(|| format!("parse {}", file.display()))?;
             let answer = client
-                .put_text(
-                    &format!("/v1/services/{service}/config"),
-                    strip_comments(&text),
-                )
+                .put_text(&format!("/v1/services/{service}/config"), json)
                 .await?;
             println!(
                 "Saved config version {} of {service}",
@@ -831,14 +832,6 @@ async fn follow_feed(trail: &Client, seq: Option<u64>) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Drops whole-line `//` comments, so templates can explain themselves.
-pub fn strip_comments(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Polls the service until the rollout ends; prints a line whenever the picture changes.
@@ -1084,9 +1077,10 @@ mod tests {
 
     #[test]
     fn the_config_template_is_valid_and_ready_for_aws() {
-        let text = strip_comments(&TEMPLATE.replace("SERVICE", "hello"));
-        let config = ionroller_shared::config::parse_service_config(&text)
-            .unwrap_or_else(|e| panic!("the template does not parse: {e:?}"));
+        let json = jsonc::to_json(&TEMPLATE.replace("SERVICE", "hello"))
+            .unwrap_or_else(|e| panic!("the template does not parse: {e}"));
+        let config = ionroller_shared::config::parse_service_config(&json)
+            .unwrap_or_else(|e| panic!("the template is not a valid config: {e:?}"));
         let problems = ionroller_aws::spec::check_config(&config);
         assert!(problems.is_empty(), "{problems:?}");
     }

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 mod cli;
+mod jsonc;
 mod time_args;
 
 #[tokio::main]
