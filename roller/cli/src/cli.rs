@@ -12,6 +12,7 @@ use ionroller_shared::store::EventStore;
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::{json, Value};
+use sse_stream::{Sse, SseByteStream};
 
 use ionroller_roller::api::views::ServiceStatus;
 use ionroller_roller::api::ACTOR_HEADER;
@@ -232,8 +233,8 @@ enum SimCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let client = Client::new(&cli.server)?;
-    let trail = Client::new(&cli.trail)?;
+    let client = Client::new(&cli.server, "the roller")?;
+    let trail = Client::new(&cli.trail, "trail")?;
     match cli.command {
         Command::Up {
             data_dir,
@@ -637,14 +638,17 @@ async fn shutdown_signal() {
 
 struct Client {
     base: String,
+    /// "the roller" or "trail": named when the server cannot be reached.
+    name: &'static str,
     http: reqwest::Client,
     actor: String,
 }
 
 impl Client {
-    fn new(base: &str) -> anyhow::Result<Self> {
+    fn new(base: &str, name: &'static str) -> anyhow::Result<Self> {
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
+            name,
             http: reqwest::Client::builder()
                 .build()
                 .context("build the HTTP client")?,
@@ -697,6 +701,32 @@ impl Client {
                 .body(body),
         )
         .await
+    }
+
+    /// The server-sent events at `path`, resuming after `last_event_id` when given.
+    async fn events(
+        &self,
+        path: &str,
+        last_event_id: Option<String>,
+    ) -> anyhow::Result<impl futures::Stream<Item = Result<Sse, sse_stream::Error>>> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("reach {} at {}", self.name, self.base))?;
+        if !response.status().is_success() {
+            bail!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        // Blocks without data (a bare `retry:` or `id:`) carry nothing to show.
+        Ok(SseByteStream::new(response.bytes_stream())
+            .filter(|e| std::future::ready(!matches!(e, Ok(sse) if sse.data.is_none()))))
     }
 }
 
@@ -808,28 +838,15 @@ fn audit_line(row: &Value) -> String {
     )
 }
 
-/// Prints trail's live audit feed from after `seq`.
+/// Prints trail's live audit feed from after row `seq` (its SSE id), so that no row is
+/// missed or shown twice between the page above and the feed.
 async fn follow_feed(trail: &Client, seq: Option<u64>) -> anyhow::Result<()> {
-    let mut request = trail.http.get(format!("{}/v1/feed", trail.base));
-    if let Some(seq) = seq {
-        request = request.header("last-event-id", seq.to_string());
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("reach trail at {}", trail.base))?;
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk.context("read the feed")?));
-        while let Some(end) = buffer.find('\n') {
-            let line = buffer[..end].trim_end_matches('\r').to_string();
-            buffer.drain(..=end);
-            if let Some(data) = line.strip_prefix("data:") {
-                let row: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                println!("{}", audit_line(&row));
-            }
-        }
+    let mut feed = trail.events("/v1/feed", seq.map(|s| s.to_string())).await?;
+    while let Some(event) = feed.next().await {
+        let event = event.context("read the feed")?;
+        let data = event.data.as_deref().unwrap_or_default();
+        let row: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+        println!("{}", audit_line(&row));
     }
     Ok(())
 }
@@ -1024,49 +1041,27 @@ fn render_plan(answer: &Value) -> String {
 }
 
 async fn events(client: &Client, service: &str, follow: bool) -> anyhow::Result<i32> {
-    let response = client
-        .http
-        .get(format!("{}/v1/services/{service}/events", client.base))
-        .send()
-        .await
-        .with_context(|| format!("reach the roller at {}", client.base))?;
-    if !response.status().is_success() {
-        bail!(
-            "{}: {}",
-            response.status(),
-            response.text().await.unwrap_or_default()
-        );
-    }
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut event_name = String::new();
-    while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(
-            &chunk.context("read the event stream")?,
-        ));
-        while let Some(end) = buffer.find('\n') {
-            let line = buffer[..end].trim_end_matches('\r').to_string();
-            buffer.drain(..=end);
-            if let Some(name) = line.strip_prefix("event:") {
-                event_name = name.trim().to_string();
-            } else if let Some(data) = line.strip_prefix("data:") {
-                if event_name == "caught-up" {
-                    if !follow {
-                        return Ok(0);
-                    }
-                    continue;
-                }
-                let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                println!(
-                    "{} #{:<4} {:<24} {:<20} {}",
-                    v["occurred_at"].as_str().unwrap_or("?"),
-                    v["revision"],
-                    v["type"].as_str().unwrap_or("?"),
-                    v["actor"].as_str().unwrap_or("?"),
-                    v["data"]
-                );
+    let mut events = client
+        .events(&format!("/v1/services/{service}/events"), None)
+        .await?;
+    while let Some(event) = events.next().await {
+        let event = event.context("read the event stream")?;
+        if event.event.as_deref() == Some("caught-up") {
+            if !follow {
+                return Ok(0);
             }
+            continue;
         }
+        let data = event.data.as_deref().unwrap_or_default();
+        let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+        println!(
+            "{} #{:<4} {:<24} {:<20} {}",
+            v["occurred_at"].as_str().unwrap_or("?"),
+            v["revision"],
+            v["type"].as_str().unwrap_or("?"),
+            v["actor"].as_str().unwrap_or("?"),
+            v["data"]
+        );
     }
     Ok(0)
 }
