@@ -1,10 +1,22 @@
 //! `ionroller`: the command-line entry point. See `ionroller --help`.
+//!
+//! Exit codes: a command's own verdict (0, or 1 for a rolled-back release or a chain
+//! mismatch); 2 when it could not be carried out, with the reason printed once on stderr;
+//! 0 when the reader of standard output went away (see `output`).
+
+use std::io::Write;
 
 use clap::Parser;
 
-mod cli;
+mod args;
+mod client;
+mod commands;
 mod jsonc;
+mod output;
+mod render;
+mod render_trail;
 mod time_args;
+mod up;
 
 #[tokio::main]
 async fn main() {
@@ -15,12 +27,15 @@ async fn main() {
                 .unwrap_or_else(|_| "warn,ionroller_roller=info".into()),
         )
         .init();
-    let cli = cli::Cli::parse();
-    match cli::run(cli).await {
-        Ok(code) => std::process::exit(code),
+    let cli = args::Cli::parse();
+    let code = match commands::run(cli).await {
+        Ok(code) => code,
+        Err(e) if e.is::<output::StdoutClosed>() => 0,
         Err(e) => {
-            eprintln!("ionroller: {e:#}");
-            std::process::exit(2);
+            // Best effort: with stderr closed too there is no one left to tell.
+            let _ = writeln!(std::io::stderr().lock(), "ionroller: {e:#}");
+            2
         }
-    }
+    };
+    std::process::exit(code);
 }

@@ -1,0 +1,322 @@
+//! What the command line accepts: clap's definitions only, so that `--help` and the parser can
+//! be read (and unit-tested) apart from what each command does.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+#[derive(Parser)]
+#[command(
+    name = "ionroller",
+    version,
+    about = "Ship Docker-image releases to AWS, gradually and reversibly"
+)]
+pub struct Cli {
+    /// The roller's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    pub server: String,
+    /// Trail's URL (audit, history, reports).
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_TRAIL_URL",
+        default_value = "http://127.0.0.1:7879"
+    )]
+    pub trail: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudKind {
+    Sim,
+    Aws,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the roller and trail on the embedded event store, on the simulated cloud or AWS.
+    Up {
+        /// Where the event log (and the simulated cloud) keep their files.
+        #[arg(long, default_value = ".ionroller")]
+        data_dir: PathBuf,
+        /// `sim` (no account needed) or `aws`: the AWS SDK's standard configuration
+        /// (region, credentials, `AWS_ENDPOINT_URL*`) decides where calls go.
+        #[arg(long, value_enum, default_value_t = CloudKind::Sim)]
+        cloud: CloudKind,
+        /// Keep the event log in PostgreSQL (a libpq URL) instead of the embedded SQLite file.
+        #[arg(long, env = "IONROLLER_POSTGRES_URL")]
+        postgres: Option<String>,
+        /// The PostgreSQL schema for the log's tables (created if missing).
+        #[arg(long, default_value = "public")]
+        postgres_schema: String,
+        /// Address for the API (loopback by default).
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: String,
+        /// How often each service is observed and reconciled, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Address for trail's API and dashboard.
+        #[arg(long, default_value = "127.0.0.1:7879")]
+        trail_listen: String,
+    },
+    /// Trail: audit rows, newest first; with --follow, then every new one.
+    Audit {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// A duration back from now ("1h", "30m", "7d") or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Trail: every rollout of a service, with its outcome.
+    History {
+        service: String,
+    },
+    /// Trail: what served SERVICE at TIME (RFC 3339, or a duration ago such as "2h").
+    At {
+        service: String,
+        time: String,
+    },
+    /// Trail: the delivery report (deployments, lead time, failure rate, time to restore).
+    Report {
+        /// A duration back from now ("7d", "12h") or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Trail: recompute the audit hash chain against the log.
+    Verify,
+    /// Service configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Release a version and follow it until it completes (exit 0) or rolls back (exit 1).
+    Release {
+        service: String,
+        version: String,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Release even though a configured alarm is firing (recorded).
+        #[arg(long)]
+        override_alarms: bool,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Release the previous version again (fast while its environment is warm); during a
+    /// rollout without --to, send traffic back.
+    Rollback {
+        service: String,
+        #[arg(long = "to")]
+        to_version: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        follow: FollowArgs,
+    },
+    /// Hold the rollout where it is.
+    Pause {
+        service: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Resume {
+        service: String,
+    },
+    /// End the current wait: canary, test endpoint or pause.
+    Promote {
+        service: String,
+    },
+    /// Move traffic back to the previous version.
+    Abort {
+        service: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Environments, traffic split, and the rollout in progress.
+    Status {
+        service: String,
+    },
+    /// Services with a saved config.
+    Services,
+    /// The service's events; with --follow, keep printing new ones.
+    Events {
+        service: String,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// The steps, pauses and worst-case duration a release would take.
+    Plan {
+        service: String,
+        version: String,
+    },
+    /// Drive the simulated cloud (demos and what-ifs).
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Args)]
+pub struct FollowArgs {
+    /// Return once the request is accepted instead of following progress.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print a commented template to start from.
+    Init {
+        service: String,
+    },
+    /// Save FILE as the service's next config version (JSON with comments and trailing commas).
+    Set {
+        service: String,
+        file: PathBuf,
+    },
+    Get {
+        service: String,
+    },
+    History {
+        service: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Set a CloudWatch alarm's state: ALARM, OK or INSUFFICIENT_DATA.
+    Alarm {
+        name: String,
+        state: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        value: Option<f64>,
+    },
+    /// Make environments of SERVICE at VERSION turn Red.
+    FailEnv { service: String, version: String },
+    /// Terminate an environment behind the roller's back (drift).
+    TerminateEnv { environment: String },
+    /// Deregister an instance behind the roller's back (drift).
+    Deregister { instance: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ionroller").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} does not parse: {e}"))
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_has_the_documented_defaults() {
+        let Command::Up {
+            data_dir,
+            cloud,
+            listen,
+            interval_ms,
+            trail_listen,
+            postgres_schema,
+            ..
+        } = parse(&["up"]).command
+        else {
+            panic!("not up");
+        };
+        assert_eq!(data_dir, PathBuf::from(".ionroller"));
+        assert_eq!(cloud, CloudKind::Sim);
+        assert_eq!(listen, DEFAULT_LISTEN);
+        assert_eq!(interval_ms, 1000);
+        assert_eq!(trail_listen, "127.0.0.1:7879");
+        assert_eq!(postgres_schema, "public");
+        let Command::Up { cloud, .. } = parse(&["up", "--cloud", "aws"]).command else {
+            panic!("not up");
+        };
+        assert_eq!(cloud, CloudKind::Aws);
+    }
+
+    #[test]
+    fn global_urls_go_after_the_subcommand_too() {
+        let cli = parse(&[
+            "status",
+            "hello",
+            "--server",
+            "http://r:1",
+            "--trail",
+            "http://t:2",
+        ]);
+        assert_eq!(cli.server, "http://r:1");
+        assert_eq!(cli.trail, "http://t:2");
+    }
+
+    #[test]
+    fn release_takes_its_flags() {
+        let Command::Release {
+            service,
+            version,
+            reason,
+            override_alarms,
+            follow,
+        } = parse(&[
+            "release",
+            "hello",
+            "v2",
+            "--reason",
+            "new greeting",
+            "--override-alarms",
+            "--no-follow",
+        ])
+        .command
+        else {
+            panic!("not release");
+        };
+        assert_eq!((service.as_str(), version.as_str()), ("hello", "v2"));
+        assert_eq!(reason.as_deref(), Some("new greeting"));
+        assert!(override_alarms && follow.no_follow);
+    }
+
+    #[test]
+    fn readme_examples_parse() {
+        for line in [
+            "config set hello examples/hello.json",
+            "config init hello",
+            "plan hello v1",
+            "rollback hello --to v1",
+            "sim alarm hello-5xx ALARM --reason x --value 12",
+            "sim fail-env hello v3",
+            "audit --service hello --since 1h --follow",
+            "at hello 10m",
+            "report --since 7d",
+            "events hello --follow",
+            "verify",
+        ] {
+            parse(&line.split(' ').collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_missing_argument_is_refused() {
+        assert!(Cli::try_parse_from(["ionroller", "release", "hello"]).is_err());
+        assert!(Cli::try_parse_from(["ionroller", "up", "--cloud", "gcp"]).is_err());
+    }
+}

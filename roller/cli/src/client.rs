@@ -1,0 +1,166 @@
+//! The HTTP client of the roller's and trail's APIs: who is asking (the actor header), how a
+//! refusal becomes one readable error, and server-sent event streams. It knows no command.
+
+use anyhow::{bail, Context};
+use futures::{Stream, StreamExt};
+use ionroller_roller::api::ACTOR_HEADER;
+use serde_json::Value;
+use sse_stream::{Sse, SseByteStream};
+
+pub struct Client {
+    base: String,
+    /// "the roller" or "trail": named when the server cannot be reached.
+    name: &'static str,
+    http: reqwest::Client,
+    actor: String,
+}
+
+impl Client {
+    pub fn new(base: &str, name: &'static str) -> anyhow::Result<Self> {
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            name,
+            http: reqwest::Client::builder()
+                .build()
+                .context("build the HTTP client")?,
+            actor: whoami(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends `request` as the actor; a refusal becomes an error with the server's message and
+    /// each problem it names.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .header(ACTOR_HEADER, &self.actor)
+            .send()
+            .await
+            .with_context(|| format!("reach the roller at {} (is `ionroller up` running? set --server or IONROLLER_URL)", self.base))?;
+        let status = response.status();
+        let text = response.text().await.context("read the roller's answer")?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            bail!(refusal(status, &body));
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// GET with `query` encoded as the URL's query string.
+    pub async fn get_query(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.url(path)).query(query)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    /// PUT of a JSON document already in text form, so the server sees exactly that text.
+    pub async fn put_json_text(&self, path: &str, body: String) -> anyhow::Result<Value> {
+        self.send(
+            self.http
+                .put(self.url(path))
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// The server-sent events at `path`, resuming after `last_event_id` when given.
+    pub async fn events(
+        &self,
+        path: &str,
+        last_event_id: Option<String>,
+    ) -> anyhow::Result<impl Stream<Item = Result<Sse, sse_stream::Error>>> {
+        let mut request = self.http.get(self.url(path));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("reach {} at {}", self.name, self.base))?;
+        if !response.status().is_success() {
+            bail!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        // Blocks without data (a bare `retry:` or `id:`) carry nothing to show.
+        Ok(SseByteStream::new(response.bytes_stream())
+            .filter(|e| std::future::ready(!matches!(e, Ok(sse) if sse.data.is_none()))))
+    }
+}
+
+/// "STATUS: message", then one line per problem the server named.
+fn refusal(status: reqwest::StatusCode, body: &Value) -> String {
+    let message = body["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    let mut out = format!("{status}: {message}");
+    for p in body["problems"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n  - {}: {}",
+            p["field"].as_str().unwrap_or("?"),
+            p["problem"].as_str().unwrap_or("?")
+        ));
+    }
+    out
+}
+
+/// Who is issuing commands: `IONROLLER_ACTOR`, else git's user.email, else $USER.
+fn whoami() -> String {
+    if let Ok(actor) = std::env::var("IONROLLER_ACTOR") {
+        if !actor.is_empty() {
+            return actor;
+        }
+    }
+    let git = std::process::Command::new("git")
+        .args(["config", "user.email"])
+        .output();
+    if let Ok(out) = git {
+        let email = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !email.is_empty() {
+            return email;
+        }
+    }
+    std::env::var("USER").unwrap_or_else(|_| "anonymous".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_refusal_names_the_message_and_each_problem() {
+        let body = json!({
+            "message": "invalid config",
+            "problems": [
+                { "field": "rollout.steps", "problem": "must end at 100" },
+                { "field": "image", "problem": "is empty" }
+            ]
+        });
+        assert_eq!(
+            refusal(reqwest::StatusCode::BAD_REQUEST, &body),
+            "400 Bad Request: invalid config\n  - rollout.steps: must end at 100\n  - image: is empty"
+        );
+    }
+
+    #[test]
+    fn a_refusal_without_a_message_shows_the_body() {
+        let body = Value::String("upstream timed out".into());
+        assert_eq!(
+            refusal(reqwest::StatusCode::BAD_GATEWAY, &body),
+            "502 Bad Gateway: \"upstream timed out\""
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Running each subcommand: a request through `client`, text from `render`, lines through
+//! `output`, and the exit code. One file per group of commands; `up` has its own module.
+
+mod config;
+mod rollout;
+mod sim;
+mod trail;
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::args::{Cli, Command};
+use crate::client::Client;
+use crate::up::{up, StoreChoice};
+
+/// Runs `cli`'s command; the exit code is the command's verdict (e.g. 1 for a rolled-back
+/// release), an error is a failure to carry it out.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let roller = Client::new(&cli.server, "the roller")?;
+    let trail = Client::new(&cli.trail, "trail")?;
+    match cli.command {
+        Command::Up {
+            data_dir,
+            cloud,
+            postgres,
+            postgres_schema,
+            listen,
+            interval_ms,
+            trail_listen,
+        } => {
+            let store = match postgres {
+                Some(url) => StoreChoice::Postgres {
+                    url,
+                    schema: postgres_schema,
+                },
+                None => StoreChoice::Embedded,
+            };
+            up(
+                data_dir,
+                store,
+                cloud,
+                &listen,
+                &trail_listen,
+                Duration::from_millis(interval_ms),
+            )
+            .await?;
+            Ok(0)
+        }
+        Command::Audit {
+            service,
+            actor,
+            event_type,
+            since,
+            limit,
+            follow,
+        } => {
+            let filter = trail::AuditFilter {
+                service,
+                actor,
+                event_type,
+                since,
+                limit,
+            };
+            trail::audit(&trail, filter, follow).await
+        }
+        Command::History { service } => trail::history(&trail, &service).await,
+        Command::At { service, time } => trail::at(&trail, &service, &time).await,
+        Command::Report { since, service } => trail::report(&trail, since, service).await,
+        Command::Verify => trail::verify(&trail).await,
+        Command::Config(c) => config::run(&roller, c).await,
+        Command::Release {
+            service,
+            version,
+            reason,
+            override_alarms,
+            follow,
+        } => {
+            let request = rollout::ReleaseRequest {
+                version,
+                reason,
+                override_alarms,
+            };
+            rollout::release(&roller, &service, request, !follow.no_follow).await
+        }
+        Command::Rollback {
+            service,
+            to_version,
+            reason,
+            follow,
+        } => rollout::rollback(&roller, &service, to_version, reason, !follow.no_follow).await,
+        Command::Pause { service, reason } => {
+            rollout::simple(&roller, &service, "pause", json!({ "reason": reason })).await
+        }
+        Command::Resume { service } => {
+            rollout::simple(&roller, &service, "resume", json!({})).await
+        }
+        Command::Promote { service } => {
+            rollout::simple(&roller, &service, "promote", json!({})).await
+        }
+        Command::Abort { service, reason } => {
+            rollout::simple(&roller, &service, "abort", json!({ "reason": reason })).await
+        }
+        Command::Status { service } => rollout::status(&roller, &service).await,
+        Command::Services => rollout::services(&roller).await,
+        Command::Events { service, follow } => rollout::events(&roller, &service, follow).await,
+        Command::Plan { service, version } => rollout::plan(&roller, &service, &version).await,
+        Command::Sim(s) => sim::run(&roller, s).await,
+    }
+}

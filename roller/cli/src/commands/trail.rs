@@ -1,0 +1,105 @@
+//! Trail's commands: the audit log (and its live feed), release history, what served at a
+//! time, the delivery report, and the hash-chain check.
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::client::Client;
+use crate::output::{line, print};
+use crate::render_trail;
+use crate::time_args::time_arg;
+
+pub struct AuditFilter {
+    pub service: Option<String>,
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<String>,
+    pub limit: usize,
+}
+
+/// The newest `limit` rows, printed oldest first; with `follow`, then every new one.
+pub async fn audit(trail: &Client, filter: AuditFilter, follow: bool) -> anyhow::Result<i32> {
+    let mut query = vec![("limit", filter.limit.to_string())];
+    for (k, v) in [
+        ("service", filter.service),
+        ("actor", filter.actor),
+        ("type", filter.event_type),
+    ] {
+        if let Some(v) = v {
+            query.push((k, v));
+        }
+    }
+    if let Some(since) = filter.since {
+        query.push(("from", time_arg(&since, chrono::Utc::now())?));
+    }
+    let page = trail.get_query("/v1/audit", &query).await?;
+    let mut rows: Vec<Value> = page["rows"].as_array().cloned().unwrap_or_default();
+    rows.reverse();
+    for row in &rows {
+        line(render_trail::audit_line(row))?;
+    }
+    if follow {
+        let last_seq = rows.last().and_then(|r| r["seq"].as_u64());
+        follow_feed(trail, last_seq).await?;
+    }
+    Ok(0)
+}
+
+/// Prints trail's live audit feed from after row `seq` (its SSE id), so that no row is
+/// missed or shown twice between the page above and the feed.
+async fn follow_feed(trail: &Client, seq: Option<u64>) -> anyhow::Result<()> {
+    let mut feed = trail.events("/v1/feed", seq.map(|s| s.to_string())).await?;
+    while let Some(event) = feed.next().await {
+        let event = event.context("read the feed")?;
+        let data = event.data.as_deref().unwrap_or_default();
+        let row: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+        line(render_trail::audit_line(&row))?;
+    }
+    Ok(())
+}
+
+pub async fn history(trail: &Client, service: &str) -> anyhow::Result<i32> {
+    let answer = trail
+        .get(&format!("/v1/services/{service}/releases"))
+        .await?;
+    for r in answer["releases"].as_array().into_iter().flatten() {
+        line(render_trail::release_line(r))?;
+    }
+    Ok(0)
+}
+
+pub async fn at(trail: &Client, service: &str, time: &str) -> anyhow::Result<i32> {
+    let at = time_arg(time, chrono::Utc::now())?;
+    let answer = trail
+        .get_query(
+            &format!("/v1/services/{service}/at"),
+            &[("time", at.clone())],
+        )
+        .await?;
+    print(&render_trail::at(service, &at, &answer))?;
+    Ok(0)
+}
+
+pub async fn report(
+    trail: &Client,
+    since: Option<String>,
+    service: Option<String>,
+) -> anyhow::Result<i32> {
+    let mut query = Vec::new();
+    if let Some(since) = since {
+        query.push(("from", time_arg(&since, chrono::Utc::now())?));
+    }
+    if let Some(s) = service {
+        query.push(("service", s));
+    }
+    let r = trail.get_query("/v1/reports/delivery", &query).await?;
+    print(&render_trail::report(&r))?;
+    Ok(0)
+}
+
+pub async fn verify(trail: &Client) -> anyhow::Result<i32> {
+    let (text, code) = render_trail::verify(&trail.get("/v1/verify").await?);
+    line(text)?;
+    Ok(code)
+}

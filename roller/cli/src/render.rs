@@ -1,0 +1,199 @@
+//! The roller's answers as text for people: status, the one-line progress of a rollout, a
+//! release plan, a log event. Pure functions of what the API returned, so that what the
+//! commands print is tested without a server (the end-to-end tests read these lines).
+
+use ionroller_roller::api::views::{RolloutRecordView, ServiceStatus};
+use ionroller_shared::events::Health;
+use serde_json::Value;
+
+/// `share` (0 to 1) as `width` cells, filled from the left.
+pub fn bar(share: f64, width: usize) -> String {
+    let filled = ((share * width as f64).round() as usize).min(width);
+    format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// One line: stage and step, the traffic split as a bar, the new environment's health, and
+/// what the rollout waits for.
+pub fn progress_line(status: &ServiceStatus) -> String {
+    let Some(r) = &status.rollout else {
+        return "waiting for the roller to pick up the request".into();
+    };
+    let new_share = status
+        .traffic
+        .iter()
+        .filter(|t| t.version.as_deref() == Some(r.version.as_str()))
+        .fold(0.0, |sum, t| sum + t.share);
+    let step = match (r.step, r.step_percent) {
+        (Some(s), Some(p)) => format!("step {s}/{} ({p}%)", r.step_count),
+        _ => r.stage.replace('_', " "),
+    };
+    let env = r
+        .plan
+        .as_ref()
+        .and_then(|p| status.environments.iter().find(|e| e.name == p.environment))
+        .map(|e| {
+            format!(
+                "{} {:?} {}/{}",
+                e.name,
+                e.health.unwrap_or(Health::Grey),
+                e.healthy_instances,
+                e.instances
+            )
+        })
+        .unwrap_or_else(|| "environment pending".into());
+    format!(
+        "{step:<18} {} {:>3.0}% {} | {} · waiting for {}",
+        bar(new_share, 20),
+        new_share * 100.0,
+        r.version,
+        env,
+        r.waiting_for
+    )
+}
+
+/// How a followed rollout ended, and the exit code: 0 when it completed, 1 otherwise.
+pub fn rollout_end(service: &str, done: &RolloutRecordView) -> (String, i32) {
+    match done.outcome.as_str() {
+        "completed" => (
+            format!("completed: {service} {} serves all traffic", done.version),
+            0,
+        ),
+        other => (
+            format!(
+                "{}: {}",
+                other.replace('_', " "),
+                done.detail.clone().unwrap_or_default()
+            ),
+            1,
+        ),
+    }
+}
+
+/// `ionroller status`: versions, traffic, live environments, the rollout, alarms, last rollout.
+pub fn status(s: &ServiceStatus) -> String {
+    let mut out = format!(
+        "{}  config v{}  stable {}\n",
+        s.service,
+        s.config_version.map_or("-".into(), |v| v.to_string()),
+        s.stable_version.clone().unwrap_or_else(|| "none".into())
+    );
+    out.push_str("traffic:\n");
+    if s.traffic.is_empty() {
+        out.push_str("  (nothing registered)\n");
+    }
+    for t in &s.traffic {
+        out.push_str(&format!(
+            "  {} {:>3.0}% {} ({})\n",
+            bar(t.share, 20),
+            t.share * 100.0,
+            t.version.clone().unwrap_or_default(),
+            t.environment
+        ));
+    }
+    out.push_str("environments:\n");
+    for e in s.environments.iter().filter(|e| !e.terminated) {
+        out.push_str(&format!(
+            "  {:<32} {:<10} {}/{} {}/{} healthy{}\n",
+            e.name,
+            e.version,
+            e.status.map_or("unseen".into(), |s| format!("{s:?}")),
+            e.health.map_or("-".into(), |h| format!("{h:?}")),
+            e.healthy_instances,
+            e.instances,
+            if e.foreign {
+                ", not created by this log: left alone".to_string()
+            } else {
+                e.unused_since
+                    .map(|t| format!(", unused since {}", t.format("%H:%M:%S")))
+                    .unwrap_or_default()
+            }
+        ));
+    }
+    if let Some(r) = &s.rollout {
+        out.push_str(&format!(
+            "rollout {} of {}: {} · waiting for {}\n",
+            r.id,
+            r.version,
+            progress_line(s),
+            r.waiting_for
+        ));
+    }
+    for a in &s.alarms {
+        out.push_str(&format!("alarm {}: {:?} ({})\n", a.name, a.state, a.reason));
+    }
+    if let Some(h) = s.history.first() {
+        out.push_str(&format!(
+            "last rollout: {} {} {}\n",
+            h.version,
+            h.outcome,
+            h.detail.clone().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// `ionroller plan`: the environment, each step and pause, and the worst case.
+pub fn plan(answer: &Value) -> String {
+    let plan = &answer["plan"];
+    let mut out = format!(
+        "Releasing {} {} (config v{}) into {}{}\n",
+        answer["service"].as_str().unwrap_or("?"),
+        answer["version"].as_str().unwrap_or("?"),
+        answer["config_version"],
+        plan["environment"].as_str().unwrap_or("?"),
+        if plan["reuses_warm_environment"].as_bool() == Some(true) {
+            " (warm: no launch)"
+        } else {
+            ""
+        }
+    );
+    if plan["test_endpoint"].as_bool() == Some(true) {
+        out.push_str("  test endpoint: waits for a promote before any customer traffic\n");
+    }
+    for (i, s) in plan["steps"].as_array().into_iter().flatten().enumerate() {
+        out.push_str(&format!(
+            "  {}. {} {}%{}\n",
+            i + 1,
+            s["label"].as_str().unwrap_or("step"),
+            s["percent"],
+            match &s["pause"] {
+                Value::Null => String::new(),
+                p => format!(", then pause {}", p.as_str().unwrap_or("?")),
+            }
+        ));
+    }
+    out.push_str(&match plan["worst_case_secs"].as_u64() {
+        Some(s) => format!(
+            "  worst case: {s}s (each stage up to the {} progress deadline)\n",
+            plan["progress_deadline"].as_str().unwrap_or("?")
+        ),
+        None => "  worst case: open-ended (waits for a person to promote)\n".into(),
+    });
+    out
+}
+
+/// `ionroller events`: one event of the service's log (its data as compact JSON).
+pub fn event_line(v: &Value) -> String {
+    format!(
+        "{} #{:<4} {:<24} {:<20} {}",
+        v["occurred_at"].as_str().unwrap_or("?"),
+        v["revision"],
+        v["type"].as_str().unwrap_or("?"),
+        v["actor"].as_str().unwrap_or("?"),
+        v["data"]
+    )
+}
+
+/// `ionroller config history`: one saved version.
+pub fn config_version_line(c: &Value) -> String {
+    format!(
+        "version {}  saved {} by {}",
+        c["config_version"],
+        c["saved_at"].as_str().unwrap_or("?"),
+        c["saved_by"].as_str().unwrap_or("?")
+    )
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! `ionroller up`: one process with the event store, a cloud (simulated or AWS), the roller
+//! (`ionroller_roller::serve`) and trail (`ionroller_trail::serve`), stopped together by one
+//! signal. This is the only place that knows the concrete stores and clouds.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ionroller_roller::clock::{Clock, SystemClock};
+use ionroller_roller::cloud::sim::SimCloud;
+use ionroller_roller::{CloudDriver, RollerConfig};
+use ionroller_shared::store::EventStore;
+use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
+
+use crate::args::CloudKind;
+
+/// Where `up` keeps the event log.
+pub enum StoreChoice {
+    /// `events.sqlite` in the data directory.
+    Embedded,
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+/// Runs the roller and its API until Ctrl-C (or SIGTERM).
+pub async fn up(
+    data_dir: PathBuf,
+    store: StoreChoice,
+    cloud: CloudKind,
+    listen: &str,
+    trail_listen: &str,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    let store: Arc<dyn EventStore> = match store {
+        StoreChoice::Embedded => Arc::new(
+            SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
+                .context("open the embedded event store")?,
+        ),
+        StoreChoice::Postgres { url, schema } => Arc::new(
+            PgStore::open(PgOptions::new(url).schema(schema))
+                .await
+                .context("open the PostgreSQL event store")?,
+        ),
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (driver, cloud_line) = match cloud {
+        CloudKind::Sim => {
+            let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
+                .context("open the simulated cloud")?;
+            let line = format!("simulated ({})", sim.path().display());
+            (CloudDriver::Simulated(sim), line)
+        }
+        CloudKind::Aws => {
+            let aws = ionroller_aws::AwsCloud::from_env().await;
+            let region = aws.default_region().unwrap_or_else(|| "none set".into());
+            let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
+            let line = format!("AWS (default region {region}, endpoint {endpoint})");
+            (CloudDriver::Real(Arc::new(aws)), line)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    let trail_listener = tokio::net::TcpListener::bind(trail_listen)
+        .await
+        .with_context(|| format!("listen on {trail_listen} for trail"))?;
+    let trail_addr = trail_listener
+        .local_addr()
+        .context("read trail's bound address")?;
+    let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
+        .context("open trail's projection")?;
+    say(&format!(
+        "ionroller is up\n\
+         \x20 API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)\n\
+         \x20 trail:        http://{trail_addr}/   (dashboard; API under /v1)\n\
+         \x20 event store:  {}\n\
+         \x20 cloud:        {cloud_line}\n\
+         \x20 try:          ionroller config set hello examples/hello.json && ionroller release hello v1\n",
+        store.describe()
+    ));
+
+    // One signal stops both services; each finishes what it is doing first.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let trail_task = tokio::spawn(ionroller_trail::serve(
+        store.clone(),
+        trail_db,
+        trail_listener,
+        stopped(stop_rx.clone()),
+    ));
+    let roller_task = tokio::spawn(ionroller_roller::serve(
+        RollerConfig { interval, clock },
+        store,
+        driver,
+        listener,
+        stopped(stop_rx),
+    ));
+    shutdown_signal().await;
+    say("ionroller: stopping\n");
+    let _ = stop_tx.send(true);
+    match trail_task.await {
+        Ok(Err(e)) => complain(&format!("ionroller: trail stopped: {e:#}")),
+        Err(e) => complain(&format!("ionroller: trail task: {e}")),
+        Ok(Ok(())) => {}
+    }
+    roller_task
+        .await
+        .context("join the roller")?
+        .context("serve the roller's API")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Writes `text` to standard output, best effort: a server keeps serving when whoever started
+/// it stops reading (`ionroller up | head -3`), so a closed pipe is not an error here.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Writes `text` and a newline to standard error, best effort (`eprintln!` panics on failure).
+fn complain(text: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
