@@ -49,5 +49,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== crate graph"
 scripts/check-crate-graph.sh
+# The end-to-end tests (tests/) run the `ionroller` and `trail` binaries of other packages,
+# which `cargo test` alone does not build; building them here shares the target dir, so it
+# costs only their link.
+echo "== cargo build (the binaries the end-to-end tests run)"
+cargo build --workspace --bins --quiet
 echo "== cargo test"
 cargo test --workspace "$@"

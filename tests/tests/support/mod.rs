@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The `ionroller` binary that `cargo test --workspace` built beside this test.
+/// The `ionroller` binary, built beside this test by `cargo build --workspace --bins`
+/// (`scripts/test.sh` does; `cargo test` alone does not build another package's binary).
 pub fn binary() -> PathBuf {
     built("ionroller")
 }
@@ -29,7 +30,7 @@ fn built(name: &str) -> PathBuf {
     let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run the end-to-end tests with `cargo test --workspace`",
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
         bin.display()
     );
     bin
