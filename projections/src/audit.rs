@@ -69,7 +69,9 @@ impl AuditChain {
             seq: self.seq,
             position: event.position.to_token(),
             stream: event.stream.to_string(),
-            service: service_of(&event.stream).map(str::to_string),
+            service: service_of(&event.stream)
+                .map(str::to_string)
+                .or_else(|| decoded.and_then(claiming_service)),
             revision: event.revision.0,
             event_type: event.event_type.clone(),
             actor: event.metadata.actor.clone(),
@@ -83,6 +85,15 @@ impl AuditChain {
             data: event.data.clone(),
             hash: to_hex(&self.head),
         }
+    }
+}
+
+/// The service a `load-balancers` stream event is about (that stream is no service's own).
+fn claiming_service(event: &ServiceEvent) -> Option<String> {
+    match event {
+        ServiceEvent::LoadBalancerClaimed { service, .. }
+        | ServiceEvent::LoadBalancerReleased { service, .. } => Some(service.clone()),
+        _ => None,
     }
 }
 
@@ -188,6 +199,27 @@ pub fn summary(event: &ServiceEvent) -> String {
         }
         EnvironmentTerminated { environment } => format!("environment {environment} terminated"),
         DriftDetected { description } => format!("drift: {description}"),
+        UnknownInstancesObserved {
+            load_balancer,
+            instances,
+        } if instances.is_empty() => {
+            format!("{load_balancer} has no instances of unknown origin any more")
+        }
+        UnknownInstancesObserved {
+            load_balancer,
+            instances,
+        } => format!(
+            "{load_balancer} has instance(s) of no environment of this service, left alone: {}",
+            instances.join(", ")
+        ),
+        LoadBalancerClaimed {
+            load_balancer,
+            service,
+        } => format!("{service} claimed load balancer {load_balancer}"),
+        LoadBalancerReleased {
+            load_balancer,
+            service,
+        } => format!("{service} released load balancer {load_balancer}"),
     }
 }
 

@@ -10,13 +10,16 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use ionroller_core::claims::Claims;
 use ionroller_core::plan::event_id;
 use ionroller_core::state::apply_recorded;
 use ionroller_core::ServiceState;
-use ionroller_shared::events::{service_of, service_stream, ServiceEvent, SERVICE_STREAM_PREFIX};
+use ionroller_shared::events::{
+    load_balancer_claims_stream, service_of, service_stream, ServiceEvent, SERVICE_STREAM_PREFIX,
+};
 use ionroller_shared::store::{
-    EventId, EventMetadata, EventStore, ExpectedRevision, Position, ReadFilter, Revision,
-    StoreError, StreamId, StreamRead,
+    EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, Position, ReadFilter,
+    RecordedEvent, Revision, StoreError, StreamId, StreamRead,
 };
 use uuid::Uuid;
 
@@ -46,10 +49,46 @@ pub async fn catch_up(store: &dyn EventStore, state: &mut ServiceState) -> Resul
             *state = snapshot;
         }
     }
+    let service = state.service.clone();
+    fold_stream(store, &stream, state.revision, |event| {
+        apply_recorded(state, event).map_err(|why| RollerError::Poison {
+            service: service.clone(),
+            revision: event.revision,
+            why,
+        })
+    })
+    .await
+}
+
+/// Folds whatever the `load-balancers` stream holds beyond `claims.revision` into `claims`.
+pub async fn catch_up_claims(
+    store: &dyn EventStore,
+    claims: &mut Claims,
+) -> Result<(), RollerError> {
+    let stream = load_balancer_claims_stream()?;
+    fold_stream(store, &stream, claims.revision, |event| {
+        claims
+            .apply_recorded(event)
+            .map_err(|why| RollerError::Poison {
+                service: stream.to_string(),
+                revision: event.revision,
+                why,
+            })
+    })
+    .await
+}
+
+/// Reads `stream` after `folded`, page by page, handing each event to `apply`.
+async fn fold_stream(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    folded: Option<Revision>,
+    mut apply: impl FnMut(&RecordedEvent) -> Result<(), RollerError>,
+) -> Result<(), RollerError> {
+    let mut from = folded.map_or(0, |r| r.0 + 1);
     loop {
-        let from = state.revision.map_or(0, |r| r.0 + 1);
         let page = match store
-            .read_stream(&stream, StreamRead::forward(PAGE).from(Revision(from)))
+            .read_stream(stream, StreamRead::forward(PAGE).from(Revision(from)))
             .await
         {
             Ok(page) => page,
@@ -57,11 +96,8 @@ pub async fn catch_up(store: &dyn EventStore, state: &mut ServiceState) -> Resul
             Err(e) => return Err(e.into()),
         };
         for event in &page {
-            apply_recorded(state, event).map_err(|why| RollerError::Poison {
-                service: state.service.clone(),
-                revision: event.revision,
-                why,
-            })?;
+            apply(event)?;
+            from = event.revision.0 + 1;
         }
         if page.len() < PAGE {
             return Ok(());
@@ -91,26 +127,67 @@ pub async fn append(
         return Ok(Appended::Written);
     }
     let stream = service_stream(&state.service)?;
-    let first = state.revision.map_or(0, |r| r.0 + 1);
-    let batch = events
+    let correlation = |event: &ServiceEvent| correlation_id(state, &stream, event);
+    let batch = new_events(&stream, state.revision, events, actor, at, correlation);
+    append_at(store, &stream, state.revision, batch).await
+}
+
+/// Appends claim events to the `load-balancers` stream, expecting it exactly at the revision
+/// `claims` was folded to: two services claiming one load balancer at once are serialised here.
+pub async fn append_claims(
+    store: &dyn EventStore,
+    claims: &Claims,
+    events: &[ServiceEvent],
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<Appended, StoreError> {
+    if events.is_empty() {
+        return Ok(Appended::Written);
+    }
+    let stream = load_balancer_claims_stream()?;
+    let stream_id = Uuid::new_v5(&Uuid::NAMESPACE_URL, stream.as_str().as_bytes());
+    let batch = new_events(&stream, claims.revision, events, actor, at, |_| stream_id);
+    append_at(store, &stream, claims.revision, batch).await
+}
+
+/// The stored form of `events`, to follow revision `folded`, with ids derived from where they
+/// go (so a retried append of the same decision is a no-op).
+fn new_events(
+    stream: &StreamId,
+    folded: Option<Revision>,
+    events: &[ServiceEvent],
+    actor: &str,
+    at: DateTime<Utc>,
+    correlation: impl Fn(&ServiceEvent) -> Uuid,
+) -> Vec<NewEvent> {
+    let first = folded.map_or(0, |r| r.0 + 1);
+    events
         .iter()
         .enumerate()
         .map(|(i, event)| {
             let (event_type, data) = event.encode();
-            let id = event_id(&stream, first + i as u64, &event_type, &data);
+            let id = event_id(stream, first + i as u64, &event_type, &data);
             event.to_new_event(
                 EventId(id),
                 EventMetadata {
                     actor: actor.to_string(),
-                    correlation_id: correlation_id(state, &stream, event),
+                    correlation_id: correlation(event),
                     causation_id: None,
                     occurred_at: at,
                 },
             )
         })
-        .collect();
+        .collect()
+}
+
+async fn append_at(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    folded: Option<Revision>,
+    batch: Vec<NewEvent>,
+) -> Result<Appended, StoreError> {
     match store
-        .append(&stream, ExpectedRevision::after(state.revision), batch)
+        .append(stream, ExpectedRevision::after(folded), batch)
         .await
     {
         Ok(_) => Ok(Appended::Written),

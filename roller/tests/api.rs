@@ -213,3 +213,99 @@ async fn a_config_with_an_unknown_field_is_refused_naming_it() {
     let (status, _) = w.call("GET", "/v1/services/hello", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
 }
+
+#[tokio::test]
+async fn a_load_balancer_serves_one_service_and_a_second_is_refused_naming_the_owner() {
+    let w = World::create();
+    w.save_config(HELLO).await;
+    // The most natural first move: copy hello's config for a second service.
+    let (status, body) = w.call("PUT", "/v1/services/shop/config", HELLO).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("hello-lb belongs to service hello")),
+        "{body}"
+    );
+    assert_eq!(body["problems"][0]["field"], "endpoint.load_balancer.name");
+    let (status, _) = w.call("GET", "/v1/services/shop", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved for shop");
+
+    // Its own load balancer is fine.
+    let shop = HELLO.replace("hello-lb", "shop-lb");
+    let (status, body) = w.call("PUT", "/v1/services/shop/config", &shop).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // When hello moves to another load balancer, its old one is free for others...
+    let moved = HELLO.replace("hello-lb", "hello-lb-2");
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", &moved).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = w.call("PUT", "/v1/services/shop/config", HELLO).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // ... and hello cannot move back onto what shop now owns; shop-lb was released.
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", HELLO).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("service shop")));
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", &shop).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn two_services_claiming_one_load_balancer_at_once_get_one_owner() {
+    for round in 0..10 {
+        let w = World::create();
+        let a = format!("svc-a{round}");
+        let b = format!("svc-b{round}");
+        let (pa, pb) = (
+            format!("/v1/services/{a}/config"),
+            format!("/v1/services/{b}/config"),
+        );
+        let ((sa, _), (sb, _)) = tokio::join!(w.call("PUT", &pa, HELLO), w.call("PUT", &pb, HELLO));
+        let won = [sa, sb].iter().filter(|s| **s == StatusCode::OK).count();
+        let refused = [sa, sb]
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count();
+        assert_eq!((won, refused), (1, 1), "round {round}: {sa} {sb}");
+    }
+}
+
+#[tokio::test]
+async fn status_says_loudly_when_nothing_is_in_service() {
+    let mut w = World::create();
+    w.save_config(HELLO).await;
+    let (status, body) = w
+        .call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for _ in 0..40 {
+        w.tick(2).await;
+        let _ = w.call("POST", "/v1/services/hello/promote", "").await;
+    }
+    let before = w.status().await;
+    assert_eq!(before["stable_version"], "v1", "{before}");
+    assert_eq!(before["warnings"], serde_json::json!([]), "{before}");
+    assert!(before["in_service"].as_u64().is_some_and(|n| n > 0));
+    // Everything deregistered behind the roller's back, and the roller not yet back.
+    let registered: Vec<String> = w
+        .roller
+        .state("hello")
+        .map(|s| s.registrations.keys().cloned().collect())
+        .unwrap_or_default();
+    assert!(!registered.is_empty());
+    for id in registered {
+        w.sim.deregister_outside(&id).expect("sim deregisters");
+    }
+    // One pass observes it (and starts the repair, seen by the next observation).
+    w.tick(0).await;
+    let after = w.status().await;
+    assert_eq!(after["in_service"], 0, "{after}");
+    assert!(
+        after["warnings"][0]
+            .as_str()
+            .is_some_and(|m| m.starts_with("NOTHING IN SERVICE")),
+        "{after}"
+    );
+}

@@ -57,6 +57,18 @@ pub struct LoadBalancerConfig {
     pub name: String,
 }
 
+impl LoadBalancerConfig {
+    /// What one service owns when its config names this load balancer: a classic ELB by name
+    /// (lower-cased: within one account and region two spellings would be one balancer), an
+    /// ALB by listener ARN (which names its account and region).
+    pub fn claim_key(&self) -> String {
+        match self.kind {
+            LoadBalancerKind::Classic => format!("classic/{}", self.name.to_ascii_lowercase()),
+            LoadBalancerKind::Alb => format!("alb/{}", self.name),
+        }
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

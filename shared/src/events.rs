@@ -19,6 +19,15 @@ use crate::store::{EventId, EventMetadata, NewEvent, RecordedEvent, StoreError, 
 pub const SCHEMA_VERSION: u32 = 1;
 pub const SERVICE_STREAM_PREFIX: &str = "service:";
 
+/// The stream that records which service owns which load balancer. One stream for all of
+/// them, so that two services claiming one load balancer at once are serialised by its
+/// expected-revision check.
+pub const LOAD_BALANCER_CLAIMS_STREAM: &str = "load-balancers";
+
+pub fn load_balancer_claims_stream() -> Result<StreamId, StoreError> {
+    StreamId::new(LOAD_BALANCER_CLAIMS_STREAM)
+}
+
 pub fn service_stream(service: &str) -> Result<StreamId, StoreError> {
     StreamId::new(format!("{SERVICE_STREAM_PREFIX}{service}"))
 }
@@ -149,6 +158,25 @@ pub enum ServiceEvent {
     DriftDetected {
         description: String,
     },
+    /// Instances registered on the service's load balancer that belong to none of its
+    /// environments (another service's, or someone's by hand). They are left alone: what the
+    /// roller did not register it does not deregister. Recorded when the set changes; empty
+    /// when none are left.
+    UnknownInstancesObserved {
+        load_balancer: String,
+        instances: Vec<String>,
+    },
+    /// On the `load-balancers` stream: `service` now owns the load balancer `load_balancer`
+    /// (a [`crate::config::LoadBalancerConfig::claim_key`]); no other service may name it.
+    LoadBalancerClaimed {
+        load_balancer: String,
+        service: String,
+    },
+    /// On the `load-balancers` stream: `service`'s config no longer names `load_balancer`.
+    LoadBalancerReleased {
+        load_balancer: String,
+        service: String,
+    },
 }
 
 /// Failures recorded before `retryable` existed were all retried alike.
@@ -205,6 +233,9 @@ stored_types! {
     EnvironmentMarkedUnused => "environment-marked-unused",
     EnvironmentTerminated => "environment-terminated",
     DriftDetected => "drift-detected",
+    UnknownInstancesObserved => "unknown-instances-observed",
+    LoadBalancerClaimed => "load-balancer-claimed",
+    LoadBalancerReleased => "load-balancer-released",
 }
 
 impl ServiceEvent {
@@ -428,6 +459,14 @@ pub enum RollbackCause {
         environment: String,
         health: Health,
     },
+    /// The cloud refused an action of the rollout (a permission, a quota, a value it does not
+    /// accept): retrying cannot help, so the rollout ends at once with the cloud's answer.
+    ActionRefused {
+        /// What the roller tried, in words (`Action::describe`).
+        action: String,
+        /// The cloud's error, with its code (`InvalidParameterValue: No Solution Stack ...`).
+        error: String,
+    },
 }
 
 impl RollbackCause {
@@ -451,6 +490,9 @@ impl RollbackCause {
                 environment,
                 health,
             } => format!("environment {environment} is {health:?}"),
+            RollbackCause::ActionRefused { action, error } => {
+                format!("the cloud refused to {action}: {error}")
+            }
         }
     }
 }
@@ -637,6 +679,23 @@ mod tests {
             },
             E::DriftDetected {
                 description: "i-9 is registered but belongs to no environment".into(),
+            },
+            rolled_back(RollbackCause::ActionRefused {
+                action: "create environment hello-v2-c3".into(),
+                error: "InvalidParameterValue: No Solution Stack named '64bit Windows' found"
+                    .into(),
+            }),
+            E::UnknownInstancesObserved {
+                load_balancer: "hello-lb".into(),
+                instances: vec!["i-9".into()],
+            },
+            E::LoadBalancerClaimed {
+                load_balancer: "classic/hello-lb".into(),
+                service: "hello".into(),
+            },
+            E::LoadBalancerReleased {
+                load_balancer: "classic/hello-lb".into(),
+                service: "hello".into(),
             },
         ]
     }

@@ -77,6 +77,9 @@ pub fn status(s: &ServiceStatus) -> String {
         s.config_version.map_or("-".into(), |v| v.to_string()),
         s.stable_version.clone().unwrap_or_else(|| "none".into())
     );
+    for warning in &s.warnings {
+        out.push_str(&format!("!! {warning}\n"));
+    }
     out.push_str("traffic:\n");
     if s.traffic.is_empty() {
         out.push_str("  (nothing registered)\n");

@@ -219,3 +219,19 @@ fn a_config_version_line_names_when_and_who() {
         "version 2  saved 2026-11-25T12:00:00Z by ana"
     );
 }
+
+#[test]
+fn warnings_come_first_and_loud() {
+    let mut s = rolling();
+    s.warnings =
+        vec!["NOTHING IN SERVICE: no instance of hello takes traffic behind hello-lb".into()];
+    let text = status(&s);
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l
+                == "!! NOTHING IN SERVICE: no instance of hello takes traffic behind hello-lb"),
+        "{text}"
+    );
+    assert!(!status(&rolling()).contains("!!"), "no warnings, no noise");
+}

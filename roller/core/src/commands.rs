@@ -53,14 +53,39 @@ pub struct Accepted {
 /// never about the input's form, which the HTTP layer checks before asking.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    NoConfig { service: String },
-    AlreadyServing { service: String, version: String },
-    AlarmsFiring { alarms: Vec<String> },
-    NothingToRollBackTo { service: String },
-    NoRollout { service: String, what: &'static str },
-    AlreadyRollingBack { what: &'static str },
+    NoConfig {
+        service: String,
+    },
+    AlreadyServing {
+        service: String,
+        version: String,
+    },
+    AlarmsFiring {
+        alarms: Vec<String>,
+    },
+    NothingToRollBackTo {
+        service: String,
+    },
+    NoRollout {
+        service: String,
+        what: &'static str,
+    },
+    AlreadyRollingBack {
+        what: &'static str,
+    },
     AlreadyPaused,
     NotPaused,
+    /// Another service's config names this load balancer (see [`crate::claims`]).
+    LoadBalancerOwned {
+        load_balancer: String,
+        owner: String,
+    },
+    /// `rollback --to` a version that never served this service at 100%: a rollback skips
+    /// the rollout policy, so it may only go back to something known to have served.
+    NeverServed {
+        version: String,
+        served: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -88,6 +113,27 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::AlreadyPaused => write!(f, "the rollout is already paused"),
             Refusal::NotPaused => write!(f, "the rollout is not paused"),
+            Refusal::LoadBalancerOwned {
+                load_balancer,
+                owner,
+            } => write!(
+                f,
+                "load balancer {load_balancer} belongs to service {owner}; a load balancer serves \
+                 one service, so name this one's own in endpoint.load_balancer.name (or move \
+                 {owner} off it first)"
+            ),
+            Refusal::NeverServed { version, served } if served.is_empty() => write!(
+                f,
+                "{version} never served all traffic of this service, and no version has yet; \
+                 release it instead (it goes through the rollout policy)"
+            ),
+            Refusal::NeverServed { version, served } => write!(
+                f,
+                "{version} never served all traffic of this service, so it cannot be a rollback \
+                 target; release it instead (it goes through the rollout policy), or roll back to \
+                 one of: {}",
+                served.join(", ")
+            ),
         }
     }
 }
@@ -143,7 +189,16 @@ pub fn handle(
                 });
             }
             let to = match to_version {
-                Some(version) => version.clone(),
+                Some(version) => {
+                    let served = served_versions(state);
+                    if !served.contains(version) {
+                        return Err(Refusal::NeverServed {
+                            version: version.clone(),
+                            served,
+                        });
+                    }
+                    version.clone()
+                }
                 None => previous_version(state).ok_or_else(|| Refusal::NothingToRollBackTo {
                     service: state.service.clone(),
                 })?,
@@ -202,6 +257,35 @@ pub fn firing_alarms(state: &ServiceState) -> Vec<String> {
         })
         .cloned()
         .collect()
+}
+
+/// The versions that served all of this service's traffic (a rollout to them completed), newest
+/// first: what a rollback may return to. From the recent history and the environments still
+/// known (a warm one keeps its `served` mark after its rollout left the history).
+pub fn served_versions(state: &ServiceState) -> Vec<String> {
+    let mut served: Vec<String> = Vec::new();
+    let completed = state
+        .history
+        .iter()
+        .rev()
+        .filter(|h| h.outcome == Outcome::Completed)
+        .map(|h| h.version.as_str());
+    let from = state
+        .history
+        .iter()
+        .rev()
+        .filter_map(|h| h.from_version.as_deref());
+    let warm = state
+        .environments
+        .values()
+        .filter(|e| e.served)
+        .map(|e| e.version.as_str());
+    for version in completed.chain(from).chain(warm) {
+        if !served.iter().any(|v| v == version) {
+            served.push(version.to_string());
+        }
+    }
+    served
 }
 
 /// The version that served before the stable one, from the completed rollouts.

@@ -90,6 +90,30 @@ fn refusals_name_what_is_wrong() {
                 service: SERVICE.into(),
             },
         ),
+        (
+            "rollback to a version that never served",
+            rolling.state.clone(),
+            Command::Rollback {
+                to_version: Some("v99".into()),
+                reason: None,
+            },
+            Refusal::NeverServed {
+                version: "v99".into(),
+                served: vec!["v1".into()],
+            },
+        ),
+        (
+            "rollback to the version in progress, which has not served yet",
+            rolling.state.clone(),
+            Command::Rollback {
+                to_version: Some("v2".into()),
+                reason: None,
+            },
+            Refusal::NeverServed {
+                version: "v2".into(),
+                served: vec!["v1".into()],
+            },
+        ),
     ];
     for (name, state, command, refusal) in cases {
         assert_eq!(handle(&state, &command, NEW), Err(refusal), "{name}");
@@ -200,4 +224,40 @@ fn saving_a_config_numbers_it_after_the_last() {
             ..
         }]
     ));
+}
+
+#[test]
+fn rollback_goes_only_to_versions_that_served_and_the_refusal_lists_them() {
+    let mut h = History::serving_v1();
+    let (v2, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.registered(20, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    h.push(20, ServiceEvent::RolloutCompleted { rollout_id: v2 });
+    // v3 is released and rolled back: it never served all traffic.
+    let (v3, _) = h.release(30, "v3", false);
+    h.push(
+        31,
+        ServiceEvent::RolledBack {
+            rollout_id: v3,
+            cause: RollbackCause::Aborted {
+                by: "tester".into(),
+                reason: None,
+            },
+        },
+    );
+    let to = |v: &str| Command::Rollback {
+        to_version: Some(v.into()),
+        reason: None,
+    };
+    let refusal = handle(&h.state, &to("v3"), NEW).expect_err("v3 never served");
+    assert_eq!(
+        refusal,
+        Refusal::NeverServed {
+            version: "v3".into(),
+            served: vec!["v2".into(), "v1".into()],
+        }
+    );
+    assert!(refusal.to_string().contains("one of: v2, v1"), "{refusal}");
+    let accepted = handle(&h.state, &to("v1"), NEW).expect("v1 served");
+    assert_eq!(accepted.action, "rollback");
 }

@@ -37,7 +37,8 @@ pub fn decide(state: &ServiceState, now: DateTime<Utc>) -> Vec<ServiceEvent> {
     if state.pending_actions().next().is_some() {
         return Vec::new();
     }
-    match &state.rollout {
+    let mut events = unknown_instances(state, &latest.config);
+    events.extend(match &state.rollout {
         Some(rollout) => {
             let config = state
                 .config(rollout.config_version)
@@ -45,7 +46,48 @@ pub fn decide(state: &ServiceState, now: DateTime<Utc>) -> Vec<ServiceEvent> {
             decide_rollout(state, rollout, config, now)
         }
         None => decide_steady(state, &latest.config, now),
+    });
+    events
+}
+
+/// Reports instances on the service's load balancer that are none of its own, when that set
+/// changes. They are never deregistered by this service (see [`traffic_action`]): they may be
+/// another service's, and a mistake in one service must not take another's traffic away.
+fn unknown_instances(state: &ServiceState, config: &ServiceConfig) -> Vec<ServiceEvent> {
+    let unknown = state.registered_unknown();
+    if unknown == state.unknown_instances {
+        return Vec::new();
     }
+    vec![ServiceEvent::UnknownInstancesObserved {
+        load_balancer: config.endpoint.load_balancer.name.clone(),
+        instances: unknown.into_iter().collect(),
+    }]
+}
+
+/// The action of this rollout that the cloud refused (not retryable), if its latest attempt
+/// was refused: a permission, a quota or a value the cloud does not accept will not pass by
+/// waiting, so the rollout ends at once with the cloud's own words.
+fn refused_action(state: &ServiceState, rollout: &Rollout) -> Option<RollbackCause> {
+    state
+        .actions
+        .values()
+        .find_map(|record| match &record.status {
+            ActionStatus::Failed {
+                error,
+                retryable: false,
+                ..
+            } if record.rollout_id == Some(rollout.id)
+                && state
+                    .last_action(&record.key)
+                    .is_some_and(|last| std::ptr::eq(last, record)) =>
+            {
+                Some(RollbackCause::ActionRefused {
+                    action: record.action.describe(),
+                    error: error.clone(),
+                })
+            }
+            _ => None,
+        })
 }
 
 fn decide_rollout(
@@ -96,6 +138,10 @@ fn decide_rollout(
             }
             None => Vec::new(),
         };
+    }
+
+    if let Some(cause) = refused_action(state, rollout) {
+        return rollback(id, cause);
     }
 
     // Automatic rollback: a configured alarm in ALARM. With an override, alarms that were
@@ -258,7 +304,7 @@ fn decide_steady(
     {
         if stable.terminated {
             // Someone else terminated the serving environment: bring the version back.
-            return repair(state, config, &stable.version, now);
+            return repair(state, config, &stable.version);
         }
         let desired = desired_registrations(state, Some(&stable.name), None, 0);
         if let Some(action) = traffic_action(state, &desired, lb, min) {
@@ -319,13 +365,11 @@ fn decide_steady(
     events
 }
 
-/// The stable environment vanished: release its version again, as a rollout of its own.
-fn repair(
-    state: &ServiceState,
-    config: &ServiceConfig,
-    version: &str,
-    now: DateTime<Utc>,
-) -> Vec<ServiceEvent> {
+/// The stable environment vanished: bring its version back as a rollback, which skips the
+/// rollout policy (the version served all traffic until a moment ago) and never waits for a
+/// person. Capacity first: a warm, healthy environment of that version takes all traffic at
+/// once; without one, a new environment of it is registered in full as soon as it is healthy.
+fn repair(state: &ServiceState, config: &ServiceConfig, version: &str) -> Vec<ServiceEvent> {
     let revision = state.revision.map_or(0, |r| r.0);
     let rollout_id = action_id(
         &state.service,
@@ -333,22 +377,28 @@ fn repair(
         &format!("repair:{version}"),
         0,
     );
-    let environment = super::plan::environment_name(&state.service, version, rollout_id);
-    let plan = compute_plan(config, &RolloutKind::Release, environment, false);
-    let _ = now;
+    let warm = state
+        .environments
+        .values()
+        .filter(|e| e.version == version && e.served && !e.terminated && e.is_healthy())
+        .max_by_key(|e| e.healthy_instances().len());
+    let environment = warm.map_or_else(
+        || super::plan::environment_name(&state.service, version, rollout_id),
+        |e| e.name.clone(),
+    );
+    let plan = compute_plan(config, &RolloutKind::Rollback, environment, warm.is_some());
     vec![
         ServiceEvent::DriftDetected {
             description: format!(
-                "environment {} serving {version} was terminated outside ionroller; releasing {version} again",
-                state.stable.clone().unwrap_or_default()
+                "environment {} serving {version} was terminated outside ionroller; restoring {version}{}",
+                state.stable.clone().unwrap_or_default(),
+                warm.map(|e| format!(" from its warm environment {}", e.name)).unwrap_or_else(|| " in a new environment, registered in full once healthy".into()),
             ),
         },
-        ServiceEvent::ReleaseRequested {
+        ServiceEvent::RollbackRequested {
             rollout_id,
-            version: version.to_string(),
+            to_version: version.to_string(),
             reason: Some("repair: serving environment terminated outside ionroller".into()),
-            // A repair restores what ran; an alarm firing because it is gone must not stop it.
-            override_alarms: true,
         },
         ServiceEvent::PlanComputed { rollout_id, plan },
     ]
@@ -459,8 +509,16 @@ pub fn desired_registrations(
     desired
 }
 
+/// Whether the service's own registrations are exactly `desired`, all in service (unknown
+/// instances on its load balancer are not its to match).
 fn registrations_match(state: &ServiceState, desired: &BTreeSet<String>) -> bool {
-    state.registrations.len() == desired.len()
+    let own = state.own_instances();
+    state
+        .registrations
+        .keys()
+        .filter(|i| own.contains(*i))
+        .count()
+        == desired.len()
         && desired
             .iter()
             .all(|i| state.registrations.get(i).copied().unwrap_or(false))
@@ -496,18 +554,26 @@ fn traffic_action(
     if desired_waiting {
         return None; // Let new registrations pass the health check first.
     }
-    let mut to_deregister: Vec<(&String, bool)> = state
+    // Only the service's own instances: another service's, or one registered by hand, are
+    // reported (`unknown-instances-observed`) and left alone, and carry none of its capacity.
+    let own = state.own_instances();
+    let registered: Vec<(&String, bool)> = state
         .registrations
         .iter()
-        .filter(|(i, _)| !desired.contains(*i))
+        .filter(|(i, _)| own.contains(*i))
         .map(|(i, s)| (i, *s))
+        .collect();
+    let mut to_deregister: Vec<(&String, bool)> = registered
+        .iter()
+        .filter(|(i, _)| !desired.contains(*i))
+        .copied()
         .collect();
     if to_deregister.is_empty() {
         return None;
     }
     // Out-of-service instances carry no capacity: remove them first, freely.
     to_deregister.sort_by_key(|(i, in_service)| (*in_service, (*i).clone()));
-    let in_service_now = state.registrations.values().filter(|s| **s).count();
+    let in_service_now = registered.iter().filter(|(_, s)| *s).count();
     let desired_in_service = desired
         .iter()
         .filter(|i| state.registrations.get(*i) == Some(&true))

@@ -656,7 +656,235 @@ fn drift_is_recorded_and_repaired() {
     );
     assert_eq!(
         kinds(&h.decide(6)),
-        vec!["drift-detected", "release-requested", "plan-computed"]
+        vec!["drift-detected", "rollback-requested", "plan-computed"]
+    );
+}
+
+/// The plan a repair chose (the last event of the repair's decision).
+fn repair_plan(events: &[ServiceEvent]) -> ionroller_shared::events::Plan {
+    match events.last() {
+        Some(ServiceEvent::PlanComputed { plan, .. }) => plan.clone(),
+        other => panic!("expected a plan, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_repair_without_a_warm_environment_launches_one_and_registers_it_in_full() {
+    let mut h = History::serving_v1();
+    h.env(
+        5,
+        "hello-v1",
+        "v1",
+        EnvironmentStatus::Terminated,
+        Health::Grey,
+    );
+    h.registered(5, &[]);
+    let plan = repair_plan(&h.decide_and_apply(6));
+    assert!(!plan.reuses_warm_environment);
+    assert_ne!(plan.environment, "hello-v1");
+    assert_eq!(plan.steps.len(), 1, "no canary, no steps: {plan:?}");
+    assert_eq!((plan.steps[0].percent, plan.steps[0].pause), (100, None));
+    let env = plan.environment.clone();
+    assert_eq!(kinds(&h.decide_and_apply(6)), vec![format!("create {env}")]);
+    h.green(30, &env, "v1");
+    assert_eq!(kinds(&h.decide_and_apply(30)), vec!["step 0 100%"]);
+    assert_eq!(
+        kinds(&h.decide(30)),
+        vec![format!("register i-{env}-0,i-{env}-1")],
+        "every healthy instance at once"
+    );
+}
+
+#[test]
+fn a_repair_reuses_a_warm_healthy_environment_of_the_serving_version() {
+    let mut h = History::serving_v1();
+    // A second live environment of v1 that served (say, from an earlier release of v1).
+    h.green(4, "hello-v1-b", "v1");
+    if let Some(e) = h.state.environments.get_mut("hello-v1-b") {
+        e.served = true;
+        e.foreign = false;
+    }
+    h.env(
+        5,
+        "hello-v1",
+        "v1",
+        EnvironmentStatus::Terminated,
+        Health::Grey,
+    );
+    h.registered(5, &[]);
+    let events = h.decide_and_apply(6);
+    let plan = repair_plan(&events);
+    assert_eq!(plan.environment, "hello-v1-b");
+    assert!(plan.reuses_warm_environment);
+    // Straight to all traffic, and its instances are registered at once: no launch, no canary.
+    assert_eq!(kinds(&h.decide_and_apply(6)), vec!["step 0 100%"]);
+    assert_eq!(
+        kinds(&h.decide(6)),
+        vec!["register i-hello-v1-b-0,i-hello-v1-b-1"]
+    );
+}
+
+#[test]
+fn a_refused_action_ends_the_rollout_at_once_with_the_clouds_words() {
+    let mut h = History::serving_v1();
+    h.release(10, "v2", false);
+    let intent = h.decide(10);
+    let ServiceEvent::ActionIntended { action_id, .. } = intent[0].clone() else {
+        panic!("expected the create");
+    };
+    h.pushes(10, intent);
+    h.push(
+        11,
+        ServiceEvent::ActionFailed {
+            action_id,
+            attempt: 1,
+            error: "InvalidParameterValue: No Solution Stack named '64bit Windows' found.".into(),
+            retryable: false,
+        },
+    );
+    let events = h.decide(12);
+    let [ServiceEvent::RollbackStarted { cause, .. }] = &events[..] else {
+        panic!("expected a rollback, got {:?}", kinds(&events));
+    };
+    assert!(
+        matches!(cause, RollbackCause::ActionRefused { action, error }
+            if action.starts_with("create environment") && error.starts_with("InvalidParameterValue")),
+        "{cause:?}"
+    );
+    assert!(cause
+        .summary()
+        .contains("No Solution Stack named '64bit Windows'"));
+}
+
+#[test]
+fn an_unavailable_cloud_is_retried_not_a_reason_to_roll_back() {
+    let mut h = History::serving_v1();
+    h.release(10, "v2", false);
+    let intent = h.decide(10);
+    let ServiceEvent::ActionIntended { action_id, .. } = intent[0].clone() else {
+        panic!("expected the create");
+    };
+    h.pushes(10, intent);
+    h.push(
+        11,
+        ServiceEvent::ActionFailed {
+            action_id,
+            attempt: 1,
+            error: "ServiceUnavailable: try again".into(),
+            retryable: true,
+        },
+    );
+    assert!(kinds(&h.decide(20)).iter().all(|k| k.starts_with("create")));
+}
+
+#[test]
+fn instances_of_unknown_origin_are_reported_once_and_never_deregistered() {
+    let mut h = History::serving_v1();
+    // Another service's instance shows up behind hello's load balancer.
+    h.registered(5, &["i-hello-v1-0", "i-hello-v1-1", "i-shop-0"]);
+    let events = h.decide_and_apply(5);
+    assert_eq!(kinds(&events), vec!["unknown-instances-observed"]);
+    assert!(h.decide(6).is_empty(), "reported once, and left alone");
+    // A rollout of hello completes without touching it, and its steps still complete.
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 3,
+            percent: 100,
+        },
+    );
+    let mut registered = vec![
+        "i-hello-v1-0".to_string(),
+        "i-hello-v1-1".into(),
+        "i-shop-0".into(),
+    ];
+    for at in 13..30 {
+        let events = h.decide_and_apply(at);
+        for e in &events {
+            match e {
+                ServiceEvent::ActionIntended {
+                    action: Action::RegisterInstances { instances, .. },
+                    ..
+                } => registered.extend(instances.iter().cloned()),
+                ServiceEvent::ActionIntended {
+                    action: Action::DeregisterInstances { instances, .. },
+                    ..
+                } => {
+                    assert!(
+                        !instances.contains(&"i-shop-0".to_string()),
+                        "{instances:?}"
+                    );
+                    registered.retain(|i| !instances.contains(i));
+                }
+                _ => {}
+            }
+        }
+        let ids: Vec<&str> = registered.iter().map(String::as_str).collect();
+        h.registered(at, &ids);
+    }
+    assert_eq!(
+        h.state.stable.as_deref(),
+        Some(env.as_str()),
+        "the rollout completed beside the unknown instance"
+    );
+    assert!(h.state.registrations.contains_key("i-shop-0"));
+    // Once it leaves, that is reported too (an empty set).
+    h.registered(40, &[&format!("i-{env}-0"), &format!("i-{env}-1")]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(40)),
+        vec!["unknown-instances-observed"]
+    );
+    assert!(h.state.unknown_instances.is_empty());
+}
+
+#[test]
+fn an_instance_the_service_registered_stays_its_own_after_its_environment_drops_it() {
+    let mut h = History::serving_v1();
+    // Drift: hello registers i-hello-v1-1 again itself.
+    h.registered(5, &["i-hello-v1-0"]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(5)),
+        vec!["drift-detected", "register i-hello-v1-1"]
+    );
+    h.registered(6, &["i-hello-v1-0", "i-hello-v1-1"]);
+    // EB replaces i-hello-v1-1 with i-hello-v1-2; the old one stays registered on the balancer.
+    h.push(
+        7,
+        ServiceEvent::EnvironmentObserved {
+            environment: EnvironmentView {
+                name: "hello-v1".into(),
+                version: "v1".into(),
+                config_version: 1,
+                status: EnvironmentStatus::Ready,
+                health: Health::Green,
+                instances: ["i-hello-v1-0", "i-hello-v1-2"]
+                    .map(|id| InstanceView {
+                        id: id.into(),
+                        healthy: true,
+                    })
+                    .into(),
+                url: None,
+            },
+        },
+    );
+    // hello registered it, so hello cleans it up: the replacement goes in, then it goes out.
+    assert_eq!(
+        kinds(&h.decide_and_apply(8)),
+        vec!["drift-detected", "register i-hello-v1-2"]
+    );
+    h.registered(9, &["i-hello-v1-0", "i-hello-v1-1", "i-hello-v1-2"]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(9)),
+        vec!["drift-detected", "deregister i-hello-v1-1"]
+    );
+    h.registered(10, &["i-hello-v1-0", "i-hello-v1-2"]);
+    assert!(h.state.registered_by_us.contains("i-hello-v1-2"));
+    assert!(
+        !h.state.registered_by_us.contains("i-hello-v1-1"),
+        "forgotten once gone"
     );
 }
 

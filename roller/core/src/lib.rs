@@ -6,8 +6,10 @@
 //!   `action-intended` events the shell executes;
 //! - [`commands::handle`] checks a person's command against the state and returns the events
 //!   that record it (or why it is refused);
+//! - [`claims`] decides which service owns which load balancer (one each), for config saves;
 //! - [`plan`] computes a release's steps and the deterministic names and ids.
 
+pub mod claims;
 pub mod commands;
 pub mod decide;
 pub mod observe;

@@ -35,6 +35,14 @@ pub struct ServiceState {
     /// The last observation failed with this error (cleared when one succeeds).
     #[serde(default)]
     pub observation_error: Option<String>,
+    /// Registered instances last reported as belonging to none of the service's environments
+    /// (`unknown-instances-observed`): left alone, and reported again only when they change.
+    #[serde(default)]
+    pub unknown_instances: std::collections::BTreeSet<String>,
+    /// Instances this service's decisions registered that may still be registered: its own
+    /// even after their environment replaced or lost them, so that it cleans them up.
+    #[serde(default)]
+    pub registered_by_us: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -282,6 +290,26 @@ impl ServiceState {
             .values()
             .filter(|r| r.key == key)
             .max_by_key(|r| (r.intended_at, r.attempt))
+    }
+
+    /// Every instance of the service's own environments, and those it registered itself: the
+    /// only ones its decisions may register or deregister.
+    pub fn own_instances(&self) -> std::collections::BTreeSet<String> {
+        self.environments
+            .values()
+            .flat_map(Environment::instance_ids)
+            .chain(self.registered_by_us.iter().cloned())
+            .collect()
+    }
+
+    /// Registered instances that belong to none of the service's environments.
+    pub fn registered_unknown(&self) -> std::collections::BTreeSet<String> {
+        let own = self.own_instances();
+        self.registrations
+            .keys()
+            .filter(|i| !own.contains(*i))
+            .cloned()
+            .collect()
     }
 
     /// Traffic share per environment (by registered, in-service instances).
@@ -575,6 +603,9 @@ pub fn evolve(
             attempt,
             action,
         } => {
+            if let Action::RegisterInstances { instances, .. } = action {
+                state.registered_by_us.extend(instances.iter().cloned());
+            }
             state.actions.insert(
                 *action_id,
                 ActionRecord {
@@ -635,6 +666,20 @@ pub fn evolve(
                 .iter()
                 .map(|i| (i.id.clone(), i.in_service))
                 .collect();
+            // Gone from the load balancer, and no registration of it waiting to run.
+            let pending: std::collections::BTreeSet<String> = state
+                .pending_actions()
+                .flat_map(|(_, r)| match &r.action {
+                    Action::RegisterInstances { instances, .. } => instances.clone(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let ServiceState {
+                registrations,
+                registered_by_us,
+                ..
+            } = state;
+            registered_by_us.retain(|i| registrations.contains_key(i) || pending.contains(i));
         }
         ServiceEvent::AlarmObserved { alarm } => {
             state.alarms.insert(alarm.name.clone(), alarm.clone());
@@ -702,6 +747,11 @@ pub fn evolve(
             state.prune_terminated();
         }
         ServiceEvent::DriftDetected { .. } => {}
+        ServiceEvent::UnknownInstancesObserved { instances, .. } => {
+            state.unknown_instances = instances.iter().cloned().collect();
+        }
+        // On the `load-balancers` stream, folded by `claims::Claims`, never a service's.
+        ServiceEvent::LoadBalancerClaimed { .. } | ServiceEvent::LoadBalancerReleased { .. } => {}
     }
 }
 

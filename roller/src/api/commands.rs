@@ -63,13 +63,15 @@ pub async fn put_config(
             return Err(ApiError::invalid(problems));
         }
     }
+    super::ownership::claim(&state, &service, &config, &actor).await?;
     let (_, folded) = submit(
         &state,
         &service,
         &actor,
-        &Command::SaveConfig(Box::new(config)),
+        &Command::SaveConfig(Box::new(config.clone())),
     )
     .await?;
+    super::ownership::release_others(&state, &service, &config, &actor).await;
     let config_version = folded.latest_config().map_or(0, |c| c.version);
     Ok(Json(ConfigSaved {
         service,

@@ -97,6 +97,19 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::log::RollerError> for ApiError {
+    fn from(e: crate::log::RollerError) -> Self {
+        match e {
+            crate::log::RollerError::Store(s) => ApiError::from(s),
+            poison => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "poison_event",
+                poison.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<crate::metrics::MetricsError> for ApiError {
     fn from(e: crate::metrics::MetricsError) -> Self {
         tracing::error!(error = %e, "metrics");

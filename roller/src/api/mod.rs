@@ -5,6 +5,7 @@
 //! - [`commands`]: the command routes, thin: input checks, then the core's rules;
 //! - [`reads`]: status, configs, plan, events (SSE), metrics;
 //! - [`extract`]: bodies and headers whose rejections name the field;
+//! - [`ownership`]: load-balancer claims around config saves;
 //! - [`sim`]: the simulator's routes, merged only on the simulated cloud;
 //! - [`views`]: the JSON shapes of what the reads return.
 
@@ -12,13 +13,13 @@ mod commands;
 mod error;
 mod extract;
 mod openapi;
+mod ownership;
 mod reads;
 pub mod sim;
 pub mod views;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ionroller_core::commands::Accepted;
@@ -32,12 +33,12 @@ pub use extract::{Body, BodyOrDefault};
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
-use crate::log::{self, Appended, RollerError};
+use crate::log::{self, Appended};
 use crate::metrics::Metrics;
 
 /// Header naming who sends a command; recorded as the events' actor.
 pub const ACTOR_HEADER: &str = "x-ionroller-actor";
-const COMMAND_RETRIES: usize = 5;
+pub(crate) const COMMAND_RETRIES: usize = 5;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -106,16 +107,7 @@ async fn load(state: &AppState, service: &str) -> Result<ServiceState, ApiError>
     validate_service_name(service)?;
     let cached = state.folds.lock().await.get(service).cloned();
     let mut folded = cached.unwrap_or_else(|| ServiceState::new(service));
-    log::catch_up(state.store.as_ref(), &mut folded)
-        .await
-        .map_err(|e| match e {
-            RollerError::Store(s) => ApiError::from(s),
-            poison => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "poison_event",
-                poison.to_string(),
-            ),
-        })?;
+    log::catch_up(state.store.as_ref(), &mut folded).await?;
     if folded.revision.is_some() {
         let mut folds = state.folds.lock().await;
         let newer = folds

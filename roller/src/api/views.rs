@@ -20,6 +20,13 @@ pub struct ServiceStatus {
     pub rollout: Option<RolloutView>,
     pub alarms: Vec<AlarmView>,
     pub history: Vec<RolloutRecordView>,
+    /// The service's own instances registered and in service behind its load balancer.
+    #[serde(default)]
+    pub in_service: usize,
+    /// What a person must look at now, worst first: nothing in service, capacity under the
+    /// minimum, instances of unknown origin on the load balancer, observation failing.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -159,6 +166,59 @@ pub struct CommandAccepted {
     pub version: Option<String>,
 }
 
+fn in_service(state: &ServiceState) -> usize {
+    let own = state.own_instances();
+    state
+        .registrations
+        .iter()
+        .filter(|(id, in_service)| **in_service && own.contains(*id))
+        .count()
+}
+
+fn warnings(state: &ServiceState) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(config) = state.latest_config().map(|c| &c.config) else {
+        return warnings;
+    };
+    let lb = &config.endpoint.load_balancer.name;
+    let serving = in_service(state);
+    // Only once something has served: before a first release there is nothing to lose.
+    if state.stable.is_some()
+        || state
+            .history
+            .iter()
+            .any(|h| h.outcome == Outcome::Completed)
+    {
+        if serving == 0 {
+            warnings.push(format!(
+                "NOTHING IN SERVICE: no instance of {} takes traffic behind {lb}",
+                state.service
+            ));
+        } else if serving < config.instances.min as usize && state.rollout.is_none() {
+            warnings.push(format!(
+                "only {serving} instance(s) in service behind {lb}, under the minimum of {}",
+                config.instances.min
+            ));
+        }
+    }
+    if !state.unknown_instances.is_empty() {
+        warnings.push(format!(
+            "{lb} also has instance(s) of no environment of {}: {} (left alone)",
+            state.service,
+            state
+                .unknown_instances
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(error) = &state.observation_error {
+        warnings.push(format!("observing the cloud fails: {error}"));
+    }
+    warnings
+}
+
 pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus {
     let environments = state
         .environments
@@ -245,6 +305,8 @@ pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus
             .rev()
             .map(RolloutRecordView::from)
             .collect(),
+        in_service: in_service(state),
+        warnings: warnings(state),
     }
 }
 

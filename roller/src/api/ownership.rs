@@ -1,0 +1,96 @@
+//! Load-balancer ownership on config saves: the I/O around the core's rule
+//! ([`ionroller_core::claims`]). A config is saved only after its service owns the load
+//! balancer it names; once saved, the claims it no longer needs are released.
+
+use ionroller_core::claims::{self, Claims};
+use ionroller_shared::config::{FieldError, ServiceConfig};
+
+use super::{load, ApiError, AppState, COMMAND_RETRIES};
+use crate::log::{self, Appended};
+
+/// Makes `service` the owner of the load balancer `config` names, or refuses (409, naming the
+/// field and the owner) when another service owns it.
+pub(super) async fn claim(
+    state: &AppState,
+    service: &str,
+    config: &ServiceConfig,
+    actor: &str,
+) -> Result<(), ApiError> {
+    for _ in 0..COMMAND_RETRIES {
+        let claims = folded_claims(state).await?;
+        // Configs saved before claims existed: read only when the balancer is unclaimed.
+        let in_use = match claims.owner(&config.endpoint.load_balancer.claim_key()) {
+            Some(_) => Vec::new(),
+            None => other_configs(state, service).await?,
+        };
+        let claim = claims::claim(&claims, service, config, &in_use).map_err(|refusal| {
+            let mut error = ApiError::conflict(refusal.to_string());
+            error.problems.push(FieldError {
+                field: "endpoint.load_balancer.name".into(),
+                problem: refusal.to_string(),
+            });
+            error
+        })?;
+        let Some(claim) = claim else {
+            return Ok(());
+        };
+        let at = state.clock.now();
+        match log::append_claims(state.store.as_ref(), &claims, &[claim], actor, at).await? {
+            Appended::Written => return Ok(()),
+            Appended::Conflict => continue,
+        }
+    }
+    Err(ApiError::conflict(
+        "load-balancer ownership kept changing while this config was checked; retry",
+    ))
+}
+
+/// Releases what `service` owns besides the load balancer its saved `config` names. Best
+/// effort: a claim left behind only over-protects, and the next save releases it.
+pub(super) async fn release_others(
+    state: &AppState,
+    service: &str,
+    config: &ServiceConfig,
+    actor: &str,
+) {
+    for _ in 0..COMMAND_RETRIES {
+        let claims = match folded_claims(state).await {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::warn!(service, error = %e.message, "releasing old load-balancer claims");
+                return;
+            }
+        };
+        let releases = claims::releases(&claims, service, config);
+        let at = state.clock.now();
+        match log::append_claims(state.store.as_ref(), &claims, &releases, actor, at).await {
+            Ok(Appended::Written) => return,
+            Ok(Appended::Conflict) => continue,
+            Err(e) => {
+                tracing::warn!(service, error = %e, "releasing old load-balancer claims");
+                return;
+            }
+        }
+    }
+}
+
+async fn folded_claims(state: &AppState) -> Result<Claims, ApiError> {
+    let mut claims = Claims::default();
+    log::catch_up_claims(state.store.as_ref(), &mut claims).await?;
+    Ok(claims)
+}
+
+/// Every other service's current config.
+async fn other_configs(
+    state: &AppState,
+    service: &str,
+) -> Result<Vec<(String, ServiceConfig)>, ApiError> {
+    let (names, _) = log::discover_services(state.store.as_ref(), None).await?;
+    let mut configs = Vec::new();
+    for name in names.iter().filter(|n| n.as_str() != service) {
+        if let Some(latest) = load(state, name).await?.latest_config() {
+            configs.push((name.clone(), latest.config.clone()));
+        }
+    }
+    Ok(configs)
+}
