@@ -4,7 +4,10 @@
 //! - no deregistration takes in-service capacity below the minimum (or below what was there)
 //!   while a previous version exists to serve;
 //! - no release ever creates two environments, and the cloud never creates an environment
-//!   without a recorded intent.
+//!   without a recorded intent;
+//! - with a second service beside it (its own load balancer, its own releases), neither ever
+//!   registers or deregisters the other's instances, and a third that copies hello's config
+//!   (and so its load balancer) is refused and never saved.
 
 mod support;
 
@@ -31,6 +34,8 @@ enum Op {
     FailVersion(u8),
     DeregisterOutside(u8),
     TerminateOutside(u8),
+    ReleaseShop(u8),
+    CopyHellosConfig,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,6 +51,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u8..4).prop_map(Op::FailVersion),
         1 => (0u8..4).prop_map(Op::DeregisterOutside),
         1 => (0u8..4).prop_map(Op::TerminateOutside),
+        2 => (1u8..4).prop_map(Op::ReleaseShop),
+        1 => Just(Op::CopyHellosConfig),
     ]
 }
 
@@ -58,6 +65,15 @@ async fn run(ops: Vec<Op>, ramp: bool) -> Result<(), TestCaseError> {
     let mut w = World::create();
     let mode = if ramp { "\"ramp\"" } else { "\"immediate\"" };
     w.save_config(&HELLO.replace("\"immediate\"", mode)).await;
+    // A second service sharing nothing: its own load balancer (shop-lb) and alarm.
+    let (status, body) = w
+        .call(
+            "PUT",
+            "/v1/services/shop/config",
+            &HELLO.replace("hello", "shop"),
+        )
+        .await;
+    prop_assert_eq!(status.as_u16(), 200, "{}", body);
     for op in ops {
         match op {
             Op::Tick(s) => w.tick(s).await,
@@ -109,23 +125,49 @@ async fn run(ops: Vec<Op>, ramp: bool) -> Result<(), TestCaseError> {
                     w.sim.terminate_outside(env).expect("terminate");
                 }
             }
+            Op::ReleaseShop(v) => {
+                w.call(
+                    "POST",
+                    "/v1/services/shop/releases",
+                    &format!(r#"{{"version":"v{v}"}}"#),
+                )
+                .await;
+                w.call("POST", "/v1/services/shop/promote", "").await;
+            }
+            Op::CopyHellosConfig => {
+                let (status, body) = w.call("PUT", "/v1/services/copy/config", HELLO).await;
+                prop_assert_eq!(status.as_u16(), 409, "{}", body);
+            }
         }
     }
     for _ in 0..5 {
         w.tick(3).await;
     }
-    check_log(&w).await
+    let (status, _) = w.call("GET", "/v1/services/copy", "").await;
+    prop_assert_eq!(status.as_u16(), 404, "the copy was never saved");
+    let create_intents = check_log(&w, "hello").await? + check_log(&w, "shop").await?;
+    prop_assert!(
+        w.sim.creations() <= create_intents,
+        "the cloud created {} environments for {} recorded intents",
+        w.sim.creations(),
+        create_intents
+    );
+    Ok(())
 }
 
-/// Replays the log and checks every decided action against the state it was decided in.
-async fn check_log(w: &World) -> Result<(), TestCaseError> {
-    let stream = service_stream("hello").expect("stream");
+/// Replays `service`'s log and checks every decided action against the state it was decided
+/// in; returns how many environment creations it intended.
+async fn check_log(w: &World, service: &str) -> Result<u64, TestCaseError> {
+    let stream = service_stream(service).expect("stream");
+    // The simulator names instances after their environment, and environments after their
+    // service: `i-hello-v2-1a2b3c-0`.
+    let own = format!("i-{service}-");
     let events = w
         .store
         .read_stream(&stream, StreamRead::forward(usize::MAX).from(Revision(0)))
         .await
         .expect("read log");
-    let mut state = ServiceState::new("hello");
+    let mut state = ServiceState::new(service);
     let mut created: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut create_intents = 0u64;
     for recorded in &events {
@@ -139,6 +181,17 @@ async fn check_log(w: &World) -> Result<(), TestCaseError> {
             let min = state
                 .latest_config()
                 .map_or(1, |c| c.config.instances.min as usize);
+            if let Action::RegisterInstances { instances, .. }
+            | Action::DeregisterInstances { instances, .. } = action
+            {
+                prop_assert!(
+                    instances.iter().all(|i| i.starts_with(&own)),
+                    "{} touched another service's instances {:?} at revision {}",
+                    service,
+                    instances,
+                    recorded.revision
+                );
+            }
             match action {
                 Action::RegisterInstances { instances, .. } => {
                     for i in instances {
@@ -196,13 +249,7 @@ async fn check_log(w: &World) -> Result<(), TestCaseError> {
     for (rollout, envs) in &created {
         prop_assert!(envs.len() <= 1, "rollout {} created {:?}", rollout, envs);
     }
-    prop_assert!(
-        w.sim.creations() <= create_intents,
-        "the cloud created {} environments for {} recorded intents",
-        w.sim.creations(),
-        create_intents
-    );
-    Ok(())
+    Ok(create_intents)
 }
 
 proptest! {
