@@ -140,6 +140,12 @@ pub struct RolloutPolicy {
     /// How long the previous environment stays warm for a fast rollback.
     #[serde(default = "default_keep_old_for")]
     pub keep_old_for: HumanDuration,
+    /// How long the environment of a rollout that failed (rolled back: an alarm, Red, refused,
+    /// aborted) is kept for inspection before it is terminated. It never served, so it is
+    /// no rollback target and is not kept warm for `keep_old_for`.
+    /// Default: 10 minutes, or `keep_old_for` if that is shorter ([`RolloutPolicy::keep_failed`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_failed_for: Option<HumanDuration>,
     /// A stage (launch, a traffic step) that takes longer than this aborts the rollout.
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: HumanDuration,
@@ -148,6 +154,17 @@ pub struct RolloutPolicy {
     pub alarms: Vec<String>,
     #[serde(default)]
     pub rollback: RollbackMode,
+}
+
+impl RolloutPolicy {
+    /// How long a failed release's environment is kept: `keep_failed_for`, or by default 10
+    /// minutes (long enough to read its logs) but never longer than a good one stays warm.
+    pub fn keep_failed(&self) -> Duration {
+        self.keep_failed_for
+            .map_or(Duration::from_secs(10 * 60).min(self.keep_old_for.0), |d| {
+                d.0
+            })
+    }
 }
 
 fn default_pause() -> Pause {

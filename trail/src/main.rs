@@ -108,6 +108,10 @@ async fn main() -> anyhow::Result<()> {
             let db = open_db(&cli).await?;
             let trail = ionroller_trail::runner::Trail::new(store, db);
             match ionroller_trail::api::verify_chain(&trail).await {
+                Ok(Ok(0)) => {
+                    println!("NOTHING CHECKED: the projection holds no audit rows (run `trail rebuild`, or check --db)");
+                    std::process::exit(1);
+                }
                 Ok(Ok(rows)) => {
                     println!("ok: {rows} audit rows match the log");
                     Ok(())

@@ -92,9 +92,17 @@ pub fn report(r: &Value) -> String {
     out
 }
 
-/// `ionroller verify`: the line, and the exit code (1 when the chain does not match).
+/// `ionroller verify`: the line, and the exit code (1 when the chain does not match, or when
+/// there was nothing to check: "ok" over an empty projection would vouch for nothing).
 pub fn verify(answer: &Value) -> (String, i32) {
-    if answer["ok"].as_bool() == Some(true) {
+    if answer["ok"].as_bool() == Some(true) && answer["rows"].as_u64() == Some(0) {
+        (
+            "NOTHING CHECKED: trail's projection holds no audit rows (is trail caught up, or \
+             pointed at the right log?)"
+                .into(),
+            1,
+        )
+    } else if answer["ok"].as_bool() == Some(true) {
         (
             format!("ok: {} audit rows match the log", answer["rows"]),
             0,
@@ -204,5 +212,8 @@ mod tests {
             verify(&json!({ "ok": false, "message": "audit row 7 does not match" })),
             ("MISMATCH: audit row 7 does not match".into(), 1)
         );
+        let (text, code) = verify(&json!({ "ok": true, "rows": 0 }));
+        assert_eq!(code, 1, "an empty projection vouches for nothing");
+        assert!(text.starts_with("NOTHING CHECKED"), "{text}");
     }
 }

@@ -43,7 +43,7 @@ pub struct Accepted {
     /// The rollout the command started or acted on.
     pub rollout_id: Option<RolloutId>,
     /// What it does, in one word: `release`, `rollback`, `abort`, `pause`, `resume`, `promote`,
-    /// `config`.
+    /// `config`, or `attach` (the same release or rollback is already under way: no events).
     pub action: &'static str,
     /// The version a release or rollback moves to.
     pub version: Option<String>,
@@ -80,6 +80,8 @@ pub enum Refusal {
         load_balancer: String,
         owner: String,
     },
+    /// A promote while the rollout is paused would take effect only on resume.
+    PromoteWhilePaused,
     /// `rollback --to` a version that never served this service at 100%: a rollback skips
     /// the rollout policy, so it may only go back to something known to have served.
     NeverServed {
@@ -113,6 +115,10 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::AlreadyPaused => write!(f, "the rollout is already paused"),
             Refusal::NotPaused => write!(f, "the rollout is not paused"),
+            Refusal::PromoteWhilePaused => write!(
+                f,
+                "the rollout is paused: resume it first (ionroller resume), then promote"
+            ),
             Refusal::LoadBalancerOwned {
                 load_balancer,
                 owner,
@@ -228,6 +234,9 @@ pub fn handle(
         }),
         Command::Promote => on_rollout(state, "promote", |rollout| {
             not_rolling_back(rollout, "promote")?;
+            if rollout.paused {
+                return Err(Refusal::PromoteWhilePaused);
+            }
             Ok(ServiceEvent::PromoteRequested {})
         }),
         Command::Abort { reason } => on_rollout(state, "abort", |rollout| {
@@ -324,6 +333,20 @@ fn start_rollout(
         return Err(Refusal::AlreadyServing {
             service: state.service.clone(),
             version: start.version.to_string(),
+        });
+    }
+    // The same request again (a retried `ionroller release`, a second person): follow the
+    // rollout already under way rather than supersede it with a second environment.
+    if let Some(current) = state.rollout.as_ref().filter(|r| {
+        r.version == start.version
+            && r.kind == start.kind
+            && !matches!(r.stage, Stage::Reverting { .. })
+    }) {
+        return Ok(Accepted {
+            events: Vec::new(),
+            rollout_id: Some(current.id),
+            action: "attach",
+            version: Some(current.version.clone()),
         });
     }
     let Some(plan) = plan_rollout(state, &start.kind, start.version, Some(rollout_id)) else {

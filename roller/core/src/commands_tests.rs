@@ -74,6 +74,12 @@ fn refusals_name_what_is_wrong() {
             Refusal::AlreadyPaused,
         ),
         (
+            "promote while paused",
+            paused.state.clone(),
+            Command::Promote,
+            Refusal::PromoteWhilePaused,
+        ),
+        (
             "resume what runs",
             rolling.state.clone(),
             Command::Resume,
@@ -260,4 +266,21 @@ fn rollback_goes_only_to_versions_that_served_and_the_refusal_lists_them() {
     assert!(refusal.to_string().contains("one of: v2, v1"), "{refusal}");
     let accepted = handle(&h.state, &to("v1"), NEW).expect("v1 served");
     assert_eq!(accepted.action, "rollback");
+}
+
+#[test]
+fn releasing_the_version_in_progress_again_attaches_to_it() {
+    let mut h = History::serving_v1();
+    let (id, _) = h.release(10, "v2", false);
+    let accepted = handle(&h.state, &release("v2"), NEW).expect("accepted");
+    assert_eq!(
+        accepted.events,
+        vec![],
+        "no second rollout, no second environment"
+    );
+    assert_eq!(accepted.rollout_id, Some(id));
+    assert_eq!(accepted.action, "attach");
+    // Another version still supersedes it.
+    let other = handle(&h.state, &release("v3"), NEW).expect("accepted");
+    assert_eq!(types(&other.events)[0], "rollout-superseded");
 }

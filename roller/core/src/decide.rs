@@ -323,7 +323,8 @@ fn decide_steady(
             return events;
         }
     }
-    let keep_old_for = config.rollout.keep_old_for.0;
+    let (keep_old_for, keep_failed_for) =
+        (config.rollout.keep_old_for.0, config.rollout.keep_failed());
     let mut events = Vec::new();
     for env in state.environments.values() {
         // Never seen in the cloud (a superseded rollout's environment that was not created):
@@ -342,13 +343,17 @@ fn decide_steady(
             .instance_ids()
             .iter()
             .any(|id| state.registrations.contains_key(id));
+        // A failed release's environment is no rollback target: kept only for inspection.
+        let keep = if env.failed {
+            keep_failed_for
+        } else {
+            keep_old_for
+        };
         match env.unused_since {
             None => events.push(ServiceEvent::EnvironmentMarkedUnused {
                 environment: env.name.clone(),
             }),
-            Some(since)
-                if !serving && (now - since).to_std().unwrap_or_default() >= keep_old_for =>
-            {
+            Some(since) if !serving && (now - since).to_std().unwrap_or_default() >= keep => {
                 let action = Action::TerminateEnvironment {
                     environment: env.name.clone(),
                 };

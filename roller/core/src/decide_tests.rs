@@ -889,6 +889,43 @@ fn an_instance_the_service_registered_stays_its_own_after_its_environment_drops_
 }
 
 #[test]
+fn a_failed_release_is_kept_for_inspection_only_then_terminated_before_a_warm_one_would_be() {
+    let mut config = example();
+    config.rollout.keep_old_for = HumanDuration(std::time::Duration::from_secs(600));
+    config.rollout.keep_failed_for = Some(HumanDuration(std::time::Duration::from_secs(60)));
+    let mut h = History::with(config);
+    let (v1, _) = h.release_into(1, "v1", false, Some("hello-v1"));
+    h.green(2, "hello-v1", "v1")
+        .registered(3, &["i-hello-v1-0", "i-hello-v1-1"])
+        .push(3, ServiceEvent::RolloutCompleted { rollout_id: v1 });
+    let (v2, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::RolledBack {
+            rollout_id: v2,
+            cause: RollbackCause::EnvironmentFailed {
+                environment: env.clone(),
+                health: Health::Red,
+            },
+        },
+    );
+    assert!(h.state.environments[&env].failed);
+    assert!(h.decide(13 + 59).is_empty(), "kept for keep_failed_for");
+    assert_eq!(
+        kinds(&h.decide_and_apply(13 + 60)),
+        vec![format!("terminate {env}")],
+        "not kept warm for keep_old_for: it never served"
+    );
+    // By default: 10 minutes, or keep_old_for when that is shorter.
+    let mut policy = example().rollout;
+    policy.keep_old_for = HumanDuration(std::time::Duration::from_secs(3600));
+    assert_eq!(policy.keep_failed(), std::time::Duration::from_secs(600));
+    policy.keep_old_for = HumanDuration(std::time::Duration::from_secs(30));
+    assert_eq!(policy.keep_failed(), std::time::Duration::from_secs(30));
+}
+
+#[test]
 fn failed_actions_back_off_then_retry() {
     let mut h = History::new();
     h.release(1, "v1", false);

@@ -66,6 +66,9 @@ pub struct Environment {
     /// reused as warm. A rolled-back or half-launched one is not a known-good version.
     #[serde(default)]
     pub served: bool,
+    /// The target of a rollout that was rolled back: kept only `keep_failed_for`.
+    #[serde(default)]
+    pub failed: bool,
     /// First seen in the cloud, not planned by this log: another installation's, or one from
     /// before this log began (a new or restored event store). It is observed, and traffic
     /// may move off it, but it is never marked unused or terminated: what ionroller did not
@@ -384,6 +387,11 @@ impl ServiceState {
                 if let Some(t) = &target {
                     if self.stable.as_ref() != Some(t) {
                         self.mark_unused(t, at);
+                        if let (Outcome::RolledBack { .. }, Some(env)) =
+                            (&outcome, self.environments.get_mut(t))
+                        {
+                            env.failed = !env.served;
+                        }
                     }
                 }
             }
@@ -553,10 +561,12 @@ pub fn evolve(
                             unused_since: None,
                             terminated: false,
                             served: false,
+                            failed: false,
                             foreign: false,
                         });
                     e.unused_since = None;
                     e.foreign = false;
+                    e.failed = false;
                 }
             }
         }
@@ -653,6 +663,7 @@ pub fn evolve(
                     unused_since: None,
                     terminated: false,
                     served: false,
+                    failed: false,
                     // Every environment this log creates is planned before it can be seen.
                     foreign: true,
                 });

@@ -133,6 +133,7 @@ pub async fn release(
             rollout_id: accepted.rollout_id,
             service,
             version: body.version,
+            action: accepted.action.to_string(),
         }),
     ))
 }

@@ -151,6 +151,10 @@ pub struct ReleaseAccepted {
     pub rollout_id: Option<RolloutId>,
     pub service: String,
     pub version: String,
+    /// `release` (a new rollout), or `attach`: this version's rollout was already under way,
+    /// and `rollout_id` is that one.
+    #[serde(default)]
+    pub action: String,
 }
 
 /// `202` to a command on a rollout (rollback, pause, resume, promote, abort).
@@ -159,7 +163,8 @@ pub struct CommandAccepted {
     /// The rollout the command started or acted on.
     #[schema(value_type = Option<uuid::Uuid>)]
     pub rollout_id: Option<RolloutId>,
-    /// `rollback`, `abort`, `pause`, `resume` or `promote`.
+    /// `rollback`, `abort`, `pause`, `resume`, `promote`, or `attach` (the same rollback is
+    /// already under way).
     pub action: String,
     /// The version a rollback moves to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +322,10 @@ fn waiting_for(state: &ServiceState, now: DateTime<Utc>) -> String {
     };
     if r.paused {
         return "resume (paused by request)".into();
+    }
+    let waits_for_promote = matches!(r.stage, Stage::TestEndpoint) || r.waits_for_a_person();
+    if r.promoted && waits_for_promote {
+        return "the next step (promoted; it starts at the roller's next pass)".into();
     }
     let target = r.target().and_then(|t| state.environments.get(t));
     match &r.stage {

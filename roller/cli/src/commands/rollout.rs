@@ -36,7 +36,13 @@ pub async fn release(
         )
         .await?;
     let id = accepted["rollout_id"].as_str().unwrap_or_default();
-    line(format!("Releasing {service} {version} (rollout {id})"))?;
+    if accepted["action"].as_str() == Some("attach") {
+        line(format!(
+            "{service} {version} is already rolling out (rollout {id}); following it"
+        ))?;
+    } else {
+        line(format!("Releasing {service} {version} (rollout {id})"))?;
+    }
     if !follow {
         return Ok(0);
     }
