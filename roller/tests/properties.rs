@@ -1,6 +1,7 @@
 //! Property test: random interleavings of commands, cloud events and time, run through the real
 //! shell, API, SQLite log and simulated cloud, never break the roller's safety rules:
-//! - no instance is registered from an environment that was not healthy when decided;
+//! - no instance is registered unless it was healthy, in a Ready environment that was Green or
+//!   Yellow, when decided;
 //! - no deregistration takes in-service capacity below the minimum (or below what was there)
 //!   while a previous version exists to serve;
 //! - no release ever creates two environments, and the cloud never creates an environment

@@ -6,8 +6,9 @@
 //! restarted roller first finishes (idempotently) what it had recorded.
 //!
 //! Two invariants hold for every action decided here (and are property-tested):
-//! - instances are registered only from an environment that is Ready, Green and whose
-//!   instances are all healthy;
+//! - an instance is registered only while it is healthy, in an environment that is Ready and
+//!   Green or Yellow (never Red, Grey or launching); a traffic step completes only once the
+//!   whole new environment is Green with every instance healthy;
 //! - deregistration never takes the in-service registered capacity below the service's
 //!   minimum instance count (or below what the desired set itself holds, if that is less).
 

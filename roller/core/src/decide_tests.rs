@@ -358,6 +358,64 @@ fn shifting_registers_new_before_deregistering_old() {
 }
 
 #[test]
+fn a_target_with_one_sick_instance_keeps_the_traffic_it_has_and_does_not_complete_the_step() {
+    let mut h = History::serving_v1();
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2");
+    h.push(
+        13,
+        ServiceEvent::StepStarted {
+            rollout_id: id,
+            step: 0,
+            percent: 10,
+        },
+    );
+    assert_eq!(
+        kinds(&h.decide_and_apply(13)),
+        vec![format!("register i-{env}-0")]
+    );
+    h.registered(14, &["i-hello-v1-0", "i-hello-v1-1", &format!("i-{env}-0")]);
+    // EB turns Yellow: the registered canary instance is fine, the other one is not.
+    let view = |sick: &str| EnvironmentView {
+        name: env.clone(),
+        version: "v2".into(),
+        config_version: 1,
+        status: EnvironmentStatus::Ready,
+        health: Health::Yellow,
+        instances: [format!("i-{env}-0"), format!("i-{env}-1")]
+            .map(|id| InstanceView {
+                healthy: id != sick,
+                id,
+            })
+            .into(),
+        url: None,
+    };
+    h.push(
+        15,
+        ServiceEvent::EnvironmentObserved {
+            environment: view(&format!("i-{env}-1")),
+        },
+    );
+    for at in 15..20 {
+        assert!(
+            h.decide_and_apply(at).is_empty(),
+            "the canary keeps its instance, and the step waits for the whole environment"
+        );
+    }
+    // The registered one falls sick instead: it goes out, the healthy one comes in.
+    h.push(
+        20,
+        ServiceEvent::EnvironmentObserved {
+            environment: view(&format!("i-{env}-0")),
+        },
+    );
+    assert_eq!(
+        kinds(&h.decide_and_apply(20)),
+        vec![format!("register i-{env}-1")]
+    );
+}
+
+#[test]
 fn an_unhealthy_target_gets_no_traffic_and_the_old_keeps_all_of_it() {
     let mut h = History::serving_v1();
     let (id, env) = h.release(10, "v2", false);

@@ -88,12 +88,28 @@ impl Environment {
         })
     }
 
-    /// Instance ids, sorted, that may take traffic.
+    /// Instance ids, sorted, that may take traffic: each one healthy, in an environment that is
+    /// Ready and Green or Yellow. Per instance rather than all or nothing, so that one sick
+    /// instance (or EB turning Yellow) mid-rollout keeps the healthy ones' traffic where it is
+    /// instead of sending the step back and forth; a step still completes only once the whole
+    /// environment [`is_healthy`](Self::is_healthy).
     pub fn healthy_instances(&self) -> Vec<String> {
-        if !self.is_healthy() {
+        let Some(view) = &self.observed else {
+            return Vec::new();
+        };
+        if view.status != EnvironmentStatus::Ready
+            || !matches!(view.health, Health::Green | Health::Yellow)
+        {
             return Vec::new();
         }
-        self.instance_ids()
+        let mut ids: Vec<String> = view
+            .instances
+            .iter()
+            .filter(|i| i.healthy)
+            .map(|i| i.id.clone())
+            .collect();
+        ids.sort();
+        ids
     }
 
     pub fn instance_ids(&self) -> Vec<String> {
