@@ -291,3 +291,64 @@ async fn an_alarm_sends_traffic_back_in_the_pass_that_sees_it() {
         "{view:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_repair_never_waits_for_a_person_and_brings_back_full_capacity() {
+    // The example config: the canary waits for a promote. v1 is served after one.
+    let mut w = World::create();
+    w.save_config(HELLO).await;
+    release(&w, "v1").await;
+    for _ in 0..60 {
+        w.tick(1).await;
+        let _ = w.call("POST", "/v1/services/hello/promote", "").await;
+        if idle_on("v1")(&w.status().await) {
+            break;
+        }
+    }
+    let before = w.status().await;
+    assert!(idle_on("v1")(&before), "{before:#}");
+    let capacity = before["in_service"].as_u64().unwrap_or(0);
+    let env = w.sim.live_environments("hello")[0].clone();
+
+    // The serving environment is terminated behind ionroller's back. No one promotes now.
+    w.sim.terminate_outside(&env).unwrap();
+    let repaired = until(&mut w, 1, 60, "v1 serving again without a promote", |s| {
+        idle_on("v1")(s) && w_live_differs(s, &env)
+    })
+    .await;
+    assert_eq!(
+        repaired["in_service"].as_u64(),
+        Some(capacity),
+        "{repaired:#}"
+    );
+    assert_eq!(
+        repaired["history"][0]["requested_by"], "roller",
+        "{repaired:#}"
+    );
+    assert_eq!(
+        repaired["history"][0]["outcome"], "completed",
+        "{repaired:#}"
+    );
+}
+
+#[tokio::test]
+async fn rollback_to_a_version_that_never_served_is_refused_with_the_choices() {
+    let mut w = serving_v1(&no_waits()).await;
+    let (status, body) = w
+        .call(
+            "POST",
+            "/v1/services/hello/rollback",
+            r#"{"to_version":"v99"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("v99 never served"), "{message}");
+    assert!(message.contains("one of: v1"), "{message}");
+    assert!(
+        w.sim.live_environments("hello").len() == 1,
+        "nothing launched"
+    );
+    w.tick(1).await;
+    assert!(w.status().await["rollout"].is_null());
+}
