@@ -394,3 +394,22 @@ async fn a_config_the_rules_refuse_is_not_saved_and_its_field_is_named() {
     let (status, _) = w.call("GET", "/v1/services/hello", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
 }
+
+#[tokio::test]
+async fn a_reason_with_a_right_to_left_override_is_refused_naming_it() {
+    let w = World::create();
+    w.save_config(HELLO).await;
+    for path in ["releases", "rollback", "pause", "abort"] {
+        let body = r#"{"version":"v1","reason":"fix \u202eredli"}"#;
+        let body = if path == "releases" {
+            body.to_string()
+        } else {
+            body.replace("\"version\":\"v1\",", "")
+        };
+        let (status, answer) = w
+            .call("POST", &format!("/v1/services/hello/{path}"), &body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(first_problem(&answer).0, "reason", "{path}: {answer}");
+    }
+}

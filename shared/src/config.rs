@@ -323,6 +323,32 @@ pub fn validate_version(version: &str) -> Result<(), FieldError> {
     }
 }
 
+/// The longest reason a command may carry, in characters.
+pub const MAX_REASON: usize = 1000;
+
+/// Checks a command's reason, which status and the audit trail show to people: at most
+/// [`MAX_REASON`] characters; tabs and newlines are allowed, other control characters and
+/// invisible formatting characters (a right-to-left override…) are not.
+pub fn validate_reason(reason: &str) -> Result<(), FieldError> {
+    let bad = |problem: String| FieldError {
+        field: "reason".into(),
+        problem,
+    };
+    if reason.chars().count() > MAX_REASON {
+        return Err(bad(format!("must be at most {MAX_REASON} characters")));
+    }
+    match reason
+        .chars()
+        .find(|c| is_control_or_format(*c) && !matches!(c, '\t' | '\n'))
+    {
+        Some(c) => Err(bad(format!(
+            "contains U+{:04X}; a reason may hold tabs and newlines, but no other control character and no invisible formatting character (U+200B..U+200F, U+202A..U+202E, U+2066..U+2069, …)",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Parses and validates a config written by a person, returning every problem found.
 ///
 /// Stricter than the types themselves: a field this version does not know is a problem here
@@ -1161,6 +1187,20 @@ mod tests {
             HumanDuration(Duration::from_secs(5430)).to_string(),
             "1h30m30s"
         );
+    }
+
+    #[test]
+    fn reasons_are_text_people_can_read_as_written() {
+        assert!(validate_reason("bad deploy\n\tsee INC-42").is_ok());
+        for bad in ["a\u{202e}b", "a\0b", "a\rb", "\u{2066}x"] {
+            assert_eq!(
+                validate_reason(bad).map_err(|e| e.field),
+                Err("reason".into()),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_reason(&"é".repeat(MAX_REASON)).is_ok());
+        assert!(validate_reason(&"x".repeat(MAX_REASON + 1)).is_err());
     }
 
     #[test]

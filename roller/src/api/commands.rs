@@ -7,7 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use ionroller_core::commands::Accepted;
 use ionroller_core::Command;
-use ionroller_shared::config::{parse_service_config, validate_version, ServiceConfig};
+use ionroller_shared::config::{
+    parse_service_config, validate_reason, validate_version, ServiceConfig,
+};
 use ionroller_shared::http::ErrorBody;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -114,8 +116,8 @@ pub async fn release(
 ) -> Accepted202<ReleaseAccepted> {
     let actor = actor(&headers)?;
     validate_version(&body.version)?;
-    if body.reason.as_ref().is_some_and(|r| r.len() > 1000) {
-        return Err(ApiError::field("reason", "must be at most 1000 characters"));
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
     }
     load_existing(&state, &service).await?;
     let command = Command::Release {
@@ -171,6 +173,9 @@ pub async fn rollback(
     if let Some(v) = &body.to_version {
         validate_version(v).map_err(|e| ApiError::field("to_version", e.problem))?;
     }
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
     load_existing(&state, &service).await?;
     let command = Command::Rollback {
         to_version: body.to_version,
@@ -225,6 +230,9 @@ pub async fn pause(
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
     let command = Command::Pause {
         reason: body.reason,
     };
@@ -297,6 +305,9 @@ pub async fn abort(
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
     let command = Command::Abort {
         reason: body.reason,
     };
