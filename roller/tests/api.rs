@@ -43,9 +43,10 @@ async fn bad_input_is_a_4xx_that_names_the_field() {
     w.save_config(HELLO).await;
     for (body, field) in [
         ("{", "body"),
-        (r#"{"versio":"v1"}"#, "body"),
+        (r#"{"versio":"v1"}"#, "versio"),
         (r#"{"version":""}"#, "version"),
-        (r#"{"version":"v1","reason":5}"#, "body"),
+        (r#"{"version":"v1","reason":5}"#, "reason"),
+        (r#"{"version":5}"#, "version"),
     ] {
         let (status, answer) = w.call("POST", "/v1/services/hello/releases", body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
@@ -308,4 +309,203 @@ async fn status_says_loudly_when_nothing_is_in_service() {
             .is_some_and(|m| m.starts_with("NOTHING IN SERVICE")),
         "{after}"
     );
+}
+
+/// The field of the first problem and its text, checking the answer is the API's JSON error.
+fn first_problem(body: &serde_json::Value) -> (String, String) {
+    assert!(body["error"].is_string(), "the API's error body: {body}");
+    let problem = &body["problems"][0];
+    (
+        problem["field"].as_str().unwrap_or_default().to_string(),
+        problem["problem"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_config_sent_as_anything_but_json_is_a_415_naming_the_content_type() {
+    let w = World::create();
+    let path = "/v1/services/hello/config";
+    let (status, body) = w
+        .call_raw("PUT", path, Some("text/plain"), HELLO.into())
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (field, problem) = first_problem(&body);
+    assert_eq!(field, "content-type", "{body}");
+    assert!(problem.contains("application/json"), "{body}");
+    let (status, body) = w
+        .call_raw(
+            "PUT",
+            path,
+            Some("application/json; charset=utf-8"),
+            HELLO.into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Without a Content-Type the body is read as JSON, as clients (and scripts) have sent it.
+    let (status, body) = w.call_raw("PUT", path, None, HELLO.into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = w
+        .call_raw(
+            "POST",
+            "/v1/services/hello/releases",
+            Some("text/plain"),
+            br#"{"version":"v1"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(first_problem(&body).0, "content-type", "{body}");
+}
+
+#[tokio::test]
+async fn a_body_over_256_kib_is_a_413_in_the_api_s_error_format() {
+    let w = World::create();
+    // A config of 2 MB: valid JSON, padded with whitespace.
+    let mut big = HELLO.to_string();
+    big.push_str(&" ".repeat(2_000_000));
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"], "too_large", "{body}");
+    let (field, problem) = first_problem(&body);
+    assert_eq!(field, "body");
+    assert!(problem.contains("256 KiB"), "{body}");
+    let (status, _) = w.call("GET", "/v1/services/hello", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+
+    w.save_config(HELLO).await;
+    let release = format!(
+        r#"{{"version":"v1","reason":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let (status, body) = w
+        .call("POST", "/v1/services/hello/releases", &release)
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(first_problem(&body).0, "body");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_refused_in_the_api_s_error_format() {
+    let w = World::create();
+    let mut bytes = b"{\n  \"image\": \"ex".to_vec();
+    bytes.extend([0xff, 0xfe]);
+    bytes.extend(b"\"\n}");
+    let (status, body) = w
+        .call_raw(
+            "PUT",
+            "/v1/services/hello/config",
+            Some("application/json"),
+            bytes.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (field, problem) = first_problem(&body);
+    assert_eq!(field, "body");
+    assert!(
+        problem.contains("UTF-8") && problem.contains("line 2 column 15"),
+        "{body}"
+    );
+
+    w.save_config(HELLO).await;
+    let (status, body) = w
+        .call_raw(
+            "POST",
+            "/v1/services/hello/releases",
+            Some("application/json"),
+            bytes,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (field, problem) = first_problem(&body);
+    assert_eq!(field, "body");
+    assert!(problem.contains("UTF-8"), "{body}");
+}
+
+#[tokio::test]
+async fn invalid_json_names_its_line_and_column() {
+    let w = World::create();
+    let broken = HELLO.replace("\"min\": 2,", "\"min\": 2,,");
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", &broken).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (field, problem) = first_problem(&body);
+    assert_eq!(field, "(document)", "{body}");
+    assert!(problem.contains("line 10 column"), "{body}");
+    assert!(
+        !body.to_string().contains("\"?\""),
+        "no unknown path: {body}"
+    );
+
+    w.save_config(HELLO).await;
+    for text in ["{\n  \"version\": v1\n}", "{\"version\":\"v1\"} trailing"] {
+        let (status, body) = w.call("POST", "/v1/services/hello/releases", text).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (field, problem) = first_problem(&body);
+        assert_eq!(field, "body", "{body}");
+        assert!(
+            problem.contains(" line ") && problem.contains(" column "),
+            "{body}"
+        );
+    }
+    let (_, body) = w
+        .call(
+            "POST",
+            "/v1/services/hello/releases",
+            "{\n  \"version\": v1\n}",
+        )
+        .await;
+    assert!(first_problem(&body).1.contains("line 2 column"), "{body}");
+}
+
+#[tokio::test]
+async fn a_config_the_rules_refuse_is_not_saved_and_its_field_is_named() {
+    let w = World::create();
+    for (config, field) in [
+        (
+            HELLO.replace(
+                "\"GREETING\": \"hello\"",
+                "\"GREETING\": \"a\", \"GREETING\": \"b\"",
+            ),
+            "env.GREETING",
+        ),
+        (
+            HELLO.replace("example/hello", "example/hel\\u202elo"),
+            "image",
+        ),
+        (
+            HELLO.replace("https://hello.example.com", "not a url"),
+            "endpoint.url",
+        ),
+        (
+            HELLO.replace("\"hello\" }", &format!("\"{}\" }}", "x".repeat(5000))),
+            "env",
+        ),
+        (
+            HELLO.replace("--log-format=json", "--a\\n--b"),
+            "run_args[0]",
+        ),
+    ] {
+        let (status, body) = w.call("PUT", "/v1/services/hello/config", &config).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert_eq!(first_problem(&body).0, field, "{body}");
+    }
+    let (status, _) = w.call("GET", "/v1/services/hello", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+}
+
+#[tokio::test]
+async fn a_reason_with_a_right_to_left_override_is_refused_naming_it() {
+    let w = World::create();
+    w.save_config(HELLO).await;
+    for path in ["releases", "rollback", "pause", "abort"] {
+        let body = r#"{"version":"v1","reason":"fix \u202eredli"}"#;
+        let body = if path == "releases" {
+            body.to_string()
+        } else {
+            body.replace("\"version\":\"v1\",", "")
+        };
+        let (status, answer) = w
+            .call("POST", &format!("/v1/services/hello/{path}"), &body)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(first_problem(&answer).0, "reason", "{path}: {answer}");
+    }
 }

@@ -352,12 +352,50 @@ pub fn validate_version(version: &str) -> Result<(), FieldError> {
     }
 }
 
+/// The longest reason a command may carry, in characters.
+pub const MAX_REASON: usize = 1000;
+
+/// Checks a command's reason, which status and the audit trail show to people: at most
+/// [`MAX_REASON`] characters; tabs and newlines are allowed, other control characters and
+/// invisible formatting characters (a right-to-left override…) are not.
+pub fn validate_reason(reason: &str) -> Result<(), FieldError> {
+    let bad = |problem: String| FieldError {
+        field: "reason".into(),
+        problem,
+    };
+    if reason.chars().count() > MAX_REASON {
+        return Err(bad(format!("must be at most {MAX_REASON} characters")));
+    }
+    match reason
+        .chars()
+        .find(|c| is_control_or_format(*c) && !matches!(c, '\t' | '\n'))
+    {
+        Some(c) => Err(bad(format!(
+            "contains U+{:04X}; a reason may hold tabs and newlines, but no other control character and no invisible formatting character (U+200B..U+200F, U+202A..U+202E, U+2066..U+2069, …)",
+            c as u32
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Parses and validates a config written by a person, returning every problem found.
 ///
 /// Stricter than the types themselves: a field this version does not know is a problem here
 /// (the types ignore it so that stored configs from newer versions still fold). Unknown
 /// fields are reported alongside a type error or the validation problems, not instead of them.
 pub fn parse_service_config(json: &str) -> Result<ServiceConfig, Vec<FieldError>> {
+    // One pass over the raw document first: it reports a syntax error with its line and
+    // column (and nothing else: the typed pass would only repeat it), and finds the keys
+    // written twice, which serde_json would otherwise resolve silently to the last.
+    let duplicates = match duplicate_keys(json) {
+        Ok(paths) => paths,
+        Err(e) => {
+            return Err(vec![FieldError {
+                field: "(document)".into(),
+                problem: json_syntax_problem(&e),
+            }])
+        }
+    };
     let mut unknown: Vec<Vec<Segment>> = Vec::new();
     let parsed = {
         let mut on_ignored = |path: serde_ignored::Path| unknown.push(segments(&path));
@@ -373,32 +411,178 @@ pub fn parse_service_config(json: &str) -> Result<ServiceConfig, Vec<FieldError>
         .as_ref()
         .ok()
         .and_then(|config| serde_json::to_value(config).ok());
-    let mut problems: Vec<FieldError> = unknown
-        .iter()
-        .map(|path| unknown_field(path, known.as_ref()))
+    let written_twice = !duplicates.is_empty();
+    let mut problems: Vec<FieldError> = duplicates
+        .into_iter()
+        .map(|field| FieldError {
+            field,
+            problem: "is written more than once in its object; write each key once (JSON readers disagree on which one counts)".into(),
+        })
         .collect();
-    match parsed {
+    problems.extend(
+        unknown
+            .iter()
+            .map(|path| unknown_field(path, known.as_ref())),
+    );
+    let problems = match parsed {
         Err(e) => {
             let path = e.path().to_string();
-            problems.push(FieldError {
-                field: if path == "." {
-                    "(document)".into()
-                } else {
-                    path
-                },
-                problem: e.into_inner().to_string(),
-            });
-            Err(problems)
+            let problem = e.into_inner().to_string();
+            // serde refuses a struct field written twice by itself; the key walk above has
+            // already named it with its full path.
+            if !(written_twice && problem.starts_with("duplicate field")) {
+                problems.push(FieldError {
+                    field: if path == "." {
+                        "(document)".into()
+                    } else {
+                        path
+                    },
+                    problem,
+                });
+            }
+            problems
         }
         Ok(config) => {
             problems.extend(config.validate());
             if problems.is_empty() {
-                Ok(config)
-            } else {
-                Err(problems)
+                return Ok(config);
             }
+            problems
+        }
+    };
+    Err(at_most(problems, MAX_PROBLEMS))
+}
+
+/// At most this many problems are reported for one config; a body of thousands of bad
+/// entries gets a readable answer, not thousands of lines.
+pub const MAX_PROBLEMS: usize = 100;
+
+fn at_most(mut problems: Vec<FieldError>, max: usize) -> Vec<FieldError> {
+    if problems.len() > max {
+        let more = problems.len() - (max - 1);
+        problems.truncate(max - 1);
+        problems.push(FieldError {
+            field: "(document)".into(),
+            problem: format!("{more} more problems not shown"),
+        });
+    }
+    problems
+}
+
+/// A JSON syntax error for people: what is wrong, at which line and column.
+pub fn json_syntax_problem(e: &serde_json::Error) -> String {
+    // serde_json's message already ends with "at line L column C".
+    format!("invalid JSON: {e}")
+}
+
+/// The paths (`env.FOO`, `rollout.alarms[0].name`) of every key written twice in one object
+/// of `json`, or the syntax error that stops reading it.
+pub fn duplicate_keys(json: &str) -> Result<Vec<String>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut found = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(json);
+    KeyWalk {
+        path: String::new(),
+        found: &mut found,
+    }
+    .deserialize(&mut de)?;
+    de.end()?;
+    Ok(found)
+}
+
+/// Walks a JSON document without building it, noting keys seen twice in one object.
+struct KeyWalk<'a> {
+    path: String,
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyWalk<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyWalk<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while seq
+            .next_element_seed(KeyWalk {
+                path: format!("{}[{i}]", self.path),
+                found: &mut *self.found,
+            })?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let path = if self.path.is_empty() {
+                shown(&key)
+            } else {
+                format!("{}.{}", self.path, shown(&key))
+            };
+            if !seen.insert(key) {
+                self.found.push(path.clone());
+            }
+            map.next_value_seed(KeyWalk {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `text` with control and format characters written as `\u{202e}`, so that a field name
+/// echoed back to a person reads as what it is.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if is_control_or_format(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
         }
     }
+    out
+}
+
+/// Unicode general categories Cc (control: NUL, tab, newline, DEL, C1) and Cf (format:
+/// the bidirectional overrides and isolates U+202A..202E, U+2066..2069, marks U+200E/F,
+/// zero-width characters, the BOM, tag characters…): characters that are invisible or that
+/// make text read differently from what it is.
+pub fn is_control_or_format(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control | GeneralCategory::Format
+    )
 }
 
 /// One step of a path into a config document.
@@ -487,11 +671,13 @@ impl ServiceConfig {
             })
         };
         let image_ok = !self.image.is_empty()
+            && self.image.len() <= 255
             && !self.image.contains(char::is_whitespace)
             && !self.image.rsplit('/').next().unwrap_or("").contains(':')
             && self.image.contains('/');
-        if !image_ok {
-            bad("image", format!("{:?} must be [registry/]account/name with no tag (the release version is the tag)", self.image));
+        // Control and formatting characters are named by the text rule below.
+        if !image_ok && !self.image.chars().any(is_control_or_format) {
+            bad("image", format!("\"{}\" must be [registry/]account/name (at most 255 characters) with no tag (the release version is the tag)", shown(&self.image)));
         }
         if self.endpoint.load_balancer.name.trim().is_empty() {
             bad(
@@ -499,7 +685,7 @@ impl ServiceConfig {
                 "must name the endpoint's load balancer".into(),
             );
         }
-        for (i, p) in self.port_mappings.iter().enumerate() {
+        for (i, p) in self.port_mappings.iter().take(MAX_LIST).enumerate() {
             if p.container == 0 || p.host == 0 {
                 bad(
                     &format!("port_mappings[{i}]"),
@@ -508,12 +694,13 @@ impl ServiceConfig {
             }
         }
         for key in self.env.keys() {
-            let ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            let ok = key.len() <= MAX_ENV_NAME
+                && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 bad(
-                    &format!("env.{key}"),
-                    "variable names use letters, digits and _, not starting with a digit".into(),
+                    &format!("env.{}", shown(key)),
+                    format!("variable names use 1 to {MAX_ENV_NAME} ASCII letters, digits and _, not starting with a digit"),
                 );
             }
         }
@@ -546,7 +733,7 @@ impl ServiceConfig {
                 "must list at least one step, ending with 100".into(),
             );
         }
-        for (i, w) in r.steps.windows(2).enumerate() {
+        for (i, w) in r.steps.windows(2).take(MAX_LIST).enumerate() {
             if w[1] <= w[0] {
                 bad(
                     &format!("rollout.steps[{}]", i + 1),
@@ -554,7 +741,7 @@ impl ServiceConfig {
                 );
             }
         }
-        for (i, s) in r.steps.iter().enumerate() {
+        for (i, s) in r.steps.iter().take(MAX_LIST).enumerate() {
             if *s == 0 || *s > 100 {
                 bad(
                     &format!("rollout.steps[{i}]"),
@@ -583,13 +770,33 @@ impl ServiceConfig {
         if r.progress_deadline.0 < Duration::from_secs(5) {
             bad("rollout.progress_deadline", "must be at least 5s".into());
         }
-        for (i, a) in r.alarms.iter().enumerate() {
+        for (i, a) in r.alarms.iter().take(MAX_LIST).enumerate() {
             if a.trim().is_empty() || a.len() > 255 {
                 bad(
                     &format!("rollout.alarms[{i}]"),
                     "must be a CloudWatch alarm name (1 to 255 characters)".into(),
                 );
             }
+        }
+        if let Some(url) = &self.endpoint.url {
+            let absolute = url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !absolute {
+                bad(
+                    "endpoint.url",
+                    format!(
+                        "\"{}\" is not an absolute http:// or https:// URL (e.g. https://hello.example.com)",
+                        shown(url)
+                    ),
+                );
+            }
+        }
+        let size = environment_properties_bytes(self);
+        if size > ENV_PROPERTIES_MAX_BYTES {
+            bad(
+                "env",
+                format!("the environment variables take {size} bytes as NAME=value (with aws.option_settings in {ENV_NAMESPACE}); Elastic Beanstalk allows {ENV_PROPERTIES_MAX_BYTES} in all"),
+            );
         }
         if let Some(role) = &self.aws.role_arn {
             if !role.starts_with("arn:aws") || !role.contains(":role/") {
@@ -599,7 +806,122 @@ impl ServiceConfig {
                 );
             }
         }
+        for (field, len) in [
+            ("port_mappings", self.port_mappings.len()),
+            ("run_args", self.run_args.len()),
+            ("rollout.steps", r.steps.len()),
+            ("rollout.alarms", r.alarms.len()),
+            ("aws.option_settings", self.aws.option_settings.len()),
+        ] {
+            if len > MAX_LIST {
+                let why = if field == "rollout.alarms" {
+                    " (CloudWatch's DescribeAlarms takes 100 names per call)"
+                } else {
+                    ""
+                };
+                bad(
+                    field,
+                    format!("has {len} entries; at most {MAX_LIST} are allowed{why}"),
+                );
+            }
+        }
+        if let Ok(document) = serde_json::to_value(self) {
+            let mut path = String::new();
+            text_problems(&document, &mut path, &mut problems);
+        }
         problems
+    }
+}
+
+/// The longest list a config may hold in any field (ports, run arguments, steps, alarms,
+/// option settings). Alarms are named in one CloudWatch `DescribeAlarms` call, which takes up
+/// to 100 names; traffic steps strictly increase within 1..=100, so 100 is their most too.
+pub const MAX_LIST: usize = 100;
+
+/// Elastic Beanstalk's limit on an environment's properties, counted as `NAME=value`
+/// (<https://docs.aws.amazon.com/elasticbeanstalk/latest/dg/eb3-setenv.html>: "the total size
+/// of all properties cannot exceed 4096 bytes"). One rule on every cloud, so that a config
+/// saved against the simulator can also run on AWS.
+pub const ENV_PROPERTIES_MAX_BYTES: usize = 4096;
+
+/// The option namespace of Elastic Beanstalk's environment properties: `env` goes there, and
+/// `aws.option_settings` may add to it (and override `env`, being applied after it).
+pub const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
+
+/// Elastic Beanstalk's longest environment property name.
+pub const MAX_ENV_NAME: usize = 128;
+
+/// The size Elastic Beanstalk counts against [`ENV_PROPERTIES_MAX_BYTES`]: each environment
+/// property as `NAME=value`, from `env` and the `aws.option_settings` in [`ENV_NAMESPACE`]
+/// (a name set in both counts once, with the option setting's value).
+pub fn environment_properties_bytes(config: &ServiceConfig) -> usize {
+    let mut properties: BTreeMap<&str, &str> = config
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for o in &config.aws.option_settings {
+        if o.namespace == ENV_NAMESPACE {
+            properties.insert(&o.option_name, &o.value);
+        }
+    }
+    properties
+        .iter()
+        .map(|(name, value)| name.len() + 1 + value.len())
+        .sum()
+}
+
+/// Every string in the config (`document` is its JSON form, so new fields are covered too)
+/// holding a control or invisible formatting character: these make what a person reads in a
+/// config, a status or an audit row differ from what runs. Tabs are allowed in env values and
+/// option setting values only. Lists longer than [`MAX_LIST`] are already refused whole.
+fn text_problems(document: &serde_json::Value, path: &mut String, out: &mut Vec<FieldError>) {
+    use serde_json::Value;
+    match document {
+        Value::String(text) => {
+            let env_value = path.starts_with("env.")
+                || (path.starts_with("aws.option_settings[") && path.ends_with("].value"));
+            let found = text
+                .chars()
+                .find(|c| is_control_or_format(*c) && !(env_value && *c == '\t'));
+            let Some(c) = found else { return };
+            let what = if c.is_control() {
+                "a control character"
+            } else {
+                "an invisible formatting character, such as a right-to-left override"
+            };
+            let rule = if env_value {
+                "values may hold tabs, but no other control character (NUL, newline, carriage return, …) and no invisible formatting character (U+200B..U+200F, U+202A..U+202E, U+2066..U+2069, …)"
+            } else if path.starts_with("run_args[") {
+                "each argument must be one line: no newline or other control character, and no invisible formatting character"
+            } else {
+                "text here may hold no control character (newline, tab, NUL, …) and no invisible formatting character (U+200B..U+200F, U+202A..U+202E, U+2066..U+2069, …)"
+            };
+            out.push(FieldError {
+                field: path.clone(),
+                problem: format!("contains U+{:04X}, {what}; {rule}", c as u32),
+            });
+        }
+        Value::Array(items) if items.len() <= MAX_LIST => {
+            let len = path.len();
+            for (i, item) in items.iter().enumerate() {
+                path.push_str(&format!("[{i}]"));
+                text_problems(item, path, out);
+                path.truncate(len);
+            }
+        }
+        Value::Object(fields) => {
+            let len = path.len();
+            for (key, value) in fields {
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(&shown(key));
+                text_problems(value, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -701,6 +1023,177 @@ mod tests {
         assert!(found[1].1.contains("missing field `image`"), "{problems:?}");
     }
 
+    /// The fields `parse_service_config` names for `json`, or none when it is accepted.
+    fn refused(json: &str) -> Vec<String> {
+        match parse_service_config(json) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.into_iter().map(|p| p.field).collect(),
+        }
+    }
+
+    /// `text` as a JSON string.
+    fn json(text: &str) -> String {
+        serde_json::to_string(text).expect("a string serializes")
+    }
+
+    fn problem_of(json: &str, field: &str) -> String {
+        let problems = parse_service_config(json).expect_err("refused");
+        problems
+            .into_iter()
+            .find(|p| p.field == field)
+            .map(|p| p.problem)
+            .unwrap_or_else(|| panic!("no problem for {field}"))
+    }
+
+    #[test]
+    fn a_key_written_twice_is_refused_naming_its_path() {
+        let twice = EXAMPLE.replace(
+            "\"GREETING\": \"hello\"",
+            "\"GREETING\": \"hello\", \"GREETING\": \"bye\"",
+        );
+        assert_eq!(refused(&twice), ["env.GREETING"]);
+        assert!(problem_of(&twice, "env.GREETING").contains("more than once"));
+        let nested = EXAMPLE.replace("\"min\": 2", "\"min\": 2, \"min\": 3");
+        assert_eq!(refused(&nested), ["instances.min"]);
+        let in_a_list = EXAMPLE.replace("\"host\": 80", "\"host\": 80, \"host\": 81");
+        assert_eq!(refused(&in_a_list), ["port_mappings[0].host"]);
+        let top = EXAMPLE.replacen('{', "{ \"image\": \"example/other\",", 1);
+        assert_eq!(refused(&top), ["image"]);
+    }
+
+    #[test]
+    fn stored_configs_keep_decoding_whatever_the_new_rules_refuse() {
+        let stored = EXAMPLE
+            .replace("\"GREETING\": \"hello\"", "\"A\": \"1\", \"A\": \"2\"")
+            .replace("example/hello", "example/hel\\u202elo")
+            .replace("https://hello.example.com", "not a url");
+        assert!(parse_service_config(&stored).is_err());
+        let config: ServiceConfig = serde_json::from_str(&stored).expect("still decodes");
+        assert_eq!(config.env["A"], "2");
+    }
+
+    #[test]
+    fn invalid_json_names_its_line_and_column() {
+        let broken = EXAMPLE.replace("\"min\": 2,", "\"min\": 2,,");
+        let problems = parse_service_config(&broken).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].field, "(document)");
+        assert!(
+            problems[0].problem.contains("line 10 column"),
+            "{problems:?}"
+        );
+        let problems = parse_service_config("{ not json").unwrap_err();
+        assert_eq!(problems[0].field, "(document)", "{problems:?}");
+        assert!(
+            problems[0].problem.contains("line 1 column 3"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_refused_in_text_people_read() {
+        for c in [
+            '\u{202e}', '\u{200f}', '\u{2066}', '\u{2069}', '\u{200b}', '\0', '\n',
+        ] {
+            let image = EXAMPLE.replace("\"example/hello\"", &json(&format!("example/hel{c}lo")));
+            assert_eq!(refused(&image), ["image"], "{c:?}");
+            let alarm = EXAMPLE.replace("\"hello-5xx\"", &json(&format!("hello{c}-5xx")));
+            assert_eq!(refused(&alarm), ["rollout.alarms[0]"], "{c:?}");
+            let key = EXAMPLE.replace("\"GREETING\"", &json(&format!("GREE{c}TING")));
+            let fields = refused(&key);
+            assert_eq!(fields.len(), 1, "{c:?}: {fields:?}");
+            assert!(fields[0].starts_with("env.GREE\\u{"), "{fields:?}");
+            assert!(!fields[0].contains(c), "the field is shown escaped");
+        }
+        assert!(problem_of(
+            &EXAMPLE.replace("example/hello", "example/hel\u{202e}lo"),
+            "image"
+        )
+        .contains("U+202E"));
+        assert!(validate_version("v1\u{202e}").is_err());
+    }
+
+    #[test]
+    fn env_values_may_hold_tabs_but_no_other_control_character() {
+        let with = |value: &str| EXAMPLE.replace("\"hello\" }", &format!("{} }}", json(value)));
+        assert!(refused(&with("a\tb")).is_empty());
+        for bad in ["a\0b", "a\nb", "a\rb", "a\u{7f}", "a\u{202e}b"] {
+            assert_eq!(refused(&with(bad)), ["env.GREETING"], "{bad:?}");
+        }
+        assert!(problem_of(&with("a\0b"), "env.GREETING").contains("may hold tabs"));
+        let long_key = EXAMPLE.replace("GREETING", &"G".repeat(129));
+        assert_eq!(refused(&long_key).len(), 1);
+    }
+
+    #[test]
+    fn run_args_are_one_line_each() {
+        let newline = EXAMPLE.replace("--log-format=json", "--log-format=json\\n--privileged");
+        assert_eq!(refused(&newline), ["run_args[0]"]);
+        assert!(problem_of(&newline, "run_args[0]").contains("one line"));
+    }
+
+    #[test]
+    fn the_endpoint_url_is_an_absolute_http_url() {
+        for bad in [
+            "not a url",
+            "/relative",
+            "ftp://hello.example.com",
+            "https://",
+        ] {
+            let config = EXAMPLE.replace("https://hello.example.com", bad);
+            assert_eq!(refused(&config), ["endpoint.url"], "{bad}");
+        }
+        let http = EXAMPLE.replace(
+            "https://hello.example.com",
+            "http://hello.example.com:8080/x",
+        );
+        assert!(refused(&http).is_empty());
+    }
+
+    #[test]
+    fn lists_are_capped_naming_the_field_and_the_limit() {
+        let names: Vec<String> = (0..10_000).map(|i| format!("\"alarm-{i}\"")).collect();
+        let many = EXAMPLE.replace("\"hello-5xx\"", &names.join(", "));
+        assert_eq!(refused(&many), ["rollout.alarms"]);
+        assert!(problem_of(&many, "rollout.alarms").contains("at most 100"));
+        let hundred: Vec<String> = (0..100).map(|i| format!("\"alarm-{i}\"")).collect();
+        assert!(refused(&EXAMPLE.replace("\"hello-5xx\"", &hundred.join(", "))).is_empty());
+        let args: Vec<String> = (0..101).map(|i| format!("\"--a{i}\"")).collect();
+        let many_args = EXAMPLE.replace("\"--log-format=json\"", &args.join(", "));
+        assert_eq!(refused(&many_args), ["run_args"]);
+        // Thousands of bad entries give a readable answer.
+        let bad_alarms: Vec<&str> = vec!["\"\""; 10_000];
+        let problems =
+            parse_service_config(&EXAMPLE.replace("\"hello-5xx\"", &bad_alarms.join(",")))
+                .unwrap_err();
+        assert!(problems.len() <= MAX_PROBLEMS, "{}", problems.len());
+    }
+
+    #[test]
+    fn environment_variables_fit_elastic_beanstalk_s_4096_bytes_on_every_cloud() {
+        let with = |value: &str| {
+            EXAMPLE.replace(
+                "\"GREETING\": \"hello\"",
+                &format!("\"BIG\": {}", json(value)),
+            )
+        };
+        assert!(
+            refused(&with(&"x".repeat(4092))).is_empty(),
+            "BIG=<4092> is 4096"
+        );
+        assert_eq!(refused(&with(&"x".repeat(4093))), ["env"]);
+        assert_eq!(refused(&with(&"x".repeat(5000))), ["env"]);
+        // Environment properties set through option settings count too.
+        let mut config = parse_service_config(&with(&"x".repeat(4000))).unwrap();
+        config.aws.option_settings.push(OptionSetting {
+            namespace: ENV_NAMESPACE.into(),
+            option_name: "MORE".into(),
+            value: "y".repeat(200),
+        });
+        let fields: Vec<String> = config.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["env"]);
+    }
+
     #[test]
     fn durations_parse_and_print() {
         for (text, secs) in [
@@ -723,6 +1216,20 @@ mod tests {
             HumanDuration(Duration::from_secs(5430)).to_string(),
             "1h30m30s"
         );
+    }
+
+    #[test]
+    fn reasons_are_text_people_can_read_as_written() {
+        assert!(validate_reason("bad deploy\n\tsee INC-42").is_ok());
+        for bad in ["a\u{202e}b", "a\0b", "a\rb", "\u{2066}x"] {
+            assert_eq!(
+                validate_reason(bad).map_err(|e| e.field),
+                Err("reason".into()),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_reason(&"é".repeat(MAX_REASON)).is_ok());
+        assert!(validate_reason(&"x".repeat(MAX_REASON + 1)).is_err());
     }
 
     #[test]

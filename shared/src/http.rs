@@ -9,7 +9,8 @@ use crate::config::FieldError;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// `invalid`, `not_found`, `conflict`, `too_large`, `unavailable`, …
+    /// `invalid`, `not_found`, `conflict`, `too_large` (413), `unsupported_media_type` (415),
+    /// `unavailable`, …
     pub error: String,
     pub message: String,
     /// For `invalid`: every field at fault.

@@ -1,6 +1,6 @@
 //! What the driver asks Elastic Beanstalk for, computed from the config. Pure.
 
-use ionroller_shared::config::{FieldError, LoadBalancerKind, ServiceConfig};
+use ionroller_shared::config::{FieldError, LoadBalancerKind, ServiceConfig, ENV_NAMESPACE};
 
 /// Tag keys on every environment ionroller creates.
 pub const TAG_SERVICE: &str = "ionroller:service";
@@ -93,31 +93,14 @@ pub fn check_config(config: &ServiceConfig) -> Vec<FieldError> {
             ),
         );
     }
-    let size = environment_properties_size(config);
-    if size > ENV_PROPERTIES_MAX_BYTES {
-        problem(
-            "env",
-            format!("the environment variables take {size} bytes as NAME=value; Elastic Beanstalk allows {ENV_PROPERTIES_MAX_BYTES} in all"),
-        );
-    }
+    // Elastic Beanstalk's 4096 bytes of environment properties is a rule of the config itself
+    // (`ServiceConfig::validate`), checked on every cloud.
     problems
 }
 
 /// The option naming the instance profile EB gives the instances.
 pub const INSTANCE_PROFILE: (&str, &str) =
     ("aws:autoscaling:launchconfiguration", "IamInstanceProfile");
-
-/// Elastic Beanstalk's limit on an environment's properties, counted as `NAME=value`.
-pub const ENV_PROPERTIES_MAX_BYTES: usize = 4096;
-const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
-
-fn environment_properties_size(config: &ServiceConfig) -> usize {
-    option_settings(config)
-        .iter()
-        .filter(|(ns, _, _)| ns == ENV_NAMESPACE)
-        .map(|(_, name, value)| name.len() + 1 + value.len())
-        .sum()
-}
 
 fn valid_bucket_name(b: &str) -> bool {
     (3..=63).contains(&b.len())
@@ -369,13 +352,28 @@ mod tests {
         c.aws.role_arn = Some("arn:aws:iam::123456789012:role/ionroller-deployer".into());
         assert!(fields(&c).is_empty());
 
-        // Elastic Beanstalk's 4096 bytes of NAME=value, counted with what the config has.
+        // Elastic Beanstalk's 4096 bytes of NAME=value is the config's own rule; the size
+        // counted there is what `option_settings` sends in the environment namespace.
         c = config.clone();
         c.env.clear();
         c.env.insert("BIG".into(), "x".repeat(4092));
-        assert!(fields(&c).is_empty(), "BIG=<4092 bytes> is exactly 4096");
-        c.env.insert("A".into(), String::new());
-        assert_eq!(fields(&c), ["env"], "two more bytes are too many");
+        c.aws
+            .option_settings
+            .push(ionroller_shared::config::OptionSetting {
+                namespace: ENV_NAMESPACE.into(),
+                option_name: "A".into(),
+                value: String::new(),
+            });
+        let sent: usize = option_settings(&c)
+            .iter()
+            .filter(|(ns, _, _)| ns == ENV_NAMESPACE)
+            .map(|(_, name, value)| name.len() + 1 + value.len())
+            .sum();
+        assert_eq!(
+            sent,
+            ionroller_shared::config::environment_properties_bytes(&c)
+        );
+        assert_eq!(c.validate().len(), 1, "4098 bytes are too many");
     }
 
     #[test]

@@ -7,12 +7,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use ionroller_core::commands::Accepted;
 use ionroller_core::Command;
-use ionroller_shared::config::{parse_service_config, validate_version, ServiceConfig};
+use ionroller_shared::config::{
+    parse_service_config, validate_reason, validate_version, ServiceConfig,
+};
 use ionroller_shared::http::ErrorBody;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{actor, Body, BodyOrDefault, ServicePath};
+use super::extract::{actor, Body, BodyOrDefault, JsonText, ServicePath};
 use super::views::{CommandAccepted, ConfigSaved, ReleaseAccepted};
 use super::{load_existing, submit, ApiError, AppState};
 
@@ -42,7 +44,8 @@ fn command_accepted(accepted: Accepted) -> (StatusCode, Json<CommandAccepted>) {
         (status = 200, description = "saved as a new config version", body = ConfigSaved),
         (status = 400, description = "every problem, each naming its field", body = ErrorBody),
         (status = 409, description = "the service kept changing; retry", body = ErrorBody),
-        (status = 413, description = "the config is too large", body = ErrorBody),
+        (status = 413, description = "the config is over 256 KiB", body = ErrorBody),
+        (status = 415, description = "the body is sent as something other than `application/json`", body = ErrorBody),
         (status = 503, description = "the event store is unavailable", body = ErrorBody),
     )
 )]
@@ -50,13 +53,10 @@ pub async fn put_config(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    JsonText(body): JsonText,
 ) -> Result<Json<ConfigSaved>, ApiError> {
     let actor = actor(&headers)?;
-    // Read as bytes, not `String`: axum's rejection of bad UTF-8 is plain text.
-    let body = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::field("body", format!("is not UTF-8: {e}")))?;
-    let config = parse_service_config(body).map_err(ApiError::invalid)?;
+    let config = parse_service_config(&body).map_err(ApiError::invalid)?;
     if let Some(cloud) = &state.cloud {
         let problems = cloud.check_config(&config);
         if !problems.is_empty() {
@@ -105,6 +105,7 @@ pub struct ReleaseBody {
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "refused in the service's current state", body = ErrorBody),
+        (status = 413, description = "the body is over 256 KiB", body = ErrorBody),
         (status = 415, description = "the body is not `application/json`", body = ErrorBody),
         (status = 503, description = "the event store is unavailable", body = ErrorBody),
     )
@@ -117,8 +118,8 @@ pub async fn release(
 ) -> Accepted202<ReleaseAccepted> {
     let actor = actor(&headers)?;
     validate_version(&body.version)?;
-    if body.reason.as_ref().is_some_and(|r| r.len() > 1000) {
-        return Err(ApiError::field("reason", "must be at most 1000 characters"));
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
     }
     load_existing(&state, &service).await?;
     let command = Command::Release {
@@ -175,6 +176,9 @@ pub async fn rollback(
     if let Some(v) = &body.to_version {
         validate_version(v).map_err(|e| ApiError::field("to_version", e.problem))?;
     }
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
     load_existing(&state, &service).await?;
     let command = Command::Rollback {
         to_version: body.to_version,
@@ -229,6 +233,9 @@ pub async fn pause(
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
     let command = Command::Pause {
         reason: body.reason,
     };
@@ -301,6 +308,9 @@ pub async fn abort(
     headers: HeaderMap,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
     let command = Command::Abort {
         reason: body.reason,
     };

@@ -29,7 +29,7 @@ use ionroller_shared::store::EventStore;
 use uuid::Uuid;
 
 pub use error::ApiError;
-pub use extract::{Body, BodyOrDefault};
+pub use extract::{Body, BodyOrDefault, MAX_BODY_BYTES};
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
@@ -99,6 +99,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/abort", post(commands::abort))
         .route("/v1/services/{service}/plan", get(reads::plan))
         .route("/v1/services/{service}/events", get(reads::events))
+        // Bodies are read up to this limit; over it, the extractors answer 413 in the API's
+        // error format.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            extract::MAX_BODY_BYTES,
+        ))
         .with_state(state)
 }
 

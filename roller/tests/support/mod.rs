@@ -87,6 +87,37 @@ impl World {
         (status, value)
     }
 
+    /// Calls the API in-process with raw bytes and the Content-Type given (none if `None`).
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(Body::from(body)).expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("router answers");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
     pub async fn save_config(&self, config: &str) {
         let (status, body) = self.call("PUT", "/v1/services/hello/config", config).await;
         assert_eq!(status, StatusCode::OK, "{body}");
