@@ -25,6 +25,7 @@ fn plan(env: &str, steps: &[(u8, Option<Pause>)]) -> Plan {
                 label: "step".into(),
                 percent: *percent,
                 pause: *pause,
+                instances: None,
             })
             .collect(),
         worst_case_secs: None,

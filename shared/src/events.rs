@@ -325,6 +325,25 @@ pub struct PlanStep {
     pub percent: u8,
     /// The wait after this step; `None` after the last.
     pub pause: Option<Pause>,
+    /// What the step's percent means at the size planned: instances of the new environment
+    /// and of the previous one registered once it is done (the real share is new ÷ both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<StepInstances>,
+}
+
+/// The instances registered behind the endpoint once a step is done.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInstances {
+    pub new: u32,
+    pub old: u32,
+}
+
+impl StepInstances {
+    /// The new environment's real share of the traffic, 0.0 to 1.0.
+    pub fn share(&self) -> f64 {
+        f64::from(self.new) / f64::from((self.new + self.old).max(1))
+    }
 }
 
 /// A change in the cloud that the roller intends; executed only after its intent is recorded.
@@ -561,16 +580,19 @@ mod tests {
                             label: "canary".into(),
                             percent: 10,
                             pause: Some(Pause::UntilPromoted),
+                            instances: None,
                         },
                         PlanStep {
                             label: "step".into(),
                             percent: 50,
                             pause: Some(Pause::For(minute)),
+                            instances: None,
                         },
                         PlanStep {
                             label: "step".into(),
                             percent: 100,
                             pause: None,
+                            instances: None,
                         },
                     ],
                     worst_case_secs: None,

@@ -153,17 +153,20 @@ pub fn plan(answer: &Value) -> String {
     if plan["test_endpoint"].as_bool() == Some(true) {
         out.push_str("  test endpoint: waits for a promote before any customer traffic\n");
     }
+    let mut before: Option<&Value> = None;
     for (i, s) in plan["steps"].as_array().into_iter().flatten().enumerate() {
         out.push_str(&format!(
-            "  {}. {} {}%{}\n",
+            "  {}. {} {}%{}{}\n",
             i + 1,
             s["label"].as_str().unwrap_or("step"),
             s["percent"],
+            step_instances(&s["instances"], before),
             match &s["pause"] {
                 Value::Null => String::new(),
                 p => format!(", then pause {}", p.as_str().unwrap_or("?")),
             }
         ));
+        before = Some(&s["instances"]);
     }
     out.push_str(&match plan["worst_case_secs"].as_u64() {
         Some(s) => format!(
@@ -173,6 +176,24 @@ pub fn plan(answer: &Value) -> String {
         None => "  worst case: open-ended (waits for a person to promote)\n".into(),
     });
     out
+}
+
+/// What a step's percent means in instances: "→ 1 new + 2 old = 33%", and whether it moves
+/// anything after the step `before`.
+fn step_instances(instances: &Value, before: Option<&Value>) -> String {
+    let (Some(new), Some(old)) = (instances["new"].as_u64(), instances["old"].as_u64()) else {
+        return String::new();
+    };
+    let share = new as f64 * 100.0 / (new + old).max(1) as f64;
+    let same = before.is_some_and(|b| b == instances);
+    format!(
+        " → {new} new + {old} old instance(s) = {share:.0}%{}",
+        if same {
+            " (changes nothing at this size)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// `ionroller events`: one event of the service's log (its data as compact JSON).

@@ -235,3 +235,37 @@ fn warnings_come_first_and_loud() {
     );
     assert!(!status(&rolling()).contains("!!"), "no warnings, no noise");
 }
+
+#[test]
+fn plan_shows_the_real_share_of_each_step_and_marks_steps_that_change_nothing() {
+    let answer = json!({
+        "service": "hello", "version": "v2", "config_version": 1,
+        "plan": {
+            "environment": "(a new environment, named when the release starts)",
+            "reuses_warm_environment": false, "test_endpoint": false,
+            "steps": [
+                { "label": "canary", "percent": 10, "pause": "until_promoted",
+                  "instances": { "new": 1, "old": 2 } },
+                { "label": "step", "percent": 25, "pause": "3s",
+                  "instances": { "new": 1, "old": 2 } },
+                { "label": "step", "percent": 100, "pause": null,
+                  "instances": { "new": 2, "old": 0 } }
+            ],
+            "worst_case_secs": null, "progress_deadline": "2m"
+        }
+    });
+    let text = plan(&answer);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[1],
+        "  1. canary 10% → 1 new + 2 old instance(s) = 33%, then pause until_promoted"
+    );
+    assert_eq!(
+        lines[2],
+        "  2. step 25% → 1 new + 2 old instance(s) = 33% (changes nothing at this size), then pause 3s"
+    );
+    assert_eq!(
+        lines[3],
+        "  3. step 100% → 2 new + 0 old instance(s) = 100%"
+    );
+}

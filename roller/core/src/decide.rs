@@ -491,28 +491,23 @@ pub fn desired_registrations(
     target: Option<&str>,
     percent: u8,
 ) -> BTreeSet<String> {
-    let percent = percent.min(100) as usize;
-    let mut desired = BTreeSet::new();
-    let mut new_capacity = 0;
-    if let Some(t) = target.and_then(|t| state.environments.get(t)) {
-        let healthy = t.healthy_instances();
-        new_capacity = (healthy.len() * percent).div_ceil(100);
-        desired.extend(healthy.into_iter().take(new_capacity));
-    }
-    if let Some(f) = from.and_then(|f| state.environments.get(f)) {
-        if !f.terminated {
-            let all = f.instance_ids();
-            // Old capacity goes only as new capacity arrives: with no healthy new instances
-            // (or a target that is not there yet), all of the old stays.
-            let keep = if target.is_some() && new_capacity == 0 {
-                all.len()
-            } else {
-                all.len() - all.len() * percent / 100
-            };
-            desired.extend(all.into_iter().take(keep));
-        }
-    }
-    desired
+    let healthy = target
+        .and_then(|t| state.environments.get(t))
+        .map(|t| t.healthy_instances())
+        .unwrap_or_default();
+    let old = from
+        .and_then(|f| state.environments.get(f))
+        .filter(|f| !f.terminated)
+        .map(|f| f.instance_ids())
+        .unwrap_or_default();
+    // The same arithmetic `plan` shows: with no healthy new instances (or a target that is
+    // not there yet), all of the old stays.
+    let (new_taken, old_kept) = super::plan::registered_at(healthy.len(), old.len(), percent);
+    healthy
+        .into_iter()
+        .take(new_taken)
+        .chain(old.into_iter().take(old_kept))
+        .collect()
 }
 
 /// Whether the service's own registrations are exactly `desired`, all in service (unknown

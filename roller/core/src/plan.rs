@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ionroller_shared::config::{Pause, ServiceConfig};
-use ionroller_shared::events::{Plan, PlanStep, RolloutId};
+use ionroller_shared::events::{Plan, PlanStep, RolloutId, StepInstances};
 use ionroller_shared::store::StreamId;
 use uuid::Uuid;
 
@@ -77,12 +77,39 @@ pub fn plan_rollout(
         (None, Some(id)) => environment_name(&state.service, version, id),
         (None, None) => UNNAMED_ENVIRONMENT.to_string(),
     };
-    Some(compute_plan(
-        &config.config,
-        kind,
-        environment,
-        warm.is_some(),
-    ))
+    let mut plan = compute_plan(&config.config, kind, environment, warm.is_some());
+    // The size planned: a warm environment as it is, a new one at the configured minimum,
+    // beside what serves now.
+    let new = warm.map_or(config.config.instances.min as usize, |e| {
+        e.instance_ids().len()
+    });
+    let old = state
+        .serving_environment(warm.map(|e| e.name.as_str()))
+        .and_then(|name| state.environments.get(&name))
+        .map_or(0, |e| e.instance_ids().len());
+    for step in &mut plan.steps {
+        let (n, o) = registered_at(new, old, step.percent);
+        step.instances = Some(StepInstances {
+            new: n as u32,
+            old: o as u32,
+        });
+    }
+    Some(plan)
+}
+
+/// How many of the new environment's `new` (healthy) instances and of the previous
+/// environment's `old` instances take traffic at `percent`: the new share rounds up (a 10%
+/// canary of two instances is one), and old capacity goes only as new capacity arrives (with
+/// no new instance yet, all the old stays).
+pub fn registered_at(new: usize, old: usize, percent: u8) -> (usize, usize) {
+    let percent = percent.min(100) as usize;
+    let new_taken = (new * percent).div_ceil(100);
+    let old_kept = if new_taken == 0 {
+        old
+    } else {
+        old - old * percent / 100
+    };
+    (new_taken, old_kept)
 }
 
 /// The steps and pauses a release would take, and its worst-case duration.
@@ -101,6 +128,7 @@ pub fn compute_plan(
             label: "switch".into(),
             percent: 100,
             pause: None,
+            instances: None,
         });
     } else {
         if let Some(canary) = &policy.canary {
@@ -108,6 +136,7 @@ pub fn compute_plan(
                 label: "canary".into(),
                 percent: canary.percent,
                 pause: Some(canary.pause),
+                instances: None,
             });
         }
         for percent in &policy.steps {
@@ -115,6 +144,7 @@ pub fn compute_plan(
                 label: "step".into(),
                 percent: *percent,
                 pause: Some(policy.pause),
+                instances: None,
             });
         }
         if let Some(last) = steps.last_mut() {
@@ -207,5 +237,26 @@ mod tests {
         let rollback = compute_plan(&config, &RolloutKind::Rollback, "env".into(), false);
         assert_eq!(rollback.steps.len(), 1);
         assert!(!rollback.test_endpoint);
+    }
+
+    #[test]
+    fn instance_arithmetic_rounds_the_new_share_up_and_drains_old_as_new_arrives() {
+        // (new, old, percent) → (new registered, old registered)
+        let table = [
+            ((2, 2, 10), (1, 2)), // a 10% canary of 2 is 1 beside 2: really 33%
+            ((2, 2, 25), (1, 2)), // the same instances: this step changes nothing
+            ((2, 2, 50), (1, 1)),
+            ((2, 2, 100), (2, 0)),
+            ((0, 3, 50), (0, 3)), // nothing new healthy: all the old stays
+            ((10, 10, 10), (1, 9)),
+            ((3, 0, 10), (1, 0)), // a first release
+        ];
+        for ((new, old, percent), want) in table {
+            assert_eq!(
+                registered_at(new, old, percent),
+                want,
+                "{new} {old} {percent}%"
+            );
+        }
     }
 }

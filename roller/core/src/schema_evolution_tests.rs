@@ -67,11 +67,13 @@ fn future_log() -> Vec<RecordedEvent> {
                     label: "step".into(),
                     percent: 25,
                     pause: Some(Pause::UntilPromoted),
+                    instances: None,
                 },
                 PlanStep {
                     label: "step".into(),
                     percent: 100,
                     pause: None,
+                    instances: None,
                 },
             ],
             worst_case_secs: None,
