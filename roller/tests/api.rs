@@ -68,9 +68,25 @@ async fn bad_input_is_a_4xx_that_names_the_field() {
 
 #[tokio::test]
 async fn plan_reports_steps_and_worst_case() {
-    let w = World::create();
+    let mut w = World::create();
     w.save_config(&HELLO.replace("\"until_promoted\"", "\"10s\""))
         .await;
+    // A first release has nothing to protect: one step, all traffic once healthy.
+    let (status, body) = w
+        .call("GET", "/v1/services/hello/plan?version=v1", "")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["plan"]["steps"][0]["label"], "first release", "{body}");
+    assert_eq!(body["plan"]["steps"][0]["percent"], 100, "{body}");
+    assert_eq!(body["plan"]["steps"].as_array().map(Vec::len), Some(1));
+    let (status, body) = w
+        .call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for _ in 0..20 {
+        w.tick(1).await;
+    }
+    assert_eq!(w.status().await["stable_version"], "v1");
     let (status, body) = w
         .call("GET", "/v1/services/hello/plan?version=v2", "")
         .await;

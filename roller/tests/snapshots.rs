@@ -23,7 +23,7 @@ async fn a_snapshot_plus_the_rest_equals_the_full_fold() {
     }
     w.call("POST", "/v1/services/hello/releases", r#"{"version":"v2"}"#)
         .await;
-    for _ in 0..6 {
+    for _ in 0..12 {
         w.tick(1).await;
     }
     let stream = service_stream("hello").unwrap();

@@ -58,9 +58,8 @@ where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = u32>,
 {
+    // A first release: all traffic once healthy, no canary.
     let release = server.cli_spawn(&["release", service, "v1"]);
-    server.wait_for_promote_of(service, "v1 canary").await;
-    server.cli_ok(&["promote", service]);
     let (code, out) = finish(release);
     assert_eq!(code, 0, "{out}");
     let status = server.get(&format!("/v1/services/{service}")).await;

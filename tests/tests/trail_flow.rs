@@ -45,13 +45,13 @@ async fn trail_reports_exactly_what_happened() {
     std::fs::write(&config, example_config()).unwrap();
     server.cli_ok(&["config", "set", "hello", config.to_str().unwrap()]);
 
-    // v1 and v2 complete, each through its canary promote.
-    for version in ["v1", "v2"] {
-        let release = server.cli_spawn(&["release", "hello", version]);
-        server.wait_for_promote("a wait for promote").await;
-        server.cli_ok(&["promote", "hello"]);
-        assert_eq!(release.wait_with_output().unwrap().status.code(), Some(0));
-    }
+    // v1 (a first release: no canary) and v2 (through its canary promote) complete.
+    let release = server.cli_spawn(&["release", "hello", "v1"]);
+    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(0));
+    let release = server.cli_spawn(&["release", "hello", "v2"]);
+    server.wait_for_promote("a wait for promote").await;
+    server.cli_ok(&["promote", "hello"]);
+    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(0));
     let v2_serving = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -115,8 +115,13 @@ async fn trail_reports_exactly_what_happened() {
     assert_eq!(releases[3]["outcome"]["cause"]["kind"], "aborted");
     assert_eq!(releases[3]["outcome"]["cause"]["reason"], "wrong build");
     assert!(
-        releases[0]["waiting_for_people_secs"].as_f64().unwrap() > 0.0,
+        releases[1]["waiting_for_people_secs"].as_f64().unwrap() > 0.0,
         "the canary waited for a promote"
+    );
+    assert_eq!(
+        releases[0]["steps"].as_array().unwrap().len(),
+        1,
+        "a first release"
     );
     assert_eq!(releases[1]["steps"].as_array().unwrap().len(), 4);
 

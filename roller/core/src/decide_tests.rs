@@ -204,7 +204,12 @@ impl History {
 
     /// A service whose v1 completed and serves all traffic from `hello-v1`.
     pub(crate) fn serving_v1() -> Self {
-        let mut h = History::new();
+        Self::serving_v1_with(example())
+    }
+
+    /// As [`History::serving_v1`], with `config`.
+    pub(crate) fn serving_v1_with(config: ServiceConfig) -> Self {
+        let mut h = History::with(config);
         let (id, _) = h.release_into(1, "v1", false, Some("hello-v1"));
         h.green(2, "hello-v1", "v1")
             .registered(3, &["i-hello-v1-0", "i-hello-v1-1"])
@@ -252,7 +257,20 @@ fn first_release_creates_the_environment_once() {
     h.env(3, &env, "v1", EnvironmentStatus::Launching, Health::Grey);
     assert!(h.decide(3).is_empty(), "waits while launching");
     h.green(4, &env, "v1");
-    assert_eq!(kinds(&h.decide(4)), vec!["step 0 10%"]);
+    // Nothing serves yet, so nothing to protect: all traffic at once, no canary or pauses.
+    assert_eq!(kinds(&h.decide(4)), vec!["step 0 100%"]);
+    let plan = h
+        .state
+        .rollout
+        .as_ref()
+        .and_then(|r| r.plan.clone())
+        .expect("planned");
+    assert_eq!(plan.steps.len(), 1, "{plan:?}");
+    assert_eq!(
+        (plan.steps[0].label.as_str(), plan.steps[0].pause),
+        ("first release", None)
+    );
+    assert!(!plan.test_endpoint);
 }
 
 #[test]
@@ -440,10 +458,10 @@ fn an_unhealthy_target_gets_no_traffic_and_the_old_keeps_all_of_it() {
 fn test_endpoint_waits_for_promote_before_customer_traffic() {
     let mut config = example();
     config.rollout.test_endpoint = true;
-    let mut h = History::with(config);
-    let (_, env) = h.release(1, "v1", false);
+    let mut h = History::serving_v1_with(config);
+    let (_, env) = h.release(1, "v2", false);
     h.decide_and_apply(1);
-    h.green(3, &env, "v1");
+    h.green(3, &env, "v2");
     assert_eq!(kinds(&h.decide_and_apply(3)), vec!["test-endpoint-ready"]);
     assert!(
         h.decide(1000).is_empty(),
@@ -1044,9 +1062,9 @@ fn pauses_can_be_timed_or_wait_for_a_promote() {
     let mut config = example();
     config.rollout.canary = None;
     config.rollout.pause = Pause::For(HumanDuration(std::time::Duration::from_secs(0)));
-    let mut h = History::with(config);
-    let (id, env) = h.release(1, "v1", false);
-    h.green(2, &env, "v1");
+    let mut h = History::serving_v1_with(config);
+    let (id, env) = h.release(1, "v2", false);
+    h.green(2, &env, "v2");
     h.push(
         2,
         ServiceEvent::StepStarted {
@@ -1168,9 +1186,9 @@ fn a_timed_pause_longer_than_the_deadline_is_not_a_stall() {
     let mut config = example();
     config.rollout.canary = None;
     config.rollout.pause = Pause::For(HumanDuration(std::time::Duration::from_secs(300)));
-    let mut h = History::with(config);
-    let (id, env) = h.release(1, "v1", false);
-    h.green(2, &env, "v1");
+    let mut h = History::serving_v1_with(config);
+    let (id, env) = h.release(1, "v2", false);
+    h.green(2, &env, "v2");
     h.push(
         2,
         ServiceEvent::StepStarted {

@@ -77,7 +77,15 @@ pub fn plan_rollout(
         (None, Some(id)) => environment_name(&state.service, version, id),
         (None, None) => UNNAMED_ENVIRONMENT.to_string(),
     };
-    let mut plan = compute_plan(&config.config, kind, environment, warm.is_some());
+    let first = *kind == RolloutKind::Release
+        && warm.is_none()
+        && state.stable.is_none()
+        && state.serving_environment(None).is_none();
+    let mut plan = if first {
+        first_release_plan(&config.config, environment)
+    } else {
+        compute_plan(&config.config, kind, environment, warm.is_some())
+    };
     // The size planned: a warm environment as it is, a new one at the configured minimum,
     // beside what serves now.
     let new = warm.map_or(config.config.instances.min as usize, |e| {
@@ -95,6 +103,17 @@ pub fn plan_rollout(
         });
     }
     Some(plan)
+}
+
+/// A first release (nothing serves yet) has no customers to protect and no previous version to
+/// go back to: its environment takes all traffic once healthy, with no canary, steps, pauses
+/// or test endpoint, like a rollback's one switch.
+fn first_release_plan(config: &ServiceConfig, environment: String) -> Plan {
+    let mut plan = compute_plan(config, &RolloutKind::Rollback, environment, false);
+    for step in &mut plan.steps {
+        step.label = "first release".into();
+    }
+    plan
 }
 
 /// How many of the new environment's `new` (healthy) instances and of the previous
