@@ -525,3 +525,79 @@ async fn a_reason_with_a_right_to_left_override_is_refused_naming_it() {
         assert_eq!(first_problem(&answer).0, "reason", "{path}: {answer}");
     }
 }
+
+/// A cloud whose own check of a config (`Cloud::validate_config`) answers as told: these
+/// problems, or `Err` for a cloud that cannot be asked.
+struct Judging(Result<Vec<ionroller_shared::config::FieldError>, String>);
+
+#[async_trait::async_trait]
+impl ionroller_shared::cloud::Cloud for Judging {
+    async fn validate_config(
+        &self,
+        _config: &ionroller_shared::config::ServiceConfig,
+    ) -> Result<Vec<ionroller_shared::config::FieldError>, ionroller_shared::cloud::CloudError>
+    {
+        self.0
+            .clone()
+            .map_err(ionroller_shared::cloud::CloudError::Unavailable)
+    }
+
+    async fn observe(
+        &self,
+        _service: &str,
+        _config: &ionroller_shared::config::ServiceConfig,
+    ) -> Result<ionroller_shared::cloud::CloudView, ionroller_shared::cloud::CloudError> {
+        Ok(Default::default())
+    }
+
+    async fn execute(
+        &self,
+        _service: &str,
+        _config: &ionroller_shared::config::ServiceConfig,
+        _action_id: uuid::Uuid,
+        _action: &ionroller_shared::events::Action,
+    ) -> Result<String, ionroller_shared::cloud::CloudError> {
+        Ok(String::new())
+    }
+}
+
+#[tokio::test]
+async fn a_config_the_cloud_refuses_or_cannot_check_is_not_saved() {
+    let refused = ionroller_shared::config::FieldError {
+        field: "instances.type".into(),
+        problem: "\"t3 small\" is not a value Elastic Beanstalk offers".into(),
+    };
+    for (judging, expected, code) in [
+        (Ok(vec![refused]), StatusCode::BAD_REQUEST, "invalid"),
+        (
+            Err("DescribeConfigurationOptions: timed out".to_string()),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        ),
+        (Ok(vec![]), StatusCode::OK, ""),
+    ] {
+        let mut w = World::create();
+        let clock: std::sync::Arc<dyn ionroller_roller::clock::Clock> = w.clock.clone();
+        w.router = ionroller_roller::api::app(
+            ionroller_roller::api::AppState::new(w.store.clone(), clock)
+                .with_cloud(std::sync::Arc::new(Judging(judging))),
+        );
+        let (status, body) = w.call("PUT", "/v1/services/hello/config", HELLO).await;
+        assert_eq!(status, expected, "{body}");
+        if status == StatusCode::OK {
+            continue;
+        }
+        assert_eq!(body["error"], code, "{body}");
+        if status == StatusCode::BAD_REQUEST {
+            assert_eq!(body["problems"][0]["field"], "instances.type", "{body}");
+        } else {
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("could not be checked against Elastic Beanstalk"),
+                "{body}"
+            );
+        }
+        let (status, _) = w.call("GET", "/v1/services/hello", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+    }
+}

@@ -37,6 +37,19 @@ pub trait Cloud: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// What the cloud itself says of a config, asked when it is saved after [`check_config`]
+    /// passed: a solution stack, an instance type or an option the cloud does not offer, each
+    /// problem naming its field. `Err` only when the cloud could not be asked (unreachable,
+    /// throttled, or refusing the roller's own call), not for a config it refuses.
+    ///
+    /// [`check_config`]: Cloud::check_config
+    async fn validate_config(
+        &self,
+        _config: &ServiceConfig,
+    ) -> Result<Vec<FieldError>, CloudError> {
+        Ok(Vec::new())
+    }
+
     /// The service's environments, its load balancer's registrations and its alarms.
     async fn observe(&self, service: &str, config: &ServiceConfig)
         -> Result<CloudView, CloudError>;

@@ -22,6 +22,11 @@ MissingAuthenticationToken. Two rules are the stand-in's own, so that a change i
 cannot go unnoticed: a parameter the API does not have, and one the API has but the driver
 never sends (so the stand-in does not model it), are refused with 400.
 
+Configs are checked as EB checks them: ListAvailableSolutionStacks answers moto's list of
+stacks (AWS's), DescribeConfigurationOptions describes a Docker stack's options from OPTIONS
+(namespaces, names, allowed values, ranges, lengths, patterns, the instance types EB offers), and
+CreateEnvironment refuses option settings that break those same descriptions.
+
 Also as AWS does: an application version created with Process=true is Processing for
 EB_STANDIN_PROCESS_SECS and cannot be deployed until then; a bundle without a valid Dockerrun
 launches an environment that goes Red (EB reads the bundle at deployment, not at upload), as
@@ -74,26 +79,244 @@ ENVIRONMENT_TAG_LIMIT = 47
 ENV_PROPERTIES_MAX_BYTES = 4096
 ENV_NAMESPACE = "aws:elasticbeanstalk:application:environment"
 INSTANCE_PROFILE = ("aws:autoscaling:launchconfiguration", "IamInstanceProfile")
-# The option namespaces EB documents for a Docker web server environment; any other is refused
-# as AWS refuses it ("Invalid option specification").
-NAMESPACES = {
-    "aws:autoscaling:asg", "aws:autoscaling:launchconfiguration", "aws:autoscaling:scheduledaction",
-    "aws:autoscaling:trigger", "aws:autoscaling:updatepolicy:rollingupdate", "aws:ec2:instances",
-    "aws:ec2:vpc", "aws:elasticbeanstalk:application", ENV_NAMESPACE,
-    "aws:elasticbeanstalk:application:environmentsecrets", "aws:elasticbeanstalk:cloudwatch:logs",
-    "aws:elasticbeanstalk:cloudwatch:logs:health", "aws:elasticbeanstalk:command",
-    "aws:elasticbeanstalk:environment", "aws:elasticbeanstalk:environment:process:default",
-    "aws:elasticbeanstalk:environment:proxy", "aws:elasticbeanstalk:environment:proxy:staticfiles",
-    "aws:elasticbeanstalk:healthreporting:system", "aws:elasticbeanstalk:hostmanager",
-    "aws:elasticbeanstalk:managedactions", "aws:elasticbeanstalk:managedactions:platformupdate",
-    "aws:elasticbeanstalk:monitoring", "aws:elasticbeanstalk:sns:topics", "aws:elasticbeanstalk:xray",
-    "aws:elb:healthcheck", "aws:elb:listener", "aws:elb:loadbalancer", "aws:elb:policies",
-    "aws:elbv2:listener:default", "aws:elbv2:loadbalancer", "aws:rds:dbinstance",
-    "aws:elasticbeanstalk:environment:process", "aws:elbv2:listener", "aws:elbv2:listenerrule",
+# The EC2 instance types EB offers for its instances (the ValueOptions of
+# aws:autoscaling:launchconfiguration InstanceType in DescribeConfigurationOptions).
+INSTANCE_TYPES = [
+    f"{family}.{size}"
+    for family, sizes in (
+        ("t2", ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge")),
+        ("t3", ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge")),
+        ("t3a", ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge")),
+        ("t4g", ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge")),
+        ("m5", ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")),
+        ("m6i", ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")),
+        ("m7g", ("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge")),
+        ("c5", ("large", "xlarge", "2xlarge", "4xlarge", "9xlarge", "12xlarge", "18xlarge", "24xlarge")),
+        ("c6i", ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")),
+        ("c7g", ("medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge")),
+        ("r5", ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")),
+        ("r6i", ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge", "24xlarge")),
+    )
+    for size in sizes
+]
+DEFAULT_INSTANCE_TYPE = "t3.micro"
+BOOL = ["true", "false"]
+
+
+def option(value_type="Scalar", default="", severity="NoInterruption", values=None, lo=None, hi=None,
+           max_length=None, regex=None):
+    """One ConfigurationOptionDescription (regex: (pattern, label))."""
+    return {"ValueType": value_type, "DefaultValue": default, "ChangeSeverity": severity,
+            "ValueOptions": values, "MinValue": lo, "MaxValue": hi, "MaxLength": max_length, "Regex": regex}
+
+
+# What DescribeConfigurationOptions says a Docker solution stack's options are, per namespace
+# (from EB's "General options for all environments" and the Docker platform's options), and
+# what CreateEnvironment checks settings against: a namespace or option not here is refused
+# ("Invalid option specification"), as is a value outside its description.
+OPTIONS = {
+    "aws:autoscaling:asg": {
+        "Availability Zones": option(default="Any", severity="RestartEnvironment",
+                                     values=["Any", "Any 1", "Any 2", "Any 3"]),
+        "Cooldown": option(default="360", lo=0, hi=10000),
+        "Custom Availability Zones": option("List", severity="RestartEnvironment", max_length=255),
+        "EnableCapacityRebalancing": option(default="false", values=BOOL),
+        "MinSize": option(default="1", lo=1, hi=10000),
+        "MaxSize": option(default="4", lo=1, hi=10000),
+    },
+    "aws:autoscaling:launchconfiguration": {
+        "DisableIMDSv1": option(default="true", severity="RestartEnvironment", values=BOOL),
+        "EC2KeyName": option(severity="RestartEnvironment", max_length=255),
+        "IamInstanceProfile": option(severity="RestartEnvironment", max_length=2048),
+        "ImageId": option(severity="RestartEnvironment", regex=(r"ami-[0-9a-f]{8,17}", "an AMI id (ami-...)")),
+        "InstanceType": option(default=DEFAULT_INSTANCE_TYPE, severity="RestartEnvironment", values=INSTANCE_TYPES),
+        "MonitoringInterval": option(default="5 minute", values=["1 minute", "5 minute"]),
+        "SecurityGroups": option("List", severity="RestartEnvironment"),
+        "SSHSourceRestriction": option(severity="RestartEnvironment"),
+        "BlockDeviceMappings": option(severity="RestartEnvironment"),
+        "RootVolumeType": option(severity="RestartEnvironment", values=["standard", "gp2", "gp3", "io1"]),
+        "RootVolumeSize": option(severity="RestartEnvironment", lo=10, hi=16384),
+        "RootVolumeIOPS": option(severity="RestartEnvironment", lo=100, hi=64000),
+    },
+    "aws:autoscaling:scheduledaction": {
+        "StartTime": option(), "EndTime": option(), "Recurrence": option(),
+        "MinSize": option(lo=0, hi=10000), "MaxSize": option(lo=0, hi=10000),
+        "DesiredCapacity": option(lo=0, hi=10000), "Suspend": option(default="false", values=BOOL),
+    },
+    "aws:autoscaling:trigger": {
+        "MeasureName": option(default="NetworkOut", values=[
+            "CPUUtilization", "NetworkIn", "NetworkOut", "DiskWriteOps", "DiskReadBytes", "DiskReadOps",
+            "DiskWriteBytes", "Latency", "RequestCount", "HealthyHostCount", "UnhealthyHostCount"]),
+        "Statistic": option(default="Average", values=["Minimum", "Maximum", "Sum", "Average"]),
+        "Unit": option(default="Bytes", values=["Seconds", "Percent", "Bytes", "Bits", "Count",
+                                                 "Bytes/Second", "Bits/Second", "Count/Second", "None"]),
+        "Period": option(default="5", lo=1, hi=600),
+        "EvaluationPeriods": option(default="1", lo=1, hi=600),
+        "BreachDuration": option(default="5", lo=1, hi=600),
+        "UpperThreshold": option(default="6000000", lo=0, hi=20000000),
+        "UpperBreachScaleIncrement": option(default="1"),
+        "LowerThreshold": option(default="2000000", lo=0, hi=20000000),
+        "LowerBreachScaleIncrement": option(default="-1"),
+    },
+    "aws:autoscaling:updatepolicy:rollingupdate": {
+        "RollingUpdateEnabled": option(default="false", values=BOOL),
+        "RollingUpdateType": option(default="Time", values=["Time", "Health", "Immutable"]),
+        "MaxBatchSize": option(lo=1, hi=10000),
+        "MinInstancesInService": option(lo=0, hi=9999),
+        "PauseTime": option(), "Timeout": option(default="PT30M"),
+    },
+    "aws:ec2:instances": {
+        "EnableSpot": option(default="false", severity="RestartEnvironment", values=BOOL),
+        "InstanceTypes": option("List", severity="RestartEnvironment", values=INSTANCE_TYPES),
+        "SpotFleetOnDemandBase": option(default="0", lo=0, hi=10000),
+        "SpotFleetOnDemandAboveBasePercentage": option(default="0", lo=0, hi=100),
+        "SpotMaxPrice": option(),
+        "SupportedArchitectures": option("List", severity="RestartEnvironment", values=["x86_64", "arm64"]),
+    },
+    "aws:ec2:vpc": {
+        "VPCId": option(severity="RestartEnvironment", regex=(r"vpc-[0-9a-f]{8,17}", "a VPC id (vpc-...)")),
+        "Subnets": option("List", severity="RestartEnvironment"),
+        "ELBSubnets": option("List", severity="RestartEnvironment"),
+        "ELBScheme": option(default="public", severity="RestartEnvironment", values=["public", "internal"]),
+        "DBSubnets": option("List", severity="RestartEnvironment"),
+        "AssociatePublicIpAddress": option(severity="RestartEnvironment", values=BOOL),
+    },
+    "aws:elasticbeanstalk:application": {
+        "Application Healthcheck URL": option(max_length=255),
+    },
+    # Environment properties, secrets and static files: the option names are the user's own.
+    ENV_NAMESPACE: {},
+    "aws:elasticbeanstalk:application:environmentsecrets": {},
+    "aws:elasticbeanstalk:environment:proxy:staticfiles": {},
+    "aws:elasticbeanstalk:cloudwatch:logs": {
+        "StreamLogs": option(default="false", values=BOOL),
+        "DeleteOnTerminate": option(default="false", values=BOOL),
+        "RetentionInDays": option(default="7", values=[
+            "1", "3", "5", "7", "14", "30", "60", "90", "120", "150", "180", "365", "400", "545", "731",
+            "1827", "3653"]),
+    },
+    "aws:elasticbeanstalk:cloudwatch:logs:health": {
+        "HealthStreamingEnabled": option(default="false", values=BOOL),
+        "DeleteOnTerminate": option(default="false", values=BOOL),
+        "RetentionInDays": option(default="7", values=["1", "3", "5", "7", "14", "30", "60", "90", "365"]),
+    },
+    "aws:elasticbeanstalk:command": {
+        "DeploymentPolicy": option(default="AllAtOnce", values=[
+            "AllAtOnce", "Rolling", "RollingWithAdditionalBatch", "Immutable", "TrafficSplitting"]),
+        "Timeout": option(default="600", lo=1, hi=3600),
+        "BatchSizeType": option(default="Percentage", values=["Percentage", "Fixed"]),
+        "BatchSize": option(default="100", lo=1, hi=10000),
+        "IgnoreHealthCheck": option(default="false", values=BOOL),
+    },
+    "aws:elasticbeanstalk:environment": {
+        "EnvironmentType": option(default="LoadBalanced", severity="RestartEnvironment",
+                                  values=["SingleInstance", "LoadBalanced"]),
+        "ServiceRole": option(severity="RestartEnvironment", max_length=2048),
+        "LoadBalancerType": option(default="classic", severity="RestartEnvironment",
+                                   values=["classic", "application", "network"]),
+        "LoadBalancerIsShared": option(default="false", severity="RestartEnvironment", values=BOOL),
+    },
+    "aws:elasticbeanstalk:environment:process:default": {
+        "DeregistrationDelay": option(default="20", lo=0, hi=3600),
+        "HealthCheckInterval": option(default="15", lo=5, hi=300),
+        "HealthCheckPath": option(default="/", regex=(r"/.*", "a path starting with /")),
+        "HealthCheckTimeout": option(default="5", lo=2, hi=60),
+        "HealthyThresholdCount": option(default="3", lo=2, hi=10),
+        "MatcherHTTPCode": option(default="200"),
+        "Port": option(default="80", lo=1, hi=65535),
+        "Protocol": option(default="HTTP", values=["HTTP", "HTTPS", "TCP"]),
+        "StickinessEnabled": option(default="false", values=BOOL),
+        "StickinessLBCookieDuration": option(default="86400", lo=1, hi=604800),
+        "StickinessType": option(default="lb_cookie", values=["lb_cookie"]),
+        "UnhealthyThresholdCount": option(default="5", lo=2, hi=10),
+    },
+    "aws:elasticbeanstalk:environment:proxy": {
+        "ProxyServer": option(default="nginx", severity="RestartApplicationServer", values=["nginx", "none"]),
+    },
+    "aws:elasticbeanstalk:healthreporting:system": {
+        "SystemType": option(default="enhanced", values=["basic", "enhanced"]),
+        "ConfigDocument": option(),
+        "EnhancedHealthAuthEnabled": option(default="true", values=BOOL),
+    },
+    "aws:elasticbeanstalk:hostmanager": {
+        "LogPublicationControl": option(default="false", values=BOOL),
+    },
+    "aws:elasticbeanstalk:managedactions": {
+        "ManagedActionsEnabled": option(default="false", values=BOOL),
+        "PreferredStartTime": option(regex=(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun):[0-2][0-9]:[0-5][0-9]",
+                                            "day:hour:minute, e.g. Sun:01:00")),
+        "ServiceRoleForManagedUpdates": option(max_length=2048),
+    },
+    "aws:elasticbeanstalk:managedactions:platformupdate": {
+        "UpdateLevel": option(default="minor", values=["patch", "minor"]),
+        "InstanceRefreshEnabled": option(default="false", values=BOOL),
+    },
+    "aws:elasticbeanstalk:monitoring": {
+        "Automatically Terminate Unhealthy Instances": option(default="true", values=BOOL),
+    },
+    "aws:elasticbeanstalk:sns:topics": {
+        "Notification Endpoint": option(max_length=255),
+        "Notification Protocol": option(default="email", values=["http", "https", "email", "email-json", "sqs"]),
+        "Notification Topic ARN": option(), "Notification Topic Name": option(max_length=256),
+    },
+    "aws:elasticbeanstalk:xray": {
+        "XRayEnabled": option(default="false", values=BOOL),
+    },
+    "aws:elb:healthcheck": {
+        "HealthyThreshold": option(default="3", lo=2, hi=10),
+        "Interval": option(default="10", lo=5, hi=300),
+        "Timeout": option(default="5", lo=2, hi=60),
+        "UnhealthyThreshold": option(default="5", lo=2, hi=10),
+    },
+    "aws:elb:listener": {
+        "ListenerProtocol": option(default="HTTP", values=["HTTP", "TCP"]),
+        "InstancePort": option(default="80", lo=1, hi=65535),
+        "InstanceProtocol": option(default="HTTP", values=["HTTP", "TCP"]),
+        "PolicyNames": option("List"),
+        "ListenerEnabled": option(default="true", values=BOOL),
+    },
+    "aws:elb:loadbalancer": {
+        "CrossZone": option(default="false", values=BOOL),
+        "SecurityGroups": option("List"),
+        "ManagedSecurityGroup": option(),
+    },
+    "aws:elb:policies": {
+        "ConnectionDrainingEnabled": option(default="false", values=BOOL),
+        "ConnectionDrainingTimeout": option(default="20", lo=1, hi=3600),
+        "ConnectionSettingIdleTimeout": option(default="60", lo=1, hi=3600),
+        "Stickiness Cookie Expiration": option(default="0", lo=0, hi=1000000),
+        "Stickiness Policy": option(default="false", values=BOOL),
+    },
+    "aws:elbv2:listener:default": {
+        "ListenerEnabled": option(default="true", values=BOOL),
+        "DefaultProcess": option(default="default"),
+        "Protocol": option(default="HTTP", values=["HTTP", "HTTPS"]),
+        "Rules": option("List"),
+        "SSLCertificateArns": option(), "SSLPolicy": option(),
+    },
+    "aws:elbv2:loadbalancer": {
+        "AccessLogsS3Bucket": option(), "AccessLogsS3Enabled": option(default="false", values=BOOL),
+        "AccessLogsS3Prefix": option(), "IdleTimeout": option(default="60", lo=1, hi=3600),
+        "ManagedSecurityGroup": option(), "SecurityGroups": option("List"),
+        "SharedLoadBalancer": option(),
+    },
+    "aws:rds:dbinstance": {
+        "DBEngine": option(default="mysql", severity="RestartEnvironment", values=[
+            "mysql", "oracle-se1", "sqlserver-ex", "sqlserver-web", "sqlserver-se", "postgres", "mariadb"]),
+        "DBAllocatedStorage": option(lo=5, hi=6144),
+        "DBInstanceClass": option(default="db.t3.micro"),
+        "DBPassword": option(max_length=128), "DBUser": option(default="ebroot", max_length=16),
+        "DBDeletionPolicy": option(default="Delete", values=["Delete", "Snapshot", "Retain"]),
+        "HasCoupledDatabase": option(default="false", values=BOOL),
+        "MultiAZDatabase": option(default="false", values=BOOL),
+    },
 }
+# Namespaces whose option names the user chooses (EB describes none of them for a stack).
+FREE_FORM = {ENV_NAMESPACE, "aws:elasticbeanstalk:application:environmentsecrets",
+             "aws:elasticbeanstalk:environment:proxy:staticfiles"}
+NAMESPACES = set(OPTIONS)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{2,38}[a-zA-Z0-9]$")
-INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$")
 TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
 
 
@@ -256,8 +479,10 @@ class Beanstalk:
         self.s3 = boto3.client("s3", **kw)
         # The solution stacks EB offers (moto keeps AWS's list); a v1 Dockerrun needs a
         # single-container Docker platform, so ECS (multicontainer) stacks are refused too.
-        stacks = boto3.client("elasticbeanstalk", **kw).list_available_solution_stacks()["SolutionStacks"]
-        self.docker_stacks = {s for s in stacks if s.endswith("running Docker")}
+        listed = boto3.client("elasticbeanstalk", **kw).list_available_solution_stacks()
+        self.stacks = listed["SolutionStacks"]
+        self.stack_details = listed["SolutionStackDetails"]
+        self.docker_stacks = {s for s in self.stacks if s.endswith("running Docker")}
         self.lock = threading.Lock()
         self.applications = {}  # name -> {created, description}
         self.versions = {}  # (app, label) -> {...}
@@ -407,7 +632,7 @@ class Beanstalk:
         if stack not in self.docker_stacks:
             raise ApiError("InvalidParameterValue", f"No Solution Stack named '{stack}' found.")
         settings = check_option_settings(options)
-        instance_type = settings.get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
+        instance_type = settings.get(("aws:autoscaling:launchconfiguration", "InstanceType"), DEFAULT_INSTANCE_TYPE)
         sizes = {}
         for opt, default in (("MinSize", "1"), ("MaxSize", "4")):
             sizes[opt] = int(settings.get(("aws:autoscaling:asg", opt), default))
@@ -621,6 +846,41 @@ class Beanstalk:
                 raise
         return self.env_xml(env, inner="__inline__").replace("<__inline__>", "").replace("</__inline__>", "")
 
+    def ListAvailableSolutionStacks(self, p):
+        p.finish()
+        return (members("SolutionStacks", [escape(s) for s in self.stacks])
+                + members("SolutionStackDetails", [
+                    el("SolutionStackName", d["SolutionStackName"])
+                    + members("PermittedFileTypes", [escape(t) for t in d["PermittedFileTypes"]])
+                    for d in self.stack_details]))
+
+    def DescribeConfigurationOptions(self, p):
+        # The API also describes an environment's or a template's options, a custom platform's,
+        # or only some options; the driver asks for a whole solution stack's, once per stack.
+        stack = p.opt("SolutionStackName", hi=100)
+        p.unsupported("ApplicationName", "TemplateName", "EnvironmentName", "PlatformArn", "Options")
+        p.finish()
+        if stack is None:
+            raise ApiError("MissingParameter", "You must specify a SolutionStackName.")
+        if stack not in self.stacks:
+            raise ApiError("InvalidParameterValue", f"No Solution Stack named '{stack}' found.")
+        if stack not in self.docker_stacks:
+            raise ApiError("InvalidParameterValue",
+                           f"DescribeConfigurationOptions: the EB stand-in models only Docker stacks, not '{stack}'.")
+        described = []
+        for ns, names in sorted(OPTIONS.items()):
+            for name, d in sorted(names.items()):
+                regex = ("<Regex>" + el("Pattern", d["Regex"][0]) + el("Label", d["Regex"][1]) + "</Regex>"
+                         if d["Regex"] else "")
+                described.append(
+                    el("Namespace", ns) + el("Name", name) + el("DefaultValue", d["DefaultValue"])
+                    + el("ChangeSeverity", d["ChangeSeverity"]) + el("UserDefined", False)
+                    + el("ValueType", d["ValueType"])
+                    + (members("ValueOptions", [escape(v) for v in d["ValueOptions"]]) if d["ValueOptions"] else "")
+                    + el("MinValue", d["MinValue"]) + el("MaxValue", d["MaxValue"])
+                    + el("MaxLength", d["MaxLength"]) + regex)
+        return el("SolutionStackName", stack) + el("PlatformArn", platform_arn(stack)) + members("Options", described)
+
     def ListTagsForResource(self, p):
         arn = p.req("ResourceArn")
         p.finish()
@@ -656,6 +916,15 @@ def paged(found, max_records, query, position):
         return page, None
     token = base64.urlsafe_b64encode(json.dumps({"q": json.dumps(query), "after": position(page[-1])}).encode())
     return page, token.decode()
+
+
+def platform_arn(stack):
+    """The platform ARN EB names a solution stack by: "64bit Amazon Linux 2023 v4.6.0 running
+    Docker" is platform/Docker running on 64bit Amazon Linux 2023/4.6.0."""
+    m = re.fullmatch(r"(.*) v(\d+(?:\.\d+)*) running (.*)", stack)
+    if m is None:
+        return None
+    return f"arn:aws:elasticbeanstalk:{REGION}::platform/{m.group(3)} running on {m.group(1)}/{m.group(2)}"
 
 
 def system_tags(env):
@@ -714,28 +983,46 @@ def check_tags(tags):
                            f"Tag '{key}' may contain only letters, digits, spaces and _ . : / = + - @.")
 
 
+def value_problem(description, value):
+    """Why `value` breaks an option's description (as DescribeConfigurationOptions gives it), or
+    None. MinValue and MaxValue are inclusive (EB's MinSize 1 accepts 1); a Regex must match the
+    whole value; a List's items are comma-separated."""
+    items = [v.strip() for v in value.split(",")] if description["ValueType"] == "List" else [value]
+    if description["ValueOptions"] and value != "":
+        bad = [v for v in items if v not in description["ValueOptions"]]
+        if bad:
+            return f"'{bad[0]}' is not one of the allowed values"
+    lo, hi = description["MinValue"], description["MaxValue"]
+    if lo is not None or hi is not None:
+        if not re.fullmatch(r"-?\d+", value):
+            return "must be an integer"
+        if lo is not None and int(value) < lo or hi is not None and int(value) > hi:
+            return f"must be an integer from {lo} to {hi}"
+    if description["MaxLength"] is not None and len(value) > description["MaxLength"]:
+        return f"must be at most {description['MaxLength']} characters"
+    if description["Regex"] is not None and value != "" and not re.fullmatch(description["Regex"][0], value):
+        return f"must be {description['Regex'][1]}"
+    return None
+
+
 def check_option_settings(options):
-    """What EB's configuration validation refuses of the settings the driver sends."""
+    """What EB's configuration validation refuses of the settings the driver sends: what
+    DescribeConfigurationOptions does not describe, or a value its description does not allow."""
     settings = {}
     for o in options:
         if "Namespace" not in o or "OptionName" not in o:
             raise ApiError("InvalidParameterValue", "Every OptionSettings member needs a Namespace and an OptionName.")
-        if o["Namespace"] not in NAMESPACES:
+        ns, name, value = o["Namespace"], o["OptionName"], o.get("Value", "")
+        if ns not in OPTIONS or ns not in FREE_FORM and name not in OPTIONS[ns]:
             raise ApiError("ConfigurationValidationException",
                            f"Configuration validation exception: Invalid option specification (Namespace: "
-                           f"'{o['Namespace']}', OptionName: '{o['OptionName']}'): Unknown configuration setting.")
-        settings[(o["Namespace"], o["OptionName"])] = o.get("Value", "")
-    instance_type = settings.get(("aws:autoscaling:launchconfiguration", "InstanceType"), "t3.micro")
-    if not INSTANCE_TYPE_RE.match(instance_type):
-        raise ApiError("ConfigurationValidationException",
-                       f"Configuration validation exception: Invalid option value: '{instance_type}' "
-                       "(Namespace: 'aws:autoscaling:launchconfiguration', OptionName: 'InstanceType')")
-    for opt, default in (("MinSize", "1"), ("MaxSize", "4")):
-        raw = settings.get(("aws:autoscaling:asg", opt), default)
-        if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+                           f"'{ns}', OptionName: '{name}'): Unknown configuration setting.")
+        why = None if ns in FREE_FORM else value_problem(OPTIONS[ns][name], value)
+        if why is not None:
             raise ApiError("ConfigurationValidationException",
-                           f"Configuration validation exception: Invalid option value: '{raw}' "
-                           f"(Namespace: 'aws:autoscaling:asg', OptionName: '{opt}'): must be an integer from 1 to 10000")
+                           f"Configuration validation exception: Invalid option value: '{value}' "
+                           f"(Namespace: '{ns}', OptionName: '{name}'): {why}")
+        settings[(ns, name)] = value
     properties = [f"{name}={value}" for (ns, name), value in settings.items() if ns == ENV_NAMESPACE]
     size = sum(len(p.encode()) for p in properties)
     if size > ENV_PROPERTIES_MAX_BYTES:
@@ -749,6 +1036,7 @@ OPERATIONS = {
     "CreateApplication", "DescribeApplications", "CreateApplicationVersion", "CreateEnvironment",
     "DescribeApplicationVersions", "DeleteApplicationVersion",
     "DescribeEnvironments", "DescribeEnvironmentResources", "TerminateEnvironment", "ListTagsForResource",
+    "ListAvailableSolutionStacks", "DescribeConfigurationOptions",
 }
 
 

@@ -10,6 +10,9 @@
 //! - Alarms are read with `DescribeAlarms`; the state reason and the datapoint it quotes are
 //!   the evidence a rollback records.
 //!
+//! - A config is checked against Elastic Beanstalk when it is saved ([`validate`]): its
+//!   solution stack, instance type and option settings, each problem naming its field.
+//!
 //! Everything is configured the standard AWS way (see [`clients`]); nothing here knows
 //! whether it talks to AWS or to an emulator.
 
@@ -23,6 +26,7 @@ pub mod spec;
 mod state;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod validate;
 
 use async_trait::async_trait;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
@@ -32,12 +36,15 @@ use uuid::Uuid;
 
 use clients::ClientCache;
 use state::DriverState;
+use validate::ValidationCache;
 
 /// The AWS cloud. Cheap to share; keeps only caches, never truth: what it knows about an
 /// environment's Auto Scaling groups is re-read whenever the environment changes.
 pub struct AwsCloud {
     clients: ClientCache,
     state: DriverState,
+    /// Elastic Beanstalk's solution stacks and option descriptions, for checking configs.
+    validation: ValidationCache,
 }
 
 impl AwsCloud {
@@ -46,6 +53,7 @@ impl AwsCloud {
         AwsCloud {
             clients: ClientCache::from_env().await,
             state: DriverState::default(),
+            validation: ValidationCache::default(),
         }
     }
 
@@ -64,6 +72,11 @@ impl AwsCloud {
 impl Cloud for AwsCloud {
     fn check_config(&self, config: &ServiceConfig) -> Vec<FieldError> {
         spec::check_config(config)
+    }
+
+    async fn validate_config(&self, config: &ServiceConfig) -> Result<Vec<FieldError>, CloudError> {
+        let clients = self.clients.for_service(config).await;
+        validate::validate(&self.state, &self.validation, &clients, config).await
     }
 
     async fn observe(

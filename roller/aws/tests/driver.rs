@@ -10,7 +10,7 @@ use ionroller_aws::testkit::{
 };
 use ionroller_aws::AwsCloud;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
-use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::config::{OptionSetting, ServiceConfig};
 use ionroller_shared::events::{Action, AlarmState, EnvironmentStatus, Health};
 use uuid::Uuid;
 
@@ -506,4 +506,74 @@ async fn on_an_alb_traffic_follows_target_group_weights() {
         .expect("terminate");
     let (share, healthy) = f.alb_share_of(&alb.listener, &v2).await.expect("share");
     assert_eq!((share, healthy), (100, 2));
+}
+
+#[tokio::test]
+async fn configs_are_checked_against_elastic_beanstalk_naming_the_field() {
+    if !emulators_or_skip("configs_are_checked_against_elastic_beanstalk_naming_the_field") {
+        return;
+    }
+    let f = Fixture::new().await.expect("fixture");
+    let service = format!("val{}", f.id);
+    let good = config(&f, &[]);
+    let cloud = AwsCloud::from_env().await;
+    let problems = cloud.validate_config(&good).await.expect("validate");
+    assert!(problems.is_empty(), "{problems:#?}");
+    let calls = cloud.calls();
+
+    let unknown_namespace = OptionSetting {
+        namespace: "aws:nosuch:namespace".into(),
+        option_name: "Anything".into(),
+        value: "1".into(),
+    };
+    let mut bad = Vec::new();
+    let mut c = good.clone();
+    c.instances.instance_type = "t3 small".into();
+    bad.push((c, "instances.type", "did you mean \"t3.small\""));
+    c = good.clone();
+    c.aws.option_settings.push(unknown_namespace);
+    bad.push((
+        c,
+        "aws.option_settings[1]",
+        "no option namespace \"aws:nosuch:namespace\"",
+    ));
+    c = good.clone();
+    c.aws.solution_stack = Some("64bit Windows".into());
+    bad.push((
+        c,
+        "aws.solution_stack",
+        // The newest Docker stack of those EB (here moto's copy of AWS's list) offers.
+        "use \"64bit Amazon Linux 2023 v4.6.0 running Docker\"",
+    ));
+    for (config, field, says) in &bad {
+        let problems = cloud.validate_config(config).await.expect("validate");
+        assert_eq!(
+            problems
+                .iter()
+                .map(|p| p.field.as_str())
+                .collect::<Vec<_>>(),
+            [*field],
+            "{problems:#?}"
+        );
+        assert!(problems[0].problem.contains(says), "{problems:#?}");
+    }
+    // Each answer came from the cache: one region, one stack described.
+    assert_eq!(cloud.calls(), calls, "EB's answers are reused");
+
+    // Elastic Beanstalk itself (the stand-in's CreateEnvironment) refuses each of them too: the
+    // save-time check and the launch agree.
+    for (i, (config, field, _)) in bad.iter().enumerate() {
+        let env = format!("{service}-v{i}-ffffff");
+        let action = create(&env, &format!("v{i}"), config);
+        match cloud
+            .execute(&service, config, Uuid::new_v4(), &action)
+            .await
+        {
+            Err(CloudError::Rejected { code, .. }) => assert!(
+                code == "ConfigurationValidationException" || code == "InvalidParameterValue",
+                "{field}: {code}"
+            ),
+            other => panic!("{field}: CreateEnvironment should refuse it: {other:?}"),
+        }
+    }
 }

@@ -82,8 +82,9 @@ pub async fn up(
          \x20 trail:        http://{trail_addr}/   (dashboard; API under /v1)\n\
          \x20 event store:  {}\n\
          \x20 cloud:        {cloud_line}\n\
-         \x20 try:          ionroller config set hello examples/hello.json && ionroller release hello v1\n",
-        store.describe()
+         \x20 try:          {}\n",
+        store.describe(),
+        suggestion(cloud),
     ));
 
     // One signal stops both services; each finishes what it is doing first.
@@ -119,6 +120,22 @@ pub async fn up(
     Ok(())
 }
 
+/// What the banner suggests trying first. On the simulator, the demo config. On AWS, the
+/// commented template (`ionroller config init`): it names a Docker solution stack, the instance
+/// profile option and a deployment bucket, which the AWS driver requires and examples/hello.json
+/// (written for the simulator) lacks.
+fn suggestion(cloud: CloudKind) -> &'static str {
+    match cloud {
+        CloudKind::Sim => {
+            "ionroller config set hello examples/hello.json && ionroller release hello v1"
+        }
+        CloudKind::Aws => {
+            "ionroller config init hello > hello.jsonc, set your load balancer and bucket in it, then\n\
+             \x20               ionroller config set hello hello.jsonc && ionroller release hello v1"
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -152,4 +169,36 @@ fn say(text: &str) {
 /// Writes `text` and a newline to standard error, best effort (`eprintln!` panics on failure).
 fn complain(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::config::TEMPLATE;
+
+    /// The config `ionroller up --cloud aws` suggests (the template `config init` prints for the
+    /// service it names) is one the AWS driver accepts: stack, instance profile and bucket.
+    #[test]
+    fn the_aws_banner_suggests_a_config_the_aws_driver_accepts() {
+        let line = suggestion(CloudKind::Aws);
+        let service = line
+            .split("config init ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the banner suggests `ionroller config init SERVICE`");
+        assert!(line.contains(&format!("config set {service} ")), "{line}");
+        let json = crate::jsonc::to_json(&TEMPLATE.replace("SERVICE", service))
+            .unwrap_or_else(|e| panic!("the template does not parse: {e}"));
+        let config = ionroller_shared::config::parse_service_config(&json)
+            .unwrap_or_else(|e| panic!("the suggested config is not valid: {e:?}"));
+        let problems = ionroller_aws::spec::check_config(&config);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            config.aws.solution_stack.as_deref(),
+            Some(ionroller_aws::spec::DEFAULT_SOLUTION_STACK),
+            "the stack the driver knows to run Docker"
+        );
+        // The simulator's suggestion stays the demo config, which AWS would refuse.
+        assert!(suggestion(CloudKind::Sim).contains("examples/hello.json"));
+    }
 }

@@ -46,7 +46,7 @@ fn command_accepted(accepted: Accepted) -> (StatusCode, Json<CommandAccepted>) {
         (status = 409, description = "the service kept changing; retry", body = ErrorBody),
         (status = 413, description = "the config is over 256 KiB", body = ErrorBody),
         (status = 415, description = "the body is sent as something other than `application/json`", body = ErrorBody),
-        (status = 503, description = "the event store is unavailable", body = ErrorBody),
+        (status = 503, description = "the event store is unavailable, or the cloud could not check the config", body = ErrorBody),
     )
 )]
 pub async fn put_config(
@@ -59,6 +59,18 @@ pub async fn put_config(
     let config = parse_service_config(&body).map_err(ApiError::invalid)?;
     if let Some(cloud) = &state.cloud {
         let problems = cloud.check_config(&config);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(problems));
+        }
+        // Then the cloud's own word (say, Elastic Beanstalk's stacks and options). A cloud
+        // that cannot be asked, or refuses the roller's call, leaves the config unsaved.
+        let problems = cloud.validate_config(&config).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the config could not be checked against Elastic Beanstalk; retry shortly ({e})"),
+            )
+        })?;
         if !problems.is_empty() {
             return Err(ApiError::invalid(problems));
         }

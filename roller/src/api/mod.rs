@@ -49,7 +49,8 @@ pub struct AppState {
     pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, ServiceState>>>,
     /// The roller's counters, when it runs in this process.
     pub metrics: Arc<Metrics>,
-    /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`).
+    /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`,
+    /// then `Cloud::validate_config`).
     pub cloud: Option<Arc<dyn Cloud>>,
 }
 

@@ -1,7 +1,7 @@
 //! Running each subcommand: a request through `client`, text from `render`, lines through
 //! `output`, and the exit code. One file per group of commands; `up` has its own module.
 
-mod config;
+pub(crate) mod config;
 mod rollout;
 mod sim;
 mod trail;
