@@ -1,10 +1,13 @@
-//! Everything the roller and trail services agree on.
+//! Everything the roller and trail services agree on: contracts only, no database driver.
 //!
 //! # Layout
-//! - [`store`]: the append-only event log. [`store::EventStore`] is the one trait every
-//!   backend implements; [`store::sqlite`] is the embedded default (one file, no server) and
-//!   [`store::postgres`] is for teams that already run PostgreSQL. The types and the pure
-//!   group-commit planner in [`store`] do no I/O; only the backend modules touch a database.
+//! - [`events`]: the event schema every stream holds, and the names of the streams;
+//! - [`config`]: a service's config, and every rule a person's config must meet;
+//! - [`cloud`]: the roller's one door to the cloud (the `Cloud` trait);
+//! - [`store`]: the append-only event log's contract. [`store::EventStore`] is the one trait
+//!   every backend implements (the backends live in `stores/sqlite` and `stores/postgres`);
+//!   the types and the pure group-commit planner do no I/O;
+//! - [`http`]: the one JSON error body both services answer with.
 
 pub mod cloud;
 pub mod config;
