@@ -800,8 +800,8 @@ fn a_repair_reuses_a_warm_healthy_environment_of_the_serving_version() {
     );
 }
 
-#[test]
-fn a_refused_action_ends_the_rollout_at_once_with_the_clouds_words() {
+/// v1 serves; v2's environment create failed with `error`, refused or retryable.
+fn v2_create_failed(error: &str, retryable: bool) -> History {
     let mut h = History::serving_v1();
     h.release(10, "v2", false);
     let intent = h.decide(10);
@@ -814,9 +814,18 @@ fn a_refused_action_ends_the_rollout_at_once_with_the_clouds_words() {
         ServiceEvent::ActionFailed {
             action_id,
             attempt: 1,
-            error: "InvalidParameterValue: No Solution Stack named '64bit Windows' found.".into(),
-            retryable: false,
+            error: error.into(),
+            retryable,
         },
+    );
+    h
+}
+
+#[test]
+fn a_refused_action_ends_the_rollout_at_once_with_the_clouds_words() {
+    let h = v2_create_failed(
+        "InvalidParameterValue: No Solution Stack named '64bit Windows' found.",
+        false,
     );
     let events = h.decide(12);
     let [ServiceEvent::RollbackStarted { cause, .. }] = &events[..] else {
@@ -834,22 +843,7 @@ fn a_refused_action_ends_the_rollout_at_once_with_the_clouds_words() {
 
 #[test]
 fn an_unavailable_cloud_is_retried_not_a_reason_to_roll_back() {
-    let mut h = History::serving_v1();
-    h.release(10, "v2", false);
-    let intent = h.decide(10);
-    let ServiceEvent::ActionIntended { action_id, .. } = intent[0].clone() else {
-        panic!("expected the create");
-    };
-    h.pushes(10, intent);
-    h.push(
-        11,
-        ServiceEvent::ActionFailed {
-            action_id,
-            attempt: 1,
-            error: "ServiceUnavailable: try again".into(),
-            retryable: true,
-        },
-    );
+    let h = v2_create_failed("ServiceUnavailable: try again", true);
     assert!(kinds(&h.decide(20)).iter().all(|k| k.starts_with("create")));
 }
 

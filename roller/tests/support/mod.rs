@@ -69,6 +69,11 @@ impl World {
             .header(ACTOR_HEADER, "tester@example.com")
             .body(Body::from(body.to_string()))
             .expect("request");
+        self.send(request).await
+    }
+
+    /// Sends `request` to the router; returns the status and the JSON body (or its text).
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = self
             .router
             .clone()
@@ -100,22 +105,7 @@ impl World {
             request = request.header("content-type", content_type);
         }
         let request = request.body(Body::from(body)).expect("request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router answers");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        self.send(request).await
     }
 
     pub async fn save_config(&self, config: &str) {
