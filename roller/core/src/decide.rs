@@ -102,9 +102,13 @@ fn decide_rollout(
     };
     let id = rollout.id;
     let target = state.environments.get(&plan.environment);
+    // The environment whose capacity drains as the new one's arrives: the one that served
+    // when the rollout began, or, if that is gone (never was, or terminated, as when a release
+    // supersedes a repair), whichever serves most now, so its capacity is not dropped at once.
     let from = rollout
         .from
         .clone()
+        .filter(|f| state.environments.get(f).is_some_and(|e| !e.terminated))
         .or_else(|| state.serving_environment(Some(&plan.environment)));
     let lb = &config.endpoint.load_balancer.name;
     let min = config.instances.min as usize;
@@ -268,7 +272,13 @@ fn decide_rollout(
             if step + 1 >= plan.steps.len() {
                 return vec![ServiceEvent::RolloutCompleted { rollout_id: id }];
             }
+            let nothing_changed = *step > 0
+                && step_registers(state, from.as_deref(), target, plan.steps[*step].percent)
+                    == step_registers(state, from.as_deref(), target, plan.steps[step - 1].percent);
             match plan.steps[*step].pause {
+                // A step that moved nothing (25% of two instances is the 10% canary's one) has
+                // nothing to watch: its pause would only wait.
+                _ if nothing_changed => start_step(rollout, step + 1),
                 None => start_step(rollout, step + 1),
                 Some(Pause::For(d)) => {
                     let elapsed = (now - *at).to_std().unwrap_or_default();
@@ -289,6 +299,22 @@ fn decide_rollout(
         }
         Stage::Reverting { .. } => Vec::new(),
     }
+}
+
+/// How many instances of the new and of the previous environment a step at `percent`
+/// registers, at the sizes the environments have now.
+fn step_registers(
+    state: &ServiceState,
+    from: Option<&str>,
+    target: Option<&super::state::Environment>,
+    percent: u8,
+) -> (usize, usize) {
+    let new = target.map_or(0, |t| t.healthy_instances().len());
+    let old = from
+        .and_then(|f| state.environments.get(f))
+        .filter(|f| !f.terminated)
+        .map_or(0, |f| f.instance_ids().len());
+    super::plan::registered_at(new, old, percent)
 }
 
 fn decide_steady(

@@ -309,8 +309,9 @@ fn canary_waits_for_promote_then_steps_follow_timed_pauses() {
     let _ = id;
 }
 
-#[test]
-fn timed_pause_then_next_step() {
+/// v2 rolling out beside v1 (two instances each), with step `step` of the example's plan
+/// (canary 10%, 25%, 50%, 100%) done at t=13.
+fn v2_step_done(step: usize, percent: u8) -> History {
     let mut h = History::serving_v1();
     let (id, env) = h.release(10, "v2", false);
     h.green(12, &env, "v2");
@@ -318,19 +319,32 @@ fn timed_pause_then_next_step() {
         13,
         ServiceEvent::StepStarted {
             rollout_id: id,
-            step: 1,
-            percent: 25,
+            step,
+            percent,
         },
     );
     h.push(
         13,
         ServiceEvent::StepCompleted {
             rollout_id: id,
-            step: 1,
+            step,
         },
     );
+    h
+}
+
+#[test]
+fn timed_pause_then_next_step() {
+    let h = v2_step_done(2, 50);
     assert!(h.decide(15).is_empty(), "3s pause not over");
-    assert_eq!(kinds(&h.decide(16)), vec!["step 2 50%"]);
+    assert_eq!(kinds(&h.decide(16)), vec!["step 3 100%"]);
+}
+
+#[test]
+fn a_step_that_changes_nothing_does_not_pause() {
+    // 25% of two instances is one, as the 10% canary was: nothing moved, nothing to watch.
+    let h = v2_step_done(1, 25);
+    assert_eq!(kinds(&h.decide(13)), vec!["step 2 50%"]);
 }
 
 #[test]
@@ -1278,5 +1292,48 @@ fn with_nothing_stable_an_environment_taking_traffic_is_not_terminated() {
     assert_eq!(
         kinds(&h.decide_and_apply(86_501)),
         vec![format!("terminate {env}")]
+    );
+}
+
+#[test]
+fn a_release_that_supersedes_a_repair_drains_the_repaired_environment_not_drops_it() {
+    let mut h = History::serving_v1();
+    h.env(
+        5,
+        "hello-v1",
+        "v1",
+        EnvironmentStatus::Terminated,
+        Health::Grey,
+    );
+    h.registered(5, &[]);
+    let repair = repair_plan(&h.decide_and_apply(6));
+    let b = repair.environment.clone();
+    assert_eq!(kinds(&h.decide_and_apply(6)), vec![format!("create {b}")]);
+    h.green(7, &b, "v1");
+    assert_eq!(kinds(&h.decide_and_apply(7)), vec!["step 0 100%"]);
+    h.decide_and_apply(7);
+    h.registered(8, &[&format!("i-{b}-0"), &format!("i-{b}-1")]);
+    // A person releases before the repair completes: its rollout began from the terminated
+    // hello-v1, but the repaired environment is what serves now.
+    let (_, c) = h.release(9, "v1", false);
+    assert_eq!(kinds(&h.decide_and_apply(9)), vec![format!("create {c}")]);
+    h.green(10, &c, "v1");
+    assert_eq!(kinds(&h.decide_and_apply(10)), vec!["step 0 10%"]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(10)),
+        vec![format!("register i-{c}-0")]
+    );
+    h.registered(
+        11,
+        &[
+            &format!("i-{b}-0"),
+            &format!("i-{b}-1"),
+            &format!("i-{c}-0"),
+        ],
+    );
+    assert_eq!(
+        kinds(&h.decide(11)),
+        vec!["step 0 done"],
+        "the repaired environment keeps its capacity beside the canary"
     );
 }
