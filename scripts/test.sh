@@ -55,4 +55,4 @@ scripts/check-crate-graph.sh
 echo "== cargo build (the binaries the end-to-end tests run)"
 cargo build --workspace --bins --quiet
 echo "== cargo test"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
