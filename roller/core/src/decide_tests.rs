@@ -141,6 +141,25 @@ impl History {
         )
     }
 
+    /// Step `step` (at `percent`) of rollout `id` started and completed at `at`.
+    pub(crate) fn step_done(&mut self, at: i64, id: Uuid, step: usize, percent: u8) -> &mut Self {
+        self.push(
+            at,
+            ServiceEvent::StepStarted {
+                rollout_id: id,
+                step,
+                percent,
+            },
+        );
+        self.push(
+            at,
+            ServiceEvent::StepCompleted {
+                rollout_id: id,
+                step,
+            },
+        )
+    }
+
     pub(crate) fn green(&mut self, at: i64, name: &str, version: &str) -> &mut Self {
         self.env(at, name, version, EnvironmentStatus::Ready, Health::Green)
     }
@@ -314,22 +333,7 @@ fn canary_waits_for_promote_then_steps_follow_timed_pauses() {
 fn v2_step_done(step: usize, percent: u8) -> History {
     let mut h = History::serving_v1();
     let (id, env) = h.release(10, "v2", false);
-    h.green(12, &env, "v2");
-    h.push(
-        13,
-        ServiceEvent::StepStarted {
-            rollout_id: id,
-            step,
-            percent,
-        },
-    );
-    h.push(
-        13,
-        ServiceEvent::StepCompleted {
-            rollout_id: id,
-            step,
-        },
-    );
+    h.green(12, &env, "v2").step_done(13, id, step, percent);
     h
 }
 
@@ -1073,21 +1077,7 @@ fn pauses_can_be_timed_or_wait_for_a_promote() {
     let mut h = History::serving_v1_with(config);
     let (id, env) = h.release(1, "v2", false);
     h.green(2, &env, "v2");
-    h.push(
-        2,
-        ServiceEvent::StepStarted {
-            rollout_id: id,
-            step: 0,
-            percent: 25,
-        },
-    );
-    h.push(
-        2,
-        ServiceEvent::StepCompleted {
-            rollout_id: id,
-            step: 0,
-        },
-    );
+    h.step_done(2, id, 0, 25);
     assert_eq!(
         kinds(&h.decide(2)),
         vec!["step 1 50%"],
@@ -1197,21 +1187,7 @@ fn a_timed_pause_longer_than_the_deadline_is_not_a_stall() {
     let mut h = History::serving_v1_with(config);
     let (id, env) = h.release(1, "v2", false);
     h.green(2, &env, "v2");
-    h.push(
-        2,
-        ServiceEvent::StepStarted {
-            rollout_id: id,
-            step: 0,
-            percent: 25,
-        },
-    );
-    h.push(
-        3,
-        ServiceEvent::StepCompleted {
-            rollout_id: id,
-            step: 0,
-        },
-    );
+    h.step_done(3, id, 0, 25);
     assert!(
         h.decide(250).is_empty(),
         "inside a 5m pause with a 2m deadline: still waiting"
