@@ -1,11 +1,23 @@
-//! Authorization for ionroller: which roles exist, what each may do, and on which services.
-//! Pure: no I/O, no clock. Both the roller and trail ask [`authorize`] with the identity a
-//! request proved (a token or an OIDC subject, resolved elsewhere) and the permission its
-//! route needs.
+//! Identity and authorization for ionroller, shared by the roller and trail (trail must not
+//! depend on the roller, so the rules live here, once).
 //!
-//! Work in progress for issue 11 (identity): the policy rules first; tokens, OIDC and the
-//! routes' wiring follow.
+//! - [`policy`]: roles, service patterns and [`authorize`] (pure);
+//! - [`tokens`]: API tokens folded from the `tokens` stream, and the secret check (pure);
+//! - [`identity`]: what a request proved;
+//! - [`oidc`]: bearer JWTs from configured issuers, their keys fetched and cached;
+//! - [`authenticator`]: the I/O around them: catching up the token stream on every request (so
+//!   a revocation holds at once on every replica), token commands, recording refusals;
+//! - [`guard`]: the axum middleware each service puts in front of its routes, with the
+//!   service's own table of which permission each route needs.
 
+pub mod authenticator;
+pub mod guard;
+pub mod identity;
+pub mod oidc;
 pub mod policy;
+pub mod tokens;
 
+pub use authenticator::{AuthError, Authenticator};
+pub use identity::Identity;
 pub use policy::{authorize, Denied, Grant, Permission, Role, ServicePattern};
+pub use tokens::{NewToken, TokenRefusal, TokenSummary, Tokens};

@@ -24,6 +24,11 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 4] = [Role::Viewer, Role::Deployer, Role::Maintainer, Role::Admin];
 
+    /// The role a stored or typed name means; `None` for a name this build does not know.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -42,6 +47,9 @@ pub enum Permission<'a> {
     /// Read across services (lists, the whole audit, delivery reports, dashboards): every
     /// row is still filtered to the services the identity may read.
     ReadAll,
+    /// Read across services where rows cannot be filtered one by one (trail's fleet-wide
+    /// audit, reports and dashboard, `/metrics`): needs a read grant on every service.
+    ReadFleet,
     /// Release, promote, pause, resume, abort, rollback.
     Deploy { service: &'a str },
     /// Save a config.
@@ -54,7 +62,7 @@ impl Permission<'_> {
     /// The least role that holds this permission.
     pub fn role(&self) -> Role {
         match self {
-            Permission::Read { .. } | Permission::ReadAll => Role::Viewer,
+            Permission::Read { .. } | Permission::ReadAll | Permission::ReadFleet => Role::Viewer,
             Permission::Deploy { .. } => Role::Deployer,
             Permission::Configure { .. } => Role::Maintainer,
             Permission::Administer => Role::Admin,
@@ -66,7 +74,7 @@ impl Permission<'_> {
             Permission::Read { service }
             | Permission::Deploy { service }
             | Permission::Configure { service } => Some(service),
-            Permission::ReadAll | Permission::Administer => None,
+            Permission::ReadAll | Permission::ReadFleet | Permission::Administer => None,
         }
     }
 
@@ -245,6 +253,7 @@ mod tests {
             (Permission::Read { service: "hello" }, false),
             (Permission::Administer, false),
             (Permission::ReadAll, true),
+            (Permission::ReadFleet, false),
         ];
         for (permission, allowed) in table {
             assert_eq!(

@@ -97,6 +97,11 @@ fn claiming_service(event: &ServiceEvent) -> Option<String> {
     }
 }
 
+/// The first eight hex digits of a token id: enough to tell two tokens of one name apart.
+fn short_id(id: &uuid::Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
+}
+
 fn version_of(event: &ServiceEvent) -> Option<String> {
     match event {
         ServiceEvent::ReleaseRequested { version, .. } => Some(version.clone()),
@@ -220,6 +225,40 @@ pub fn summary(event: &ServiceEvent) -> String {
             load_balancer,
             service,
         } => format!("{service} released load balancer {load_balancer}"),
+        // The secret's hash is never shown; the id names which token of that name it was.
+        TokenCreated {
+            token_id,
+            name,
+            role,
+            services,
+            expires_at,
+            ..
+        } => format!(
+            "token {name} ({}) created: {role} on {}{}",
+            short_id(token_id),
+            if services.is_empty() {
+                "every service".to_string()
+            } else {
+                services.join(", ")
+            },
+            expires_at.map_or_else(String::new, |at| format!(", expires {}", at.to_rfc3339()))
+        ),
+        TokenRevoked { token_id, name } => {
+            format!("token {name} ({}) revoked", short_id(token_id))
+        }
+        AccessDenied {
+            identity,
+            request,
+            needed,
+            repeats,
+        } => format!(
+            "{identity} was refused {request}: {needed} was needed{}",
+            if *repeats > 0 {
+                format!(" ({repeats} more refusal(s) since the last one recorded)")
+            } else {
+                String::new()
+            }
+        ),
     }
 }
 

@@ -18,8 +18,8 @@ use ionroller_shared::events::{
     load_balancer_claims_stream, service_of, service_stream, ServiceEvent, SERVICE_STREAM_PREFIX,
 };
 use ionroller_shared::store::{
-    EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, Position, ReadFilter,
-    RecordedEvent, Revision, StoreError, StreamId, StreamRead,
+    fold_stream, EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, Position,
+    ReadFilter, Revision, StoreError, StreamId,
 };
 use uuid::Uuid;
 
@@ -76,33 +76,6 @@ pub async fn catch_up_claims(
             })
     })
     .await
-}
-
-/// Reads `stream` after `folded`, page by page, handing each event to `apply`.
-async fn fold_stream(
-    store: &dyn EventStore,
-    stream: &StreamId,
-    folded: Option<Revision>,
-    mut apply: impl FnMut(&RecordedEvent) -> Result<(), RollerError>,
-) -> Result<(), RollerError> {
-    let mut from = folded.map_or(0, |r| r.0 + 1);
-    loop {
-        let page = match store
-            .read_stream(stream, StreamRead::forward(PAGE).from(Revision(from)))
-            .await
-        {
-            Ok(page) => page,
-            Err(StoreError::StreamNotFound(_)) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        for event in &page {
-            apply(event)?;
-            from = event.revision.0 + 1;
-        }
-        if page.len() < PAGE {
-            return Ok(());
-        }
-    }
 }
 
 /// What became of an append.

@@ -28,6 +28,21 @@ pub fn load_balancer_claims_stream() -> Result<StreamId, StoreError> {
     StreamId::new(LOAD_BALANCER_CLAIMS_STREAM)
 }
 
+/// The stream of API tokens: created and revoked. Every replica of the roller and trail folds
+/// it, so a revocation holds everywhere as soon as it is appended.
+pub const TOKENS_STREAM: &str = "tokens";
+
+/// The stream of refused requests by known identities (rate-limited by the writer).
+pub const ACCESS_STREAM: &str = "access";
+
+pub fn tokens_stream() -> Result<StreamId, StoreError> {
+    StreamId::new(TOKENS_STREAM)
+}
+
+pub fn access_stream() -> Result<StreamId, StoreError> {
+    StreamId::new(ACCESS_STREAM)
+}
+
 pub fn service_stream(service: &str) -> Result<StreamId, StoreError> {
     StreamId::new(format!("{SERVICE_STREAM_PREFIX}{service}"))
 }
@@ -177,6 +192,35 @@ pub enum ServiceEvent {
         load_balancer: String,
         service: String,
     },
+    /// On the `tokens` stream: an API token. Only the SHA-256 of its secret is kept; the
+    /// secret itself was shown once, to its creator. `role` and `services` are kept as text so
+    /// that a token written by a newer build still decodes (a role this build does not know
+    /// grants nothing).
+    TokenCreated {
+        token_id: Uuid,
+        name: String,
+        role: String,
+        #[serde(default)]
+        services: Vec<String>,
+        #[serde(default)]
+        expires_at: Option<DateTime<Utc>>,
+        secret_sha256: String,
+    },
+    /// On the `tokens` stream: the token is refused from now on.
+    TokenRevoked {
+        token_id: Uuid,
+        name: String,
+    },
+    /// On the `access` stream: a known identity asked for something it may not do. `repeats`
+    /// counts the further refusals of the same identity that were not recorded one by one
+    /// (the writer records at most one a minute per identity, so the log cannot be flooded).
+    AccessDenied {
+        identity: String,
+        request: String,
+        needed: String,
+        #[serde(default)]
+        repeats: u64,
+    },
 }
 
 /// Failures recorded before `retryable` existed were all retried alike.
@@ -236,6 +280,9 @@ stored_types! {
     UnknownInstancesObserved => "unknown-instances-observed",
     LoadBalancerClaimed => "load-balancer-claimed",
     LoadBalancerReleased => "load-balancer-released",
+    TokenCreated => "token-created",
+    TokenRevoked => "token-revoked",
+    AccessDenied => "access-denied",
 }
 
 impl ServiceEvent {
@@ -718,6 +765,24 @@ mod tests {
             E::LoadBalancerReleased {
                 load_balancer: "classic/hello-lb".into(),
                 service: "hello".into(),
+            },
+            E::TokenCreated {
+                token_id: Uuid::nil(),
+                name: "ci-payments".into(),
+                role: "deployer".into(),
+                services: vec!["payments-*".into()],
+                expires_at: None,
+                secret_sha256: "00".repeat(32),
+            },
+            E::TokenRevoked {
+                token_id: Uuid::nil(),
+                name: "ci-payments".into(),
+            },
+            E::AccessDenied {
+                identity: "ci-payments via token 00000000".into(),
+                request: "POST /v1/services/hello/releases".into(),
+                needed: "deployer on service hello".into(),
+                repeats: 2,
             },
         ]
     }

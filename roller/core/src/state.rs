@@ -779,6 +779,10 @@ pub fn evolve(
         }
         // On the `load-balancers` stream, folded by `claims::Claims`, never a service's.
         ServiceEvent::LoadBalancerClaimed { .. } | ServiceEvent::LoadBalancerReleased { .. } => {}
+        // On the `tokens` and `access` streams, folded by `ionroller_auth`, never a service's.
+        ServiceEvent::TokenCreated { .. }
+        | ServiceEvent::TokenRevoked { .. }
+        | ServiceEvent::AccessDenied { .. } => {}
     }
 }
 

@@ -15,6 +15,7 @@
 //! suite in `stores/tests/tests/conformance.rs` checks all of this against each of them.
 
 mod error;
+mod fold;
 pub mod plan;
 #[cfg(feature = "subscription")]
 pub mod subscription;
@@ -26,6 +27,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
+pub use fold::fold_stream;
 pub use types::*;
 
 /// Default cap on one append's payload (data and metadata of all its events), in bytes.
