@@ -44,6 +44,15 @@ pub enum TokenCommandError {
     Store(#[from] StoreError),
 }
 
+/// Why the first admin token could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError<E> {
+    #[error("keep the admin token: {0}")]
+    Keep(E),
+    #[error(transparent)]
+    Command(#[from] TokenCommandError),
+}
+
 struct Denial {
     last_recorded: DateTime<Utc>,
     unrecorded: u64,
@@ -65,6 +74,23 @@ impl Authenticator {
             oidc: None,
             denials: std::sync::Mutex::default(),
         }
+    }
+
+    /// The authenticator a service starts with: tokens from the log and, with `oidc` (the
+    /// operator's `--oidc` file), JWTs from the issuers it names.
+    pub fn for_service(
+        store: Arc<dyn EventStore>,
+        oidc: Option<&std::path::Path>,
+    ) -> Result<Self, crate::oidc::OidcError> {
+        let auth = Authenticator::new(store);
+        let Some(path) = oidc else {
+            return Ok(auth);
+        };
+        let config = crate::oidc::OidcConfig::load(path)?;
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| crate::oidc::OidcError::Config(format!("HTTP client: {e}")))?;
+        Ok(auth.with_oidc(Oidc::new(config, http)))
     }
 
     /// Bearer JWTs from these issuers are accepted too.
@@ -165,14 +191,18 @@ impl Authenticator {
     }
 
     /// Creates the first admin token when no token was ever created: what the first `up` on
-    /// a data dir does, so that the local walkthrough needs no manual step. `None` when the
-    /// log already has tokens.
-    pub async fn bootstrap_admin(
+    /// a data dir does, so that the local walkthrough needs no manual step. `keep` stores the
+    /// secret (a file readable by its owner) *before* the token is appended: if keeping fails,
+    /// no token exists and the next start tries again, rather than a token existing that no
+    /// one holds. Returns whether a token was created.
+    pub async fn bootstrap_admin<E>(
         &self,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, TokenCommandError> {
-        if !self.tokens().await?.is_empty() {
-            return Ok(None);
+        keep: impl FnOnce(&str) -> Result<(), E>,
+    ) -> Result<bool, BootstrapError<E>> {
+        let tokens = self.tokens().await.map_err(TokenCommandError::from)?;
+        if !tokens.is_empty() {
+            return Ok(false);
         }
         let request = NewToken {
             name: "admin".into(),
@@ -182,8 +212,15 @@ impl Authenticator {
             },
             expires_at: None,
         };
-        let (_, secret) = self.create(&request, "ionroller up", now).await?;
-        Ok(Some(secret))
+        let mut random = [0u8; 32];
+        rand::fill(&mut random);
+        let (event, secret) = tokens
+            .create(&request, now, Uuid::new_v4(), random)
+            .map_err(TokenCommandError::from)?;
+        keep(&secret).map_err(BootstrapError::Keep)?;
+        self.append_token_event(&tokens, event, "ionroller up", now)
+            .await?;
+        Ok(true)
     }
 
     /// Appends at the revision `tokens` was folded to: two admins creating one name at once are

@@ -58,6 +58,10 @@ pub struct Metrics {
     service_failures: Counter,
     pub events_appended: Counter,
     pub append_conflicts: Counter,
+    /// Requests refused for want of valid credentials (401).
+    pub unauthenticated: Counter,
+    /// Requests refused for want of a role or scope (403).
+    pub forbidden: Counter,
     actions_succeeded: Counter,
     actions_failed: Counter,
     pub services: Level,
@@ -123,6 +127,18 @@ impl Default for Metrics {
                 &mut r,
                 "ionroller_events_appended",
                 "Events the roller appended",
+                Counter::default(),
+            ),
+            unauthenticated: register(
+                &mut r,
+                "ionroller_http_unauthenticated",
+                "API requests refused without valid credentials (401)",
+                Counter::default(),
+            ),
+            forbidden: register(
+                &mut r,
+                "ionroller_http_forbidden",
+                "API requests refused for a missing role or scope (403)",
                 Counter::default(),
             ),
             append_conflicts: register(

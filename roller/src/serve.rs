@@ -20,6 +20,10 @@ pub struct RollerConfig {
     /// Time between reconcile passes.
     pub interval: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Who may call the API: tokens from the log, and OIDC issuers if configured.
+    pub auth: Arc<ionroller_auth::Authenticator>,
+    /// `/metrics` without credentials.
+    pub public_metrics: bool,
 }
 
 /// The cloud the roller drives. The simulator also gets its `/v1/sim/*` routes, which exist
@@ -58,12 +62,15 @@ pub async fn serve(
         let _ = roller_stop.wait_for(|stopped| *stopped).await;
     }));
     let state = AppState::new(store, config.clock)
+        .with_auth(config.auth)
+        .with_public_metrics(config.public_metrics)
         .with_metrics(metrics)
         .with_cloud(cloud);
-    let mut router = api::app(state);
-    if let CloudDriver::Simulated(sim) = driver {
-        router = router.merge(api::sim::routes(sim));
-    }
+    let extra = match driver {
+        CloudDriver::Simulated(sim) => api::sim::routes(sim),
+        CloudDriver::Real(_) => axum::Router::new(),
+    };
+    let router = api::app(state, extra);
     let mut server_stop = stop_rx;
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stopped| *stopped).await;

@@ -124,7 +124,9 @@ async fn concurrent_releases_are_serialised_and_the_loser_is_recorded_as_superse
 }
 
 async fn read_sse(w: &World, last_event_id: Option<&str>, want: usize) -> Vec<(String, String)> {
-    let mut request = Request::builder().uri("/v1/services/hello/events");
+    let mut request = Request::builder()
+        .uri("/v1/services/hello/events")
+        .header("authorization", format!("Bearer {}", w.token().await));
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
@@ -184,6 +186,7 @@ async fn the_event_feed_resumes_after_last_event_id() {
     );
     let bad = Request::builder()
         .uri("/v1/services/hello/events")
+        .header("authorization", format!("Bearer {}", w.token().await))
         .header("last-event-id", "yesterday")
         .body(Body::empty())
         .unwrap();
@@ -357,9 +360,19 @@ async fn a_config_sent_as_anything_but_json_is_a_415_naming_the_content_type() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // Without a Content-Type the body is read as JSON, as clients (and scripts) have sent it.
+    // Without a Content-Type too: commands take only JSON, said so (a browser sends a
+    // cross-site form post without asking; JSON it must ask for first).
     let (status, body) = w.call_raw("PUT", path, None, HELLO.into()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    let (status, body) = w
+        .call_raw("POST", "/v1/services/hello/pause", None, b"{}".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    // An empty body needs no Content-Type.
+    let (status, body) = w
+        .call_raw("POST", "/v1/services/hello/pause", None, Vec::new())
+        .await;
+    assert_ne!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     let (status, body) = w
         .call_raw(
             "POST",
@@ -581,6 +594,7 @@ async fn a_config_the_cloud_refuses_or_cannot_check_is_not_saved() {
         w.router = ionroller_roller::api::app(
             ionroller_roller::api::AppState::new(w.store.clone(), clock)
                 .with_cloud(std::sync::Arc::new(Judging(judging))),
+            axum::Router::new(),
         );
         let (status, body) = w.call("PUT", "/v1/services/hello/config", HELLO).await;
         assert_eq!(status, expected, "{body}");

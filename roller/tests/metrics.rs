@@ -100,6 +100,7 @@ async fn every_family_keeps_its_name_type_and_labels() {
     w.tick(5).await;
 
     let request = Request::get("/metrics")
+        .header("authorization", format!("Bearer {}", w.token().await))
         .body(Body::empty())
         .expect("request");
     let response = w.router.clone().oneshot(request).await.expect("answer");
@@ -126,6 +127,8 @@ async fn every_family_keeps_its_name_type_and_labels() {
         ("ionroller_reconcile_pass_duration_seconds", "histogram"),
         ("ionroller_events_appended_total", "counter"),
         ("ionroller_append_conflicts_total", "counter"),
+        ("ionroller_http_unauthenticated_total", "counter"),
+        ("ionroller_http_forbidden_total", "counter"),
         ("ionroller_actions_succeeded_total", "counter"),
         ("ionroller_actions_failed_total", "counter"),
         ("ionroller_service_actions_total", "counter"),

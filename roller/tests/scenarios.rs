@@ -117,7 +117,7 @@ async fn manual_abort_mid_shift_returns_traffic() {
     assert!(done["history"][0]["detail"]
         .as_str()
         .unwrap_or("")
-        .contains("aborted by tester@example.com: latency looks off"));
+        .contains("aborted by admin via token"));
 }
 
 #[tokio::test]

@@ -55,7 +55,7 @@ async fn the_dashboard_shows_services_releases_delivery_and_a_live_audit_table()
     let _ = std::fs::remove_file(&screenshot);
     let mut browser = Command::new("node")
         .arg(&script)
-        .arg(format!("{}/", server.trail_url))
+        .arg(format!("{}/#token={}", server.trail_url, server.token))
         .arg(&screenshot)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

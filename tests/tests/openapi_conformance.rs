@@ -54,10 +54,12 @@ fn schemathesis_or_skip(test: &str) -> Option<PathBuf> {
 }
 
 /// Runs schemathesis against one service's document; panics with its report on any failure.
-fn fuzz(schemathesis: &PathBuf, what: &str, base: &str, report_dir: &std::path::Path) {
+fn fuzz(schemathesis: &PathBuf, what: &str, base: &str, token: &str, report_dir: &std::path::Path) {
     let mut child = Command::new(schemathesis)
         .arg("run")
         .arg(format!("{base}/v1/openapi.json"))
+        // The admin token: every operation is tried with a caller allowed to do it.
+        .args(["--header", &format!("Authorization: Bearer {token}")])
         .args(["--checks", CHECKS])
         .args(["--max-examples", MAX_EXAMPLES])
         .args(["--phases", "examples,coverage,fuzzing"])
@@ -125,8 +127,12 @@ async fn both_services_conform_to_their_openapi_documents() {
 
     // Something to read: a saved config and a release, so `hello` (the documents' example
     // service name) answers 200 with real bodies rather than only 404s.
-    let saved = reqwest::Client::new()
-        .put(format!("{}/v1/services/hello/config", server.url))
+    let saved = server
+        .request(
+            reqwest::Method::PUT,
+            &format!("{}/v1/services/hello/config", server.url),
+        )
+        .header("content-type", "application/json")
         .body(example_config())
         .send()
         .await
@@ -146,11 +152,15 @@ async fn both_services_conform_to_their_openapi_documents() {
     let trail_reports = dir.path().join("trail-report");
     std::fs::create_dir_all(&roller_reports).expect("report dir");
     std::fs::create_dir_all(&trail_reports).expect("report dir");
-    let (url, trail_url) = (server.url.clone(), server.trail_url.clone());
+    let (url, trail_url, token) = (
+        server.url.clone(),
+        server.trail_url.clone(),
+        server.token.clone(),
+    );
     // schemathesis blocks for minutes: off the runtime's workers.
     tokio::task::spawn_blocking(move || {
-        fuzz(&schemathesis, "the roller", &url, &roller_reports);
-        fuzz(&schemathesis, "trail", &trail_url, &trail_reports);
+        fuzz(&schemathesis, "the roller", &url, &token, &roller_reports);
+        fuzz(&schemathesis, "trail", &trail_url, &token, &trail_reports);
     })
     .await
     .expect("schemathesis runs");

@@ -20,7 +20,12 @@ async fn trail_caught_up(server: &Server) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = server.trail("/v1/status").await;
-        let metrics = reqwest::get(format!("{}/metrics", server.trail_url))
+        let metrics = server
+            .request(
+                reqwest::Method::GET,
+                &format!("{}/metrics", server.trail_url),
+            )
+            .send()
             .await
             .unwrap()
             .text()
@@ -99,7 +104,9 @@ async fn trail_reports_exactly_what_happened() {
             )
         })
         .collect();
-    let who = "e2e@example.com".to_string();
+    // The verified identity: the admin token `up` created, by name and id.
+    let who = rows[0].3.clone();
+    assert!(who.starts_with("admin via token "), "{who}");
     assert_eq!(
         rows,
         vec![
@@ -126,8 +133,11 @@ async fn trail_reports_exactly_what_happened() {
     assert_eq!(releases[1]["steps"].as_array().unwrap().len(), 4);
 
     // Audit: filters by actor and type; the roller's own events are attributed to it.
+    let actor: String = url::form_urlencoded::byte_serialize(who.as_bytes()).collect();
     let mine = server
-        .trail("/v1/audit?actor=e2e%40example.com&type=release-requested&order=oldest")
+        .trail(&format!(
+            "/v1/audit?actor={actor}&type=release-requested&order=oldest"
+        ))
         .await;
     let versions: Vec<&str> = mine["rows"]
         .as_array()
@@ -154,7 +164,12 @@ async fn trail_reports_exactly_what_happened() {
         first - 1,
         "stable cursor paging"
     );
-    let bad = reqwest::get(format!("{}/v1/audit?limit=zero", server.trail_url))
+    let bad = server
+        .request(
+            reqwest::Method::GET,
+            &format!("{}/v1/audit?limit=zero", server.trail_url),
+        )
+        .send()
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);

@@ -167,12 +167,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (audit_p50, audit_p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
 
     // `at` through the HTTP handler.
-    let router = ionroller_trail::api::app(trail.clone());
+    // Through the guard, with a token, as every real request is.
+    let auth = ionroller_auth::Authenticator::new(store.clone());
+    let mut token = String::new();
+    auth.bootstrap_admin(Utc::now(), |secret| {
+        token = format!("Bearer {secret}");
+        Ok::<(), std::convert::Infallible>(())
+    })
+    .await?;
+    let router = ionroller_trail::api::app(trail.clone(), std::sync::Arc::new(auth), false);
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut latencies = Vec::new();
     for q in 0..1000usize {
         let request = Request::builder()
             .uri(format!("/v1/services/svc-{}/at?time={now}", q % SERVICES))
+            .header("authorization", &token)
             .body(Body::empty())?;
         let t = Instant::now();
         let response = router.clone().oneshot(request).await?;

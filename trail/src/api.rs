@@ -13,6 +13,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
+use ionroller_auth::guard::{Access, Guard};
+use ionroller_auth::{Authenticator, Identity};
 use ionroller_projections::audit::{AuditFilter, Verifier};
 use ionroller_projections::delivery::delivery_report;
 use ionroller_projections::delivery::DeliveryReport;
@@ -122,7 +124,52 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Par
     }
 }
 
-pub fn app(trail: Arc<Trail>) -> Router {
+/// What each of trail's routes needs; the guard in `ionroller_auth` asks it for every request.
+/// A route missing here needs `admin`.
+pub fn trail_rules(method: &axum::http::Method, route: &str) -> Option<Access> {
+    if *method != axum::http::Method::GET {
+        return None;
+    }
+    Some(match route {
+        // The page itself holds no data; it asks for a token and reads the API with it.
+        "/" | "/healthz" | "/v1/openapi.json" => Access::Open,
+        "/v1/status" => Access::Authenticated,
+        // Filtered to the services the caller may read.
+        "/v1/services" => Access::ReadAll,
+        // One service's rows (`?service=` or the path), or the whole fleet's.
+        "/v1/audit"
+        | "/v1/services/{service}/releases"
+        | "/v1/services/{service}/at"
+        | "/v1/reports/delivery" => Access::Read,
+        "/metrics" | "/v1/verify" | "/v1/chain" | "/v1/feed" => Access::ReadFleet,
+        _ => return None,
+    })
+}
+
+/// Trail's API, every route behind the guard with [`trail_rules`]; `/metrics` open if
+/// `public_metrics`.
+pub fn app(trail: Arc<Trail>, auth: Arc<Authenticator>, public_metrics: bool) -> Router {
+    let metrics_trail = trail.clone();
+    let guard = Guard {
+        auth,
+        rules: if public_metrics {
+            |method, route| match route {
+                "/metrics" => Some(Access::Open),
+                _ => trail_rules(method, route),
+            }
+        } else {
+            trail_rules
+        },
+        now: Arc::new(Utc::now),
+        on_refused: Arc::new(move |refused| metrics_trail.metrics.refused(refused)),
+    };
+    routes(trail).route_layer(axum::middleware::from_fn_with_state(
+        guard,
+        ionroller_auth::guard::guard,
+    ))
+}
+
+fn routes(trail: Arc<Trail>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(include_str!("dashboard.html")) }))
         .route("/healthz", get(|| async { "ok" }))
@@ -253,7 +300,10 @@ async fn audit(
         (status = 503, description = "trail is unavailable", body = ErrorBody),
     )
 )]
-async fn services(State(trail): State<Arc<Trail>>) -> Result<Json<ServiceList>, ApiError> {
+async fn services(
+    State(trail): State<Arc<Trail>>,
+    axum::Extension(caller): axum::Extension<Identity>,
+) -> Result<Json<ServiceList>, ApiError> {
     let folds = trail
         .folds
         .read()
@@ -266,6 +316,8 @@ async fn services(State(trail): State<Arc<Trail>>) -> Result<Json<ServiceList>, 
         }
     }
     names.sort();
+    // Only the services the caller may read.
+    names.retain(|name| caller.can_read(name));
     for name in names {
         let current = folds.timeline.services.get(name).and_then(|iv| iv.last());
         let last = folds.releases.for_service(name).last();

@@ -24,11 +24,19 @@ use std::sync::Arc;
 
 use ionroller_shared::store::EventStore;
 
+/// Who may read trail: the same tokens (and OIDC issuers) as the roller, folded from the log.
+pub struct Access {
+    pub auth: Arc<ionroller_auth::Authenticator>,
+    /// `/metrics` without credentials.
+    pub public_metrics: bool,
+}
+
 /// Runs the projector and the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     store: Arc<dyn EventStore>,
     db: db::TrailDb,
     listener: tokio::net::TcpListener,
+    access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -39,7 +47,8 @@ pub async fn serve(
         let _ = projector_stop.wait_for(|s| *s).await;
     }));
     let mut server_stop = stop_rx;
-    let server = axum::serve(listener, api::app(trail)).with_graceful_shutdown(async move {
+    let app = api::app(trail, access.auth, access.public_metrics);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(async move { server.await });

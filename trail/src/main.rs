@@ -40,6 +40,13 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:7879")]
         listen: String,
+        /// Also accept bearer JWTs from the OpenID Connect issuers this JSON file names (the
+        /// same file as `ionroller up --oidc`). Tokens are read from the log either way.
+        #[arg(long)]
+        oidc: Option<std::path::PathBuf>,
+        /// Serve `/metrics` without credentials.
+        #[arg(long)]
+        public_metrics: bool,
     },
     /// Replay the log from position zero into a fresh projection and switch over.
     Rebuild,
@@ -82,7 +89,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let store = open_store(&cli).await?;
     match &cli.command {
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            oidc,
+            public_metrics,
+        } => {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listen on {listen}"))?;
@@ -93,7 +104,12 @@ async fn main() -> anyhow::Result<()> {
             );
             let db = open_db(&cli).await?;
             println!("trail projection: {}", db.describe());
-            ionroller_trail::serve(store, db, listener, async {
+            let auth = ionroller_auth::Authenticator::for_service(store.clone(), oidc.as_deref())?;
+            let access = ionroller_trail::Access {
+                auth: std::sync::Arc::new(auth),
+                public_metrics: *public_metrics,
+            };
+            ionroller_trail::serve(store, db, listener, access, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await

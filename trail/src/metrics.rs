@@ -39,6 +39,8 @@ pub struct TrailMetrics {
     lag: Level,
     rows: Level,
     stopped: Level,
+    unauthenticated: prometheus_client::metrics::counter::Counter,
+    forbidden: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for TrailMetrics {
@@ -64,7 +66,21 @@ impl Default for TrailMetrics {
         );
         let rows = gauge("trail_audit_rows", "Audit rows stored");
         let stopped = gauge("trail_stopped", "1 when a poison event stopped projecting");
+        let unauthenticated = prometheus_client::metrics::counter::Counter::default();
+        registry.register(
+            "trail_http_unauthenticated",
+            "API requests refused without valid credentials (401)",
+            unauthenticated.clone(),
+        );
+        let forbidden = prometheus_client::metrics::counter::Counter::default();
+        registry.register(
+            "trail_http_forbidden",
+            "API requests refused for a missing role or scope (403)",
+            forbidden.clone(),
+        );
         TrailMetrics {
+            unauthenticated,
+            forbidden,
             rendering: Mutex::new(()),
             registry,
             head,
@@ -77,6 +93,14 @@ impl Default for TrailMetrics {
 }
 
 impl TrailMetrics {
+    /// Counts a request the guard refused.
+    pub fn refused(&self, refused: ionroller_auth::guard::Refused) {
+        match refused {
+            ionroller_auth::guard::Refused::Unauthenticated => self.unauthenticated.inc(),
+            ionroller_auth::guard::Refused::Forbidden => self.forbidden.inc(),
+        };
+    }
+
     /// The exposition text; `head` is the log's last position (its sequence part).
     pub fn render(&self, head: u64, status: &Status) -> Result<String, MetricsError> {
         let checkpoint = status

@@ -81,7 +81,9 @@ async fn metrics_keep_their_names_and_report_a_caught_up_projection() {
     let request = Request::get("/metrics")
         .body(Body::empty())
         .expect("request");
-    let response = ionroller_trail::api::app(trail.clone())
+    // `--public-metrics`: a scraper without a token (the guarded default is in the e2e tests).
+    let auth = std::sync::Arc::new(ionroller_auth::Authenticator::new(store.clone()));
+    let response = ionroller_trail::api::app(trail.clone(), auth, true)
         .oneshot(request)
         .await
         .expect("answer");
@@ -109,7 +111,15 @@ async fn metrics_keep_their_names_and_report_a_caught_up_projection() {
     for family in families {
         assert_eq!(types.get(family), Some(&"gauge"), "{family} in\n{text}");
     }
-    assert_eq!(samples.len(), families.len(), "{text}");
+    let counters = [
+        "trail_http_unauthenticated_total",
+        "trail_http_forbidden_total",
+    ];
+    for family in counters {
+        assert_eq!(types.get(family), Some(&"counter"), "{family} in\n{text}");
+        assert_eq!(samples[family], 0.0, "{text}");
+    }
+    assert_eq!(samples.len(), families.len() + counters.len(), "{text}");
     let head = store.head().await.expect("head").expect("events").commit() as f64;
     assert_eq!(samples["trail_store_head_position"], head);
     assert_eq!(samples["trail_checkpoint_position"], head);

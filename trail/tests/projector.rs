@@ -227,15 +227,14 @@ async fn the_feed_resumes_far_behind_without_missing_rows() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let (app, token) = support::app_with_token(trail.clone(), store.clone()).await;
     let request = Request::builder()
         .uri("/v1/feed")
         .header("last-event-id", "150")
+        .header("authorization", token)
         .body(Body::empty())
         .unwrap();
-    let response = ionroller_trail::api::app(trail.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
     let mut body = response.into_body();
     let mut text = String::new();
     let mut ids = Vec::new();

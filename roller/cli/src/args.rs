@@ -30,8 +30,34 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7879"
     )]
     pub trail: String,
+    /// The API token to send (else IONROLLER_TOKEN, the user's config file, or, for a server
+    /// on this machine, the admin token `ionroller up` wrote to its data dir).
+    #[arg(long, global = true, env = "IONROLLER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is printed once and never stored.
+    Create {
+        /// 1 to 64 lowercase letters, digits, `-`, `_` or `.`.
+        name: String,
+        /// viewer, deployer, maintainer or admin.
+        #[arg(long)]
+        role: String,
+        /// Services it reaches (`payments-*`, `hello`); repeat for several. None: every one.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// It stops working after this long (`90d`, `12h`). Default: never.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Every token: name, role, services, who created it, when it expires.
+    List,
+    /// Refuse the token named NAME from now on, on every replica.
+    Revoke { name: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,8 +70,9 @@ pub enum CloudKind {
 pub enum Command {
     /// Run the roller and trail on the embedded event store, on the simulated cloud or AWS.
     Up {
-        /// Where the event log (and the simulated cloud) keep their files.
-        #[arg(long, default_value = ".ionroller")]
+        /// Where the event log (and the simulated cloud) keep their files, and where the first
+        /// `up` writes the admin token (`admin.token`, readable by its owner only).
+        #[arg(long, env = "IONROLLER_DATA_DIR", default_value = ".ionroller")]
         data_dir: PathBuf,
         /// `sim` (no account needed) or `aws`: the AWS SDK's standard configuration
         /// (region, credentials, `AWS_ENDPOINT_URL*`) decides where calls go.
@@ -66,7 +93,19 @@ pub enum Command {
         /// Address for trail's API and dashboard.
         #[arg(long, default_value = "127.0.0.1:7879")]
         trail_listen: String,
+        /// Also accept bearer JWTs from the OpenID Connect issuers this JSON file names, with
+        /// the rules that map their groups to roles (see README, "Identity").
+        #[arg(long)]
+        oidc: Option<PathBuf>,
+        /// Serve `/metrics` without credentials (for a scraper that cannot send a token).
+        #[arg(long)]
+        public_metrics: bool,
     },
+    /// Who the token this command line sends proves you to be, and what you may do.
+    Whoami,
+    /// API tokens (admin): create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Trail: audit rows, newest first; with --follow, then every new one.
     Audit {
         #[arg(long)]

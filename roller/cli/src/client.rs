@@ -1,9 +1,9 @@
-//! The HTTP client of the roller's and trail's APIs: who is asking (the actor header), how a
-//! refusal becomes one readable error, and server-sent event streams. It knows no command.
+//! The HTTP client of the roller's and trail's APIs: the bearer token it proves itself with,
+//! how a refusal becomes one readable error, and server-sent event streams. It knows no
+//! command.
 
 use anyhow::{bail, Context};
 use futures::{Stream, StreamExt};
-use ionroller_roller::api::ACTOR_HEADER;
 use serde_json::Value;
 use sse_stream::{Sse, SseByteStream};
 
@@ -12,19 +12,27 @@ pub struct Client {
     /// "the roller" or "trail": named when the server cannot be reached.
     name: &'static str,
     http: reqwest::Client,
-    actor: String,
+    /// Sent as `Authorization: Bearer`; the server records who it proves, not who we say.
+    token: Option<String>,
 }
 
 impl Client {
-    pub fn new(base: &str, name: &'static str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, name: &'static str, token: Option<String>) -> anyhow::Result<Self> {
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             name,
             http: reqwest::Client::builder()
                 .build()
                 .context("build the HTTP client")?,
-            actor: whoami(),
+            token,
         })
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -34,11 +42,12 @@ impl Client {
     /// Sends `request` as the actor; a refusal becomes an error with the server's message and
     /// each problem it names.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = request
-            .header(ACTOR_HEADER, &self.actor)
-            .send()
-            .await
-            .with_context(|| format!("reach the roller at {} (is `ionroller up` running? set --server or IONROLLER_URL)", self.base))?;
+        let response = self.authorized(request).send().await.with_context(|| {
+            format!(
+                "reach the roller at {} (is `ionroller up` running? set --server or IONROLLER_URL)",
+                self.base
+            )
+        })?;
         let status = response.status();
         let text = response.text().await.context("read the roller's answer")?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -55,6 +64,10 @@ impl Client {
     /// GET with `query` encoded as the URL's query string.
     pub async fn get_query(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Value> {
         self.send(self.http.get(self.url(path)).query(query)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(self.url(path))).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
@@ -82,7 +95,8 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
-        let response = request
+        let response = self
+            .authorized(request)
             .send()
             .await
             .with_context(|| format!("reach {} at {}", self.name, self.base))?;
@@ -114,25 +128,6 @@ fn refusal(status: reqwest::StatusCode, body: &Value) -> String {
         ));
     }
     out
-}
-
-/// Who is issuing commands: `IONROLLER_ACTOR`, else git's user.email, else $USER.
-fn whoami() -> String {
-    if let Ok(actor) = std::env::var("IONROLLER_ACTOR") {
-        if !actor.is_empty() {
-            return actor;
-        }
-    }
-    let git = std::process::Command::new("git")
-        .args(["config", "user.email"])
-        .output();
-    if let Ok(out) = git {
-        let email = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() && !email.is_empty() {
-            return email;
-        }
-    }
-    std::env::var("USER").unwrap_or_else(|_| "anonymous".into())
 }
 
 #[cfg(test)]

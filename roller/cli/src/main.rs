@@ -11,6 +11,7 @@ use clap::Parser;
 mod args;
 mod client;
 mod commands;
+mod credentials;
 mod jsonc;
 mod output;
 mod render;

@@ -16,6 +16,14 @@ use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::args::CloudKind;
+use crate::credentials::ADMIN_TOKEN_FILE;
+
+/// Who may call the services `up` starts, beyond the tokens in the log.
+pub struct Access {
+    /// OIDC issuers and group rules (a JSON file).
+    pub oidc: Option<PathBuf>,
+    pub public_metrics: bool,
+}
 
 /// Where `up` keeps the event log.
 pub enum StoreChoice {
@@ -35,6 +43,7 @@ pub async fn up(
     listen: &str,
     trail_listen: &str,
     interval: Duration,
+    access: Access,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let store: Arc<dyn EventStore> = match store {
@@ -49,6 +58,11 @@ pub async fn up(
         ),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let auth = Arc::new(ionroller_auth::Authenticator::for_service(
+        store.clone(),
+        access.oidc.as_deref(),
+    )?);
+    let admin_token_line = bootstrap_admin_token(&auth, &data_dir, clock.now()).await?;
     let (driver, cloud_line) = match cloud {
         CloudKind::Sim => {
             let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
@@ -82,6 +96,7 @@ pub async fn up(
          \x20 trail:        http://{trail_addr}/   (dashboard; API under /v1)\n\
          \x20 event store:  {}\n\
          \x20 cloud:        {cloud_line}\n\
+         \x20 admin token:  {admin_token_line}\n\
          \x20 try:          {}\n",
         store.describe(),
         suggestion(cloud),
@@ -96,10 +111,19 @@ pub async fn up(
         store.clone(),
         trail_db,
         trail_listener,
+        ionroller_trail::Access {
+            auth: auth.clone(),
+            public_metrics: access.public_metrics,
+        },
         stopped(stop_rx.clone()),
     ));
     let roller_task = tokio::spawn(ionroller_roller::serve(
-        RollerConfig { interval, clock },
+        RollerConfig {
+            interval,
+            clock,
+            auth,
+            public_metrics: access.public_metrics,
+        },
         store,
         driver,
         listener,
@@ -118,6 +142,47 @@ pub async fn up(
         .context("join the roller")?
         .context("serve the roller's API")?;
     Ok(())
+}
+
+/// On a log with no token yet, creates the admin token and writes it to `admin.token` in the
+/// data dir, readable by its owner only; the CLI reads it from there when the server is local.
+/// Returns what the banner says about it.
+async fn bootstrap_admin_token(
+    auth: &ionroller_auth::Authenticator,
+    data_dir: &std::path::Path,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<String> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let created = auth
+        .bootstrap_admin(now, |secret| write_owner_only(&path, secret))
+        .await
+        .map_err(|e| anyhow::anyhow!("create the first admin token: {e}"))?;
+    Ok(if created {
+        format!(
+            "created, in {} (readable by you only; the CLI finds it there)",
+            path.display()
+        )
+    } else if path.exists() {
+        format!("{}", path.display())
+    } else {
+        "the log already has tokens; use yours (`ionroller token list`)".to_string()
+    })
+}
+
+/// Writes `secret` to `path` with mode 0600, replacing a stale file from an earlier start
+/// whose token never reached the log.
+fn write_owner_only(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // `mode` applies only when the file is created; an older file keeps its mode otherwise.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(format!("{secret}\n").as_bytes())?;
+    file.sync_all()
 }
 
 /// What the banner suggests trying first. On the simulator, the demo config. On AWS, the

@@ -3,8 +3,9 @@
 //! rules (`ionroller_core::handle`) through [`submit`], which appends what they decide.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use ionroller_auth::Identity;
 use ionroller_core::commands::Accepted;
 use ionroller_core::Command;
 use ionroller_shared::config::{
@@ -14,7 +15,7 @@ use ionroller_shared::http::ErrorBody;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::extract::{actor, Body, BodyOrDefault, JsonText, ServicePath};
+use super::extract::{Body, BodyOrDefault, JsonText, ServicePath};
 use super::views::{CommandAccepted, ConfigSaved, ReleaseAccepted};
 use super::{load_existing, submit, ApiError, AppState};
 
@@ -37,7 +38,7 @@ fn command_accepted(accepted: Accepted) -> (StatusCode, Json<CommandAccepted>) {
     put,
     path = "/v1/services/{service}/config",
     tag = "configs",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     request_body(content = ServiceConfig, content_type = "application/json",
         description = "the whole config; see examples/hello.json and `ionroller config init`"),
     responses(
@@ -52,10 +53,10 @@ fn command_accepted(accepted: Accepted) -> (StatusCode, Json<CommandAccepted>) {
 pub async fn put_config(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
     JsonText(body): JsonText,
 ) -> Result<Json<ConfigSaved>, ApiError> {
-    let actor = actor(&headers)?;
+    let actor = caller.actor;
     let config = parse_service_config(&body).map_err(ApiError::invalid)?;
     if let Some(cloud) = &state.cloud {
         let problems = cloud.check_config(&config);
@@ -110,7 +111,7 @@ pub struct ReleaseBody {
     post,
     path = "/v1/services/{service}/releases",
     tag = "commands",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     request_body(content = ReleaseBody, content_type = "application/json"),
     responses(
         (status = 202, description = "accepted: the rollout started", body = ReleaseAccepted),
@@ -125,10 +126,10 @@ pub struct ReleaseBody {
 pub async fn release(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
     Body(body): Body<ReleaseBody>,
 ) -> Accepted202<ReleaseAccepted> {
-    let actor = actor(&headers)?;
+    let actor = caller.actor;
     validate_version(&body.version)?;
     if let Some(reason) = &body.reason {
         validate_reason(reason)?;
@@ -167,7 +168,7 @@ pub struct RollbackBody {
     post,
     path = "/v1/services/{service}/rollback",
     tag = "commands",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     request_body(content = Option<RollbackBody>, content_type = "application/json",
         description = "optional: an empty body means the defaults"),
     responses(
@@ -181,10 +182,10 @@ pub struct RollbackBody {
 pub async fn rollback(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
     BodyOrDefault(body): BodyOrDefault<RollbackBody>,
 ) -> Accepted202<CommandAccepted> {
-    let actor = actor(&headers)?;
+    let actor = caller.actor;
     if let Some(v) = &body.to_version {
         validate_version(v).map_err(|e| ApiError::field("to_version", e.problem))?;
     }
@@ -211,10 +212,10 @@ pub struct ReasonBody {
 async fn on_rollout(
     state: AppState,
     service: String,
-    headers: HeaderMap,
+    caller: Identity,
     command: Command,
 ) -> Accepted202<CommandAccepted> {
-    let actor = actor(&headers)?;
+    let actor = caller.actor;
     load_existing(&state, &service).await?;
     let (accepted, _) = submit(&state, &service, &actor, &command).await?;
     // Only a rollback names a version; these commands answer without one, as they always have.
@@ -228,7 +229,7 @@ async fn on_rollout(
     post,
     path = "/v1/services/{service}/pause",
     tag = "commands",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     request_body(content = Option<ReasonBody>, content_type = "application/json",
         description = "optional: an empty body means no reason"),
     responses(
@@ -242,7 +243,7 @@ async fn on_rollout(
 pub async fn pause(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
     if let Some(reason) = &body.reason {
@@ -251,7 +252,7 @@ pub async fn pause(
     let command = Command::Pause {
         reason: body.reason,
     };
-    on_rollout(state, service, headers, command).await
+    on_rollout(state, service, caller, command).await
 }
 
 /// Resumes a paused rollout.
@@ -259,7 +260,7 @@ pub async fn pause(
     post,
     path = "/v1/services/{service}/resume",
     tag = "commands",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
@@ -271,9 +272,9 @@ pub async fn pause(
 pub async fn resume(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
 ) -> Accepted202<CommandAccepted> {
-    on_rollout(state, service, headers, Command::Resume).await
+    on_rollout(state, service, caller, Command::Resume).await
 }
 
 /// Ends the current wait (canary, test endpoint, pause).
@@ -281,7 +282,7 @@ pub async fn resume(
     post,
     path = "/v1/services/{service}/promote",
     tag = "commands",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
@@ -293,9 +294,9 @@ pub async fn resume(
 pub async fn promote(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
 ) -> Accepted202<CommandAccepted> {
-    on_rollout(state, service, headers, Command::Promote).await
+    on_rollout(state, service, caller, Command::Promote).await
 }
 
 /// Moves traffic back to the previous version.
@@ -303,7 +304,7 @@ pub async fn promote(
     post,
     path = "/v1/services/{service}/abort",
     tag = "commands",
-    params(super::openapi::ServiceParam, super::openapi::ActorHeader),
+    params(super::openapi::ServiceParam),
     request_body(content = Option<ReasonBody>, content_type = "application/json",
         description = "optional: an empty body means no reason"),
     responses(
@@ -317,7 +318,7 @@ pub async fn promote(
 pub async fn abort(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
-    headers: HeaderMap,
+    Extension(caller): Extension<Identity>,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
     if let Some(reason) = &body.reason {
@@ -326,5 +327,5 @@ pub async fn abort(
     let command = Command::Abort {
         reason: body.reason,
     };
-    on_rollout(state, service, headers, command).await
+    on_rollout(state, service, caller, command).await
 }

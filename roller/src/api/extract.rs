@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use ionroller_shared::config::FieldError;
 
-use super::{ApiError, ACTOR_HEADER};
+use super::ApiError;
 
 /// The largest request body the API reads: 256 KiB, far above any real config (the example
 /// is under 1 KiB; Elastic Beanstalk takes 4 KiB of environment variables) and far below the
@@ -31,29 +31,35 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
-/// An optional JSON body: empty means `T::default()`.
+/// An optional JSON body: empty means `T::default()`. A body, or a Content-Type, must be JSON:
+/// a command never runs on a `text/plain` form post, which a browser sends cross-site
+/// without asking (with bearer credentials required this is a second wall, not the first).
 pub struct BodyOrDefault<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned + Default> FromRequest<S> for BodyOrDefault<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        json_content_type(req.headers(), ContentType::Optional)?;
+        let has_content_type = req.headers().contains_key(header::CONTENT_TYPE);
         let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(BodyOrDefault(T::default()));
+        }
+        if !has_content_type {
+            return Err(unsupported("no Content-Type"));
         }
         parse_json(&bytes).map(BodyOrDefault)
     }
 }
 
 /// A JSON document as text, for a parser of its own (the config's, which names every
-/// problem): checked for size, Content-Type and UTF-8 like [`Body`]. A request without a
-/// Content-Type is read as JSON; one that says something else is refused.
+/// problem): checked for size, Content-Type (required, JSON) and UTF-8 like [`Body`].
 pub struct JsonText(pub String);
 
 impl<S: Send + Sync> FromRequest<S> for JsonText {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        json_content_type(req.headers(), ContentType::Optional)?;
+        json_content_type(req.headers(), ContentType::Required)?;
         let bytes = read_body(req, state).await?;
         utf8(&bytes).map(|text| JsonText(text.to_string()))
     }
@@ -190,20 +196,5 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Par
             .await
             .map(|q| Params(q.0))
             .map_err(|e| ApiError::field("query", e.body_text()))
-    }
-}
-
-pub fn actor(headers: &HeaderMap) -> Result<String, ApiError> {
-    match headers.get(ACTOR_HEADER) {
-        None => Ok("anonymous".into()),
-        Some(v) => {
-            let text = v
-                .to_str()
-                .map_err(|_| ApiError::field(ACTOR_HEADER, "must be printable ASCII"))?;
-            if text.is_empty() || text.len() > 200 {
-                return Err(ApiError::field(ACTOR_HEADER, "must be 1 to 200 characters"));
-            }
-            Ok(text.to_string())
-        }
     }
 }

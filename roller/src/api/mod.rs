@@ -6,9 +6,12 @@
 //! - [`reads`]: status, configs, plan, events (SSE), metrics;
 //! - [`extract`]: bodies and headers whose rejections name the field;
 //! - [`ownership`]: load-balancer claims around config saves;
+//! - [`access`]: which permission each route needs (the guard in `ionroller_auth` asks it);
+//! - [`tokens`]: token commands and `whoami`;
 //! - [`sim`]: the simulator's routes, merged only on the simulated cloud;
 //! - [`views`]: the JSON shapes of what the reads return.
 
+mod access;
 mod commands;
 mod error;
 mod extract;
@@ -16,12 +19,15 @@ mod openapi;
 mod ownership;
 mod reads;
 pub mod sim;
+mod tokens;
 pub mod views;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use ionroller_auth::guard::{Guard, Refused};
+use ionroller_auth::Authenticator;
 use ionroller_core::commands::Accepted;
 use ionroller_core::{Command, ServiceState};
 use ionroller_shared::config::validate_service_name;
@@ -36,8 +42,6 @@ use crate::cloud::Cloud;
 use crate::log::{self, Appended};
 use crate::metrics::Metrics;
 
-/// Header naming who sends a command; recorded as the events' actor.
-pub const ACTOR_HEADER: &str = "x-ionroller-actor";
 pub(crate) const COMMAND_RETRIES: usize = 5;
 
 #[derive(Clone)]
@@ -52,11 +56,17 @@ pub struct AppState {
     /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`,
     /// then `Cloud::validate_config`).
     pub cloud: Option<Arc<dyn Cloud>>,
+    /// Who is asking: tokens from the log (and OIDC issuers, when configured).
+    pub auth: Arc<Authenticator>,
+    /// `/metrics` without credentials (for a scraper that cannot send a token).
+    pub public_metrics: bool,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
         AppState {
+            auth: Arc::new(Authenticator::new(store.clone())),
+            public_metrics: false,
             store,
             clock,
             folds: Arc::default(),
@@ -70,6 +80,17 @@ impl AppState {
         self
     }
 
+    /// Authenticates with `auth` (e.g. one that also accepts OIDC tokens).
+    pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn with_public_metrics(mut self, public: bool) -> Self {
+        self.public_metrics = public;
+        self
+    }
+
     /// Configs are also checked against this cloud's requirements when saved.
     pub fn with_cloud(mut self, cloud: Arc<dyn Cloud>) -> Self {
         self.cloud = Some(cloud);
@@ -77,7 +98,35 @@ impl AppState {
     }
 }
 
-pub fn app(state: AppState) -> Router {
+/// The API with `extra` routes (the simulator's), every route behind the guard: see
+/// [`access::roller_rules`] for what each needs.
+pub fn app(state: AppState, extra: Router) -> Router {
+    let metrics = state.metrics.clone();
+    let clock = state.clock.clone();
+    let guard = Guard {
+        auth: state.auth.clone(),
+        rules: if state.public_metrics {
+            access::roller_rules_public_metrics
+        } else {
+            access::roller_rules
+        },
+        now: Arc::new(move || clock.now()),
+        on_refused: Arc::new(move |refused| {
+            match refused {
+                Refused::Unauthenticated => metrics.unauthenticated.inc(),
+                Refused::Forbidden => metrics.forbidden.inc(),
+            };
+        }),
+    };
+    routes(state)
+        .merge(extra)
+        .route_layer(axum::middleware::from_fn_with_state(
+            guard,
+            ionroller_auth::guard::guard,
+        ))
+}
+
+fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(reads::metrics))
@@ -100,6 +149,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/services/{service}/abort", post(commands::abort))
         .route("/v1/services/{service}/plan", get(reads::plan))
         .route("/v1/services/{service}/events", get(reads::events))
+        .route("/v1/whoami", get(tokens::whoami))
+        .route(
+            "/v1/tokens",
+            get(tokens::list_tokens).post(tokens::create_token),
+        )
+        .route("/v1/tokens/{name}", delete(tokens::revoke_token))
         // Bodies are read up to this limit; over it, the extractors answer 413 in the API's
         // error format.
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use utoipa::{IntoParams, OpenApi};
 
-use super::{commands, reads, sim};
+use super::{commands, reads, sim, tokens};
 
 /// The `{service}` path parameter: what `validate_service_name` accepts.
 #[derive(IntoParams)]
@@ -23,16 +23,6 @@ pub struct ServiceParam {
         example = "hello"
     )]
     service: String,
-}
-
-/// The `x-ionroller-actor` header: who sends a command (default `anonymous`).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // read by the derive only: the handlers read the header by name
-pub struct ActorHeader {
-    /// Recorded as the events' actor: 1 to 200 printable ASCII characters.
-    #[param(rename = "x-ionroller-actor", pattern = r"^[!-~]([ -~]{0,198}[!-~])?$")]
-    actor: Option<String>,
 }
 
 // Routes whose handlers live elsewhere or are closures: described here, never called.
@@ -61,8 +51,62 @@ fn metrics() {}
 #[allow(dead_code)]
 fn openapi_json() {}
 
+/// Every route but the open ones takes `Authorization: Bearer <token or OIDC JWT>` and may
+/// answer 401 (no valid credentials) or 403 (the role or scope is missing).
+struct BearerAuth;
+
+const OPEN: [&str; 2] = ["/healthz", "/v1/openapi.json"];
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build();
+        let response = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", error.clone())
+                .build()
+        };
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if OPEN.contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "bearer",
+                    Vec::<String>::new(),
+                )]);
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| response("no valid credentials").into());
+                responses.entry("403".into()).or_insert_with(|| {
+                    response("the caller's role or service scope does not allow this").into()
+                });
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "ionroller roller API",
         version = "1",
@@ -86,6 +130,10 @@ fn openapi_json() {}
         commands::abort,
         reads::plan,
         reads::events,
+        tokens::whoami,
+        tokens::list_tokens,
+        tokens::create_token,
+        tokens::revoke_token,
         sim::sim_alarm,
         sim::sim_fail_env,
         sim::sim_terminate_env,

@@ -36,10 +36,16 @@ use crate::log;
 )]
 pub async fn list_services(
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<ionroller_auth::Identity>,
 ) -> Result<Json<views::ServiceList>, ApiError> {
     let (services, _) = log::discover_services(state.store.as_ref(), None).await?;
+    // Only the services the caller may read: a team's token does not even learn the names of
+    // other teams' services.
     Ok(Json(views::ServiceList {
-        services: services.into_iter().collect(),
+        services: services
+            .into_iter()
+            .filter(|s| caller.can_read(s))
+            .collect(),
     }))
 }
 

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
-use ionroller_roller::api::{app, AppState, ACTOR_HEADER};
+use ionroller_roller::api::{app, AppState};
 use ionroller_roller::clock::{Clock, ManualClock};
 use ionroller_roller::cloud::sim::{SimCloud, SimSettings};
 use ionroller_roller::shell::Roller;
@@ -24,6 +24,8 @@ pub struct World {
     pub sim: SimCloud,
     pub roller: Roller,
     pub router: axum::Router,
+    /// The admin token every call sends, created on the first call.
+    pub token: tokio::sync::OnceCell<String>,
 }
 
 pub fn start() -> DateTime<Utc> {
@@ -48,8 +50,10 @@ impl World {
         let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
         let roller = Roller::new(store.clone(), Arc::new(sim.clone()), dyn_clock.clone())
             .with_metrics(metrics.clone());
-        let router = app(AppState::new(store.clone(), dyn_clock).with_metrics(metrics))
-            .merge(ionroller_roller::api::sim::routes(sim.clone()));
+        let router = app(
+            AppState::new(store.clone(), dyn_clock).with_metrics(metrics),
+            ionroller_roller::api::sim::routes(sim.clone()),
+        );
         World {
             dir,
             store,
@@ -57,7 +61,26 @@ impl World {
             sim,
             roller,
             router,
+            token: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The admin token, created in the log on first use as the first `up` would.
+    pub async fn token(&self) -> String {
+        self.token
+            .get_or_init(|| async {
+                let auth = ionroller_auth::Authenticator::new(self.store.clone());
+                let mut kept = String::new();
+                auth.bootstrap_admin(start(), |secret| {
+                    kept = secret.to_string();
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .await
+                .expect("create the admin token");
+                kept
+            })
+            .await
+            .clone()
     }
 
     /// Calls the API in-process; returns the status and JSON body.
@@ -66,7 +89,7 @@ impl World {
             .method(method)
             .uri(path)
             .header("content-type", "application/json")
-            .header(ACTOR_HEADER, "tester@example.com")
+            .header("authorization", format!("Bearer {}", self.token().await))
             .body(Body::from(body.to_string()))
             .expect("request");
         self.send(request).await
@@ -100,7 +123,10 @@ impl World {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.token().await));
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }

@@ -49,6 +49,8 @@ pub struct Server {
     pub child: Child,
     pub url: String,
     pub trail_url: String,
+    /// The admin token the first `up` on the data dir wrote to `admin.token`.
+    pub token: String,
 }
 
 impl Server {
@@ -104,10 +106,15 @@ impl Server {
         let (url, trail_url) = (url.unwrap_or_default(), trail_url.unwrap_or_default());
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
+        let token = std::fs::read_to_string(data_dir.join("admin.token"))
+            .expect("ionroller up wrote its admin token")
+            .trim()
+            .to_string();
         Server {
             child,
             url,
             trail_url,
+            token,
         }
     }
 
@@ -123,7 +130,7 @@ impl Server {
             .args(args)
             .env("IONROLLER_URL", &self.url)
             .env("IONROLLER_TRAIL_URL", &self.trail_url)
-            .env("IONROLLER_ACTOR", "e2e@example.com")
+            .env("IONROLLER_TOKEN", &self.token)
             .output()
             .expect("run the ionroller CLI")
     }
@@ -144,7 +151,7 @@ impl Server {
         Command::new(binary())
             .args(args)
             .env("IONROLLER_URL", &self.url)
-            .env("IONROLLER_ACTOR", "e2e@example.com")
+            .env("IONROLLER_TOKEN", &self.token)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -152,15 +159,28 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let response = reqwest::get(format!("{}{path}", self.url))
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
             .await
             .expect("GET");
         response.json().await.expect("JSON answer")
     }
 
+    /// A request to `url` (either service) carrying the admin token.
+    pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth(&self.token)
+    }
+
     /// GET from trail.
     pub async fn trail(&self, path: &str) -> Value {
-        let response = reqwest::get(format!("{}{path}", self.trail_url))
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.trail_url))
+            .bearer_auth(&self.token)
+            .send()
             .await
             .expect("GET trail");
         response.json().await.expect("JSON answer from trail")
@@ -169,12 +189,38 @@ impl Server {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
             .json(&body)
             .send()
             .await
             .expect("POST");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Trail's audit rows of `service`, once trail has at least one (waits up to `secs`).
+    pub async fn trail_rows(&self, service: &str, secs: u64) -> Vec<Value> {
+        self.trail_rows_matching(&format!("/v1/audit?service={service}&limit=500"), secs)
+            .await
+    }
+
+    /// Trail's audit rows of one event type, once there is one (waits up to `secs`).
+    pub async fn trail_rows_of_type(&self, event_type: &str, secs: u64) -> Vec<Value> {
+        self.trail_rows_matching(&format!("/v1/audit?type={event_type}&limit=500"), secs)
+            .await
+    }
+
+    async fn trail_rows_matching(&self, path: &str, secs: u64) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let page = self.trail(path).await;
+            let rows = page["rows"].as_array().cloned().unwrap_or_default();
+            if !rows.is_empty() {
+                return rows;
+            }
+            assert!(Instant::now() < deadline, "no audit rows at {path}: {page}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Polls the service status until `done` holds (or panics after `secs`).

@@ -4,6 +4,7 @@
 pub(crate) mod config;
 mod rollout;
 mod sim;
+mod tokens;
 mod trail;
 
 use std::time::Duration;
@@ -17,8 +18,9 @@ use crate::up::{up, StoreChoice};
 /// Runs `cli`'s command; the exit code is the command's verdict (e.g. 1 for a rolled-back
 /// release), an error is a failure to carry it out.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let roller = Client::new(&cli.server, "the roller")?;
-    let trail = Client::new(&cli.trail, "trail")?;
+    let token = crate::credentials::find_token(cli.token, &cli.server)?;
+    let roller = Client::new(&cli.server, "the roller", token.clone())?;
+    let trail = Client::new(&cli.trail, "trail", token)?;
     match cli.command {
         Command::Up {
             data_dir,
@@ -28,6 +30,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             listen,
             interval_ms,
             trail_listen,
+            oidc,
+            public_metrics,
         } => {
             let store = match postgres {
                 Some(url) => StoreChoice::Postgres {
@@ -43,6 +47,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 &listen,
                 &trail_listen,
                 Duration::from_millis(interval_ms),
+                crate::up::Access {
+                    oidc,
+                    public_metrics,
+                },
             )
             .await?;
             Ok(0)
@@ -68,6 +76,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::At { service, time } => trail::at(&trail, &service, &time).await,
         Command::Report { since, service } => trail::report(&trail, since, service).await,
         Command::Verify => trail::verify(&trail).await,
+        Command::Whoami => tokens::whoami(&roller).await,
+        Command::Token(command) => tokens::run(&roller, command).await,
         Command::Config(c) => config::run(&roller, c).await,
         Command::Release {
             service,

@@ -1,0 +1,121 @@
+//! `ionroller whoami` and `ionroller token create|list|revoke`.
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use crate::args::TokenCommand;
+use crate::client::Client;
+use crate::output::line;
+
+pub async fn whoami(roller: &Client) -> anyhow::Result<i32> {
+    let me = roller.get("/v1/whoami").await?;
+    line(me["actor"].as_str().unwrap_or("?"))?;
+    for grant in me["grants"].as_array().into_iter().flatten() {
+        line(format!("  {}", grant_text(grant)))?;
+    }
+    if me["grants"].as_array().is_none_or(|g| g.is_empty()) {
+        line("  no grants: this identity may do nothing")?;
+    }
+    Ok(0)
+}
+
+pub async fn run(roller: &Client, command: TokenCommand) -> anyhow::Result<i32> {
+    match command {
+        TokenCommand::Create {
+            name,
+            role,
+            services,
+            expires,
+        } => {
+            let expires_at = match expires {
+                Some(text) => {
+                    let after = humantime::parse_duration(&text).with_context(|| {
+                        format!("--expires {text:?}: a duration such as 90d or 12h")
+                    })?;
+                    let after = chrono::Duration::from_std(after)
+                        .context("--expires: too far in the future")?;
+                    Some(chrono::Utc::now() + after)
+                }
+                None => None,
+            };
+            let body = json!({
+                "name": name,
+                "role": role,
+                "services": services,
+                "expires_at": expires_at,
+            });
+            let created = roller.post("/v1/tokens", &body).await?;
+            line(format!("created {}", token_text(&created["token"])))?;
+            line("its secret, shown this once (send it as IONROLLER_TOKEN or --token):")?;
+            line(created["secret"].as_str().unwrap_or("?"))?;
+        }
+        TokenCommand::List => {
+            let list = roller.get("/v1/tokens").await?;
+            for token in list["tokens"].as_array().into_iter().flatten() {
+                line(token_text(token))?;
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            let revoked = roller.delete(&format!("/v1/tokens/{name}")).await?;
+            line(format!("revoked {}", token_text(&revoked)))?;
+        }
+    }
+    Ok(0)
+}
+
+fn grant_text(grant: &Value) -> String {
+    let services: Vec<&str> = grant["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "{} on {}",
+        grant["role"].as_str().unwrap_or("?"),
+        if services.is_empty() {
+            "every service".to_string()
+        } else {
+            services.join(", ")
+        }
+    )
+}
+
+/// One line per token: name, state, grant, creator, expiry. Never a secret: the server has none.
+fn token_text(token: &Value) -> String {
+    let text = |k: &str| token[k].as_str().unwrap_or("").to_string();
+    let mut out = format!(
+        "{} [{}] {}, created by {} at {}",
+        text("name"),
+        text("state"),
+        grant_text(token),
+        text("created_by"),
+        text("created_at"),
+    );
+    if let Some(at) = token["expires_at"].as_str() {
+        out.push_str(&format!(", expires {at}"));
+    }
+    if let Some(at) = token["revoked_at"].as_str() {
+        out.push_str(&format!(", revoked {at}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_line_names_its_grant_and_state() {
+        let token = json!({
+            "name": "ci", "state": "active", "role": "deployer", "services": ["payments-*"],
+            "created_by": "admin via token 1a2b3c4d", "created_at": "2026-11-30T10:00:00Z",
+            "expires_at": "2027-02-28T10:00:00Z", "revoked_at": null
+        });
+        assert_eq!(
+            token_text(&token),
+            "ci [active] deployer on payments-*, created by admin via token 1a2b3c4d at \
+             2026-11-30T10:00:00Z, expires 2027-02-28T10:00:00Z"
+        );
+    }
+}
