@@ -615,3 +615,27 @@ async fn a_config_the_cloud_refuses_or_cannot_check_is_not_saved() {
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
     }
 }
+
+/// The log keeps every config forever: a value that looks like a credential is refused with a
+/// 400 naming its field and pointing at `secrets`, and the answer never repeats the value.
+#[tokio::test]
+async fn a_credential_looking_env_value_is_a_400_naming_the_field_and_not_saved() {
+    let w = World::create();
+    let key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    let config = HELLO.replace(
+        "\"GREETING\": \"hello\"",
+        &format!("\"AWS_SECRET_ACCESS_KEY\": \"{key}\""),
+    );
+    let (status, body) = w.call("PUT", "/v1/services/hello/config", &config).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (field, problem) = first_problem(&body);
+    assert_eq!(field, "env.AWS_SECRET_ACCESS_KEY", "{body}");
+    assert!(problem.contains("AWS secret access key"), "{problem}");
+    assert!(problem.contains("\"secrets\""), "{problem}");
+    assert!(
+        !body.to_string().contains(key),
+        "the value is echoed: {body}"
+    );
+    let (status, _) = w.call("GET", "/v1/services/hello", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+}

@@ -352,3 +352,55 @@ async fn rollback_to_a_version_that_never_served_is_refused_with_the_choices() {
     w.tick(1).await;
     assert!(w.status().await["rollout"].is_null());
 }
+
+/// Secrets are references: the config, its events and the cloud hold the ARN, and the
+/// simulated cloud records it on the environment as Elastic Beanstalk records its environment
+/// secrets.
+#[tokio::test]
+async fn secrets_reach_the_cloud_as_references() {
+    let arn = "arn:aws:ssm:us-east-1:111122223333:parameter/hello/db-password";
+    let config = no_waits().replace(
+        "\"run_args\"",
+        &format!("\"secrets\": {{ \"DB_PASSWORD\": \"{arn}\" }}, \"run_args\""),
+    );
+    let w = serving_v1(&config).await;
+    let status = w.status().await;
+    let environment = status["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["version"] == "v1")
+        .and_then(|e| e["name"].as_str())
+        .unwrap_or_else(|| panic!("no v1 environment: {status:#}"))
+        .to_string();
+    let recorded = w.sim.environment_secrets(&environment).expect("recorded");
+    assert_eq!(
+        recorded.get("DB_PASSWORD").map(String::as_str),
+        Some(arn),
+        "{recorded:?}"
+    );
+    let (_, saved) = w.call("GET", "/v1/services/hello/config", "").await;
+    assert_eq!(saved["config"]["secrets"]["DB_PASSWORD"], arn, "{saved}");
+    let log = w
+        .store
+        .read_all(
+            None,
+            1000,
+            &ionroller_shared::store::ReadFilter::stream_prefix("service:hello"),
+        )
+        .await
+        .expect("read the log");
+    let intent = log
+        .iter()
+        .find(|e| {
+            e.data.to_string().contains("create_environment")
+                || e.data.to_string().contains("create-environment")
+        })
+        .unwrap_or_else(|| panic!("no create-environment intent in {log:?}"));
+    assert_eq!(
+        intent.data.to_string().matches(arn).count(),
+        1,
+        "the intent carries the reference: {}",
+        intent.data
+    );
+}

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::secrets::SECRETS_NAMESPACE;
+use crate::secrets::{looks_like_credential, parse_secret_ref, use_a_reference_instead};
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConfig {
@@ -23,8 +26,18 @@ pub struct ServiceConfig {
     pub image: String,
     #[serde(default)]
     pub port_mappings: Vec<PortMapping>,
+    /// Environment variables, in clear: they are stored in the log (kept forever) and shown
+    /// in configs, events and trail's audit. A value that looks like a credential is refused;
+    /// put it in `secrets` instead.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values Elastic Beanstalk fetches from AWS Secrets Manager
+    /// or SSM Parameter Store when an instance starts: variable name → the secret's or
+    /// parameter's ARN (`arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-AbCdEf`, optionally
+    /// `:JSON_KEY` after it, or `arn:aws:ssm:REGION:ACCOUNT:parameter/NAME`). ionroller stores
+    /// and shows only these references, never the values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     #[serde(default)]
     pub run_args: Vec<String>,
     pub instances: InstanceConfig,
@@ -693,14 +706,65 @@ impl ServiceConfig {
                 );
             }
         }
-        for key in self.env.keys() {
-            let ok = key.len() <= MAX_ENV_NAME
-                && key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+        for (field, keys) in [("env", &self.env), ("secrets", &self.secrets)] {
+            for key in keys.keys() {
+                if !valid_env_name(key) {
+                    bad(
+                        &format!("{field}.{}", shown(key)),
+                        format!("variable names use 1 to {MAX_ENV_NAME} ASCII letters, digits and _, not starting with a digit"),
+                    );
+                }
+            }
+        }
+        // No value is ever repeated in these problems: it may be a credential.
+        for (name, value) in &self.env {
+            if let Some(found) = looks_like_credential(name, value) {
                 bad(
-                    &format!("env.{}", shown(key)),
-                    format!("variable names use 1 to {MAX_ENV_NAME} ASCII letters, digits and _, not starting with a digit"),
+                    &format!("env.{}", shown(name)),
+                    format!(
+                        "looks like {found}; {}",
+                        use_a_reference_instead(&shown(name))
+                    ),
+                );
+            }
+        }
+        for (i, arg) in self.run_args.iter().take(MAX_LIST).enumerate() {
+            if let Some(found) = looks_like_credential(arg, arg) {
+                bad(
+                    &format!("run_args[{i}]"),
+                    format!("looks like {found}; pass it as an environment variable named in \"secrets\" instead (the log keeps every config forever)"),
+                );
+            }
+        }
+        for (name, arn) in &self.secrets {
+            if let Err(why) = parse_secret_ref(arn) {
+                bad(&format!("secrets.{}", shown(name)), why);
+            }
+            if self.env.contains_key(name) {
+                bad(
+                    &format!("secrets.{}", shown(name)),
+                    "is also set in env; a variable comes either from env or from a secret, not both".into(),
+                );
+            }
+        }
+        for (i, o) in self.aws.option_settings.iter().take(MAX_LIST).enumerate() {
+            let field = format!("aws.option_settings[{i}].value");
+            if o.namespace == SECRETS_NAMESPACE {
+                if let Err(why) = parse_secret_ref(&o.value) {
+                    bad(&field, why);
+                }
+            } else if let Some(found) = looks_like_credential(&o.option_name, &o.value) {
+                let hint = if o.namespace == ENV_NAMESPACE {
+                    use_a_reference_instead(&shown(&o.option_name))
+                } else {
+                    "the log keeps every config forever; keep credentials in AWS Secrets Manager or SSM Parameter Store".to_string()
+                };
+                bad(&field, format!("looks like {found}; {hint}"));
+            }
+            if o.namespace == ENV_NAMESPACE && self.secrets.contains_key(&o.option_name) {
+                bad(
+                    &format!("aws.option_settings[{i}]"),
+                    format!("sets {} in {ENV_NAMESPACE}, which secrets also names; a variable comes either from env or from a secret, not both", shown(&o.option_name)),
                 );
             }
         }
@@ -812,6 +876,7 @@ impl ServiceConfig {
             ("rollout.steps", r.steps.len()),
             ("rollout.alarms", r.alarms.len()),
             ("aws.option_settings", self.aws.option_settings.len()),
+            ("secrets", self.secrets.len()),
         ] {
             if len > MAX_LIST {
                 let why = if field == "rollout.alarms" {
@@ -850,6 +915,14 @@ pub const ENV_NAMESPACE: &str = "aws:elasticbeanstalk:application:environment";
 
 /// Elastic Beanstalk's longest environment property name.
 pub const MAX_ENV_NAME: usize = 128;
+
+/// An environment variable's name, in `env` or `secrets`: 1 to [`MAX_ENV_NAME`] ASCII letters,
+/// digits and `_`, not starting with a digit.
+pub fn valid_env_name(name: &str) -> bool {
+    (1..=MAX_ENV_NAME).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
 
 /// The size Elastic Beanstalk counts against [`ENV_PROPERTIES_MAX_BYTES`]: each environment
 /// property as `NAME=value`, from `env` and the `aws.option_settings` in [`ENV_NAMESPACE`]
@@ -1192,6 +1265,111 @@ mod tests {
         });
         let fields: Vec<String> = config.validate().into_iter().map(|p| p.field).collect();
         assert_eq!(fields, ["env"]);
+    }
+
+    const DB_SECRET: &str = "arn:aws:secretsmanager:us-east-1:111122223333:secret:hello/db-AbCd12";
+
+    /// The example with `secrets` beside `env` (a JSON object literal's text).
+    fn with_secrets(secrets: &str) -> String {
+        EXAMPLE.replace(
+            "\"run_args\"",
+            &format!("\"secrets\": {secrets},\n  \"run_args\""),
+        )
+    }
+
+    #[test]
+    fn secrets_are_references_by_variable_name() {
+        let config = parse_service_config(&with_secrets(&format!(
+            "{{ \"DB_PASSWORD\": {}, \"API_KEY\": \"arn:aws:ssm:us-east-1:111122223333:parameter/hello/api-key\" }}",
+            json(DB_SECRET)
+        )))
+        .expect("valid references");
+        assert_eq!(config.secrets["DB_PASSWORD"], DB_SECRET);
+        assert_eq!(config.secrets.len(), 2);
+        for (secrets, field) in [
+            ("{ \"DB_PASSWORD\": \"hunter2\" }", "secrets.DB_PASSWORD"),
+            (
+                "{ \"DB\": \"arn:aws:secretsmanager:us-east-1:111122223333:secret:hello/db\" }",
+                "secrets.DB",
+            ),
+            (
+                &format!("{{ \"1DB\": {} }}", json(DB_SECRET)),
+                "secrets.1DB",
+            ),
+            (
+                &format!("{{ \"GREETING\": {} }}", json(DB_SECRET)),
+                "secrets.GREETING",
+            ),
+        ] {
+            assert_eq!(refused(&with_secrets(secrets)), [field], "{secrets}");
+        }
+        assert!(problem_of(
+            &with_secrets("{ \"GREETING\": \"arn:aws:ssm:us-east-1:111122223333:parameter/g\" }"),
+            "secrets.GREETING"
+        )
+        .contains("also set in env"));
+        let many: Vec<String> = (0..101)
+            .map(|i| format!("\"S{i}\": {}", json(DB_SECRET)))
+            .collect();
+        assert_eq!(
+            refused(&with_secrets(&format!("{{ {} }}", many.join(", ")))),
+            ["secrets"]
+        );
+    }
+
+    #[test]
+    fn a_config_without_secrets_stores_as_it_did() {
+        let config = parse_service_config(EXAMPLE).unwrap();
+        let stored = serde_json::to_value(&config).unwrap();
+        assert!(stored.get("secrets").is_none(), "{stored}");
+    }
+
+    #[test]
+    fn credential_looking_values_are_refused_naming_the_field_without_the_value() {
+        let key = "AKIAIOSFODNN7EXAMPLE";
+        let in_env = EXAMPLE.replace("\"hello\" }", &format!("{} }}", json(key)));
+        assert_eq!(refused(&in_env), ["env.GREETING"]);
+        let problem = problem_of(&in_env, "env.GREETING");
+        assert!(problem.contains("AWS access key id"), "{problem}");
+        assert!(problem.contains("\"secrets\": {\"GREETING\""), "{problem}");
+        assert!(!problem.contains(key), "{problem}");
+        let in_args = EXAMPLE.replace("--log-format=json", &format!("--token={key}"));
+        assert_eq!(refused(&in_args), ["run_args[0]"]);
+        let mut config = parse_service_config(EXAMPLE).unwrap();
+        config.aws.option_settings = vec![
+            OptionSetting {
+                namespace: ENV_NAMESPACE.into(),
+                option_name: "TOKEN".into(),
+                value: "ghp_0123456789abcdefghijABCDEFGHIJ012345".into(),
+            },
+            OptionSetting {
+                namespace: SECRETS_NAMESPACE.into(),
+                option_name: "DB".into(),
+                value: "not-an-arn".into(),
+            },
+            OptionSetting {
+                namespace: SECRETS_NAMESPACE.into(),
+                option_name: "OK".into(),
+                value: DB_SECRET.into(),
+            },
+        ];
+        let fields: Vec<String> = config.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "aws.option_settings[0].value",
+                "aws.option_settings[1].value"
+            ]
+        );
+    }
+
+    #[test]
+    fn stored_configs_with_credentials_or_bad_references_still_decode() {
+        let stored = with_secrets("{ \"DB\": \"hunter2\" }")
+            .replace("\"hello\" }", "\"AKIAIOSFODNN7EXAMPLE\" }");
+        assert!(parse_service_config(&stored).is_err());
+        let config: ServiceConfig = serde_json::from_str(&stored).expect("still decodes");
+        assert_eq!(config.secrets["DB"], "hunter2");
     }
 
     #[test]

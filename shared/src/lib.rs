@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`events`]: the event schema every stream holds, and the names of the streams;
 //! - [`config`]: a service's config, and every rule a person's config must meet;
+//! - [`secrets`]: references to secrets kept outside the log, and the check that refuses
+//!   plain values that look like credentials;
 //! - [`cloud`]: the roller's one door to the cloud (the `Cloud` trait);
 //! - [`store`]: the append-only event log's contract. [`store::EventStore`] is the one trait
 //!   every backend implements (the backends live in `stores/sqlite` and `stores/postgres`);
@@ -13,4 +15,5 @@ pub mod cloud;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod secrets;
 pub mod store;

@@ -78,6 +78,16 @@ ENVIRONMENT_TAG_LIMIT = 47
 # EB's documented limit on environment properties, counted as "key=value" strings.
 ENV_PROPERTIES_MAX_BYTES = 4096
 ENV_NAMESPACE = "aws:elasticbeanstalk:application:environment"
+# Environment secrets (platform versions from 26 March 2025): the option name is the variable's
+# name, the value the ARN of a Secrets Manager secret or an SSM parameter, which EB fetches as
+# each instance boots. EB checks the ARN's form, not that the secret exists or that the
+# instance profile may read it (that fails at launch, on the instance).
+SECRETS_NAMESPACE = "aws:elasticbeanstalk:application:environmentsecrets"
+SECRET_ARN_RE = re.compile(
+    r"^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9]+(-[a-z0-9]+){2,}:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}(:[^:]+)?$")
+PARAMETER_ARN_RE = re.compile(
+    r"^arn:aws(-[a-z]+)*:ssm:[a-z0-9]+(-[a-z0-9]+){2,}:\d{12}:parameter/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 INSTANCE_PROFILE = ("aws:autoscaling:launchconfiguration", "IamInstanceProfile")
 # The EC2 instance types EB offers for its instances (the ValueOptions of
 # aws:autoscaling:launchconfiguration InstanceType in DescribeConfigurationOptions).
@@ -186,7 +196,7 @@ OPTIONS = {
     },
     # Environment properties, secrets and static files: the option names are the user's own.
     ENV_NAMESPACE: {},
-    "aws:elasticbeanstalk:application:environmentsecrets": {},
+    SECRETS_NAMESPACE: {},
     "aws:elasticbeanstalk:environment:proxy:staticfiles": {},
     "aws:elasticbeanstalk:cloudwatch:logs": {
         "StreamLogs": option(default="false", values=BOOL),
@@ -312,7 +322,7 @@ OPTIONS = {
     },
 }
 # Namespaces whose option names the user chooses (EB describes none of them for a stack).
-FREE_FORM = {ENV_NAMESPACE, "aws:elasticbeanstalk:application:environmentsecrets",
+FREE_FORM = {ENV_NAMESPACE, SECRETS_NAMESPACE,
              "aws:elasticbeanstalk:environment:proxy:staticfiles"}
 NAMESPACES = set(OPTIONS)
 
@@ -1005,6 +1015,16 @@ def value_problem(description, value):
     return None
 
 
+def secret_problem(name, value):
+    """Why an environment secret is refused, or None: its name must be an environment
+    variable's, its value the ARN of a Secrets Manager secret or an SSM parameter."""
+    if not ENV_NAME_RE.match(name):
+        return "the option name must be an environment variable name"
+    if not (SECRET_ARN_RE.match(value) or PARAMETER_ARN_RE.match(value)):
+        return "the value must be the ARN of a Secrets Manager secret or a Systems Manager parameter"
+    return None
+
+
 def check_option_settings(options):
     """What EB's configuration validation refuses of the settings the driver sends: what
     DescribeConfigurationOptions does not describe, or a value its description does not allow."""
@@ -1018,6 +1038,8 @@ def check_option_settings(options):
                            f"Configuration validation exception: Invalid option specification (Namespace: "
                            f"'{ns}', OptionName: '{name}'): Unknown configuration setting.")
         why = None if ns in FREE_FORM else value_problem(OPTIONS[ns][name], value)
+        if ns == SECRETS_NAMESPACE:
+            why = secret_problem(name, value)
         if why is not None:
             raise ApiError("ConfigurationValidationException",
                            f"Configuration validation exception: Invalid option value: '{value}' "
@@ -1062,7 +1084,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/standin/state":
             with self.beanstalk.lock:
                 out = [dict(name=e["name"], id=e["id"], app=e["app"], version=e["version"],
-                            status=self.beanstalk.status(e)[0], tags=e["tags"], asg=e["asg"])
+                            status=self.beanstalk.status(e)[0], tags=e["tags"], asg=e["asg"],
+                            secrets={name: value for (ns, name), value in e["settings"].items()
+                                     if ns == SECRETS_NAMESPACE})
                        for e in self.beanstalk.environments.values()]
             return self.reply(200, json.dumps(out), "application/json")
         self.reply(404, error_xml(ApiError("NotFound", "GET is not part of the query protocol", 404)))

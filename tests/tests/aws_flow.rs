@@ -121,6 +121,10 @@ async fn aws_release_on_an_alb_moves_listener_weights_by_steps() {
     let mut config = config_for(&f, &[]);
     config["endpoint"]["load_balancer"] = json!({ "kind": "alb", "name": alb.listener });
     config["aws"]["role_arn"] = json!("arn:aws:iam::123456789012:role/ionroller-deployer");
+    // A secret goes to Elastic Beanstalk as a reference in its own namespace (the stand-in
+    // checks the ARN's form, as EB does); its value is never in the log.
+    let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:alb/db-AbCd12";
+    config["secrets"] = json!({ "DB_PASSWORD": secret });
     save_config(&server, dir.path(), &service, &config);
     let listener = alb.listener.clone();
     let f = &f;
@@ -131,6 +135,14 @@ async fn aws_release_on_an_alb_moves_listener_weights_by_steps() {
     .await;
     let (_, healthy) = f.alb_share_of(&alb.listener, &v2).await.expect("share");
     assert_eq!(healthy, 2, "v2's target group has both instances, healthy");
+    let secrets = ionroller_aws::testkit::environment_secrets(&v2)
+        .await
+        .expect("the stand-in's record of v2");
+    assert_eq!(
+        secrets.get("DB_PASSWORD").map(String::as_str),
+        Some(secret),
+        "{secrets:?}"
+    );
     let calls = sts.calls();
     assert!(
         calls.get("AssumeRole").copied().unwrap_or(0) >= 1,

@@ -1,6 +1,8 @@
 //! What the driver asks Elastic Beanstalk for, computed from the config. Pure.
 
-use ionroller_shared::config::{FieldError, LoadBalancerKind, ServiceConfig, ENV_NAMESPACE};
+use ionroller_shared::config::{
+    FieldError, LoadBalancerKind, ServiceConfig, ENV_NAMESPACE, SECRETS_NAMESPACE,
+};
 
 /// Tag keys on every environment ionroller creates.
 pub const TAG_SERVICE: &str = "ionroller:service";
@@ -163,8 +165,8 @@ pub fn bundle_key(service: &str, label: &str) -> String {
     format!("ionroller/{service}/{label}.zip")
 }
 
-/// Elastic Beanstalk option settings: instance type and counts, env vars and the health
-/// check from their own config fields, then the config's raw `aws.option_settings`, which
+/// Elastic Beanstalk option settings: instance type and counts, env vars, secret references
+/// and the health check from their own config fields, then the config's raw `aws.option_settings`, which
 /// win where they name the same option (as ION-Roller's `eb.settings` did).
 pub fn option_settings(config: &ServiceConfig) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = Vec::new();
@@ -194,6 +196,11 @@ pub fn option_settings(config: &ServiceConfig) -> Vec<(String, String, String)> 
     );
     for (name, value) in &config.env {
         set(ENV_NAMESPACE, name, value.clone());
+    }
+    // Only the reference is sent: Elastic Beanstalk fetches the value while each instance
+    // boots, with the instance profile's permissions.
+    for (name, arn) in &config.secrets {
+        set(SECRETS_NAMESPACE, name, arn.clone());
     }
     for o in &config.aws.option_settings {
         set(&o.namespace, &o.option_name, o.value.clone());
@@ -289,12 +296,37 @@ mod tests {
             get("aws:elasticbeanstalk:application:environment", "GREETING"),
             ["hello"]
         );
+        assert!(get(SECRETS_NAMESPACE, "GREETING").is_empty());
         assert_eq!(
             get(
                 "aws:elasticbeanstalk:application",
                 "Application Healthcheck URL"
             ),
             ["/health"]
+        );
+    }
+
+    #[test]
+    fn secrets_go_to_elastic_beanstalk_as_references_in_their_own_namespace() {
+        let mut config = example();
+        let arn = "arn:aws:ssm:us-east-1:111122223333:parameter/hello/db-password";
+        config.secrets.insert("DB_PASSWORD".into(), arn.into());
+        let settings = option_settings(&config);
+        let sent: Vec<_> = settings
+            .iter()
+            .filter(|(_, name, _)| name == "DB_PASSWORD")
+            .collect();
+        assert_eq!(
+            sent,
+            [&(
+                SECRETS_NAMESPACE.to_string(),
+                "DB_PASSWORD".to_string(),
+                arn.to_string()
+            )]
+        );
+        assert_eq!(
+            SECRETS_NAMESPACE,
+            "aws:elasticbeanstalk:application:environmentsecrets"
         );
     }
 

@@ -622,6 +622,32 @@ pub async fn rebuild_environment(environment: &str) -> Result<(), String> {
     standin_control(&format!("rebuild?environment={environment}")).await
 }
 
+/// The environment secrets (variable name → ARN) that the EB stand-in recorded for an
+/// environment at CreateEnvironment (its test-only state endpoint).
+pub async fn environment_secrets(
+    environment: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")
+        .map_err(|_| "AWS_ENDPOINT_URL_ELASTIC_BEANSTALK is not set")?;
+    let state: serde_json::Value = reqwest::Client::new()
+        .get(format!("{endpoint}/standin/state"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("stand-in state: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("stand-in state: {e}"))?;
+    let env = state
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == environment)
+        .ok_or_else(|| format!("the stand-in has no environment {environment}"))?;
+    serde_json::from_value(env["secrets"].clone())
+        .map_err(|e| format!("stand-in secrets of {environment}: {e}"))
+}
+
 async fn standin_control(what: &str) -> Result<(), String> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")
         .map_err(|_| "AWS_ENDPOINT_URL_ELASTIC_BEANSTALK is not set")?;

@@ -62,6 +62,10 @@ struct SimEnvironment {
     /// environments created afterwards, as a slower AMI would.
     #[serde(default)]
     timings: Option<SimSettings>,
+    /// The secret references (variable name → ARN) it was created with, as Elastic Beanstalk
+    /// records its environment secrets: never a value, which EB would fetch at boot.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    secrets: BTreeMap<String, String>,
 }
 
 impl SimEnvironment {
@@ -209,6 +213,16 @@ impl SimCloud {
     /// How many environments were really created (not found already existing).
     pub fn creations(&self) -> u64 {
         self.state.lock().map(|s| s.creations).unwrap_or(0)
+    }
+
+    /// The secret references an environment was created with (variable name → ARN).
+    pub fn environment_secrets(&self, environment: &str) -> Option<BTreeMap<String, String>> {
+        self.state
+            .lock()
+            .ok()?
+            .environments
+            .get(environment)
+            .map(|e| e.secrets.clone())
     }
 
     /// Names of the live environments of a service.
@@ -370,6 +384,7 @@ impl Cloud for SimCloud {
                         failing,
                         terminated_at: None,
                         timings: Some(s.settings.clone()),
+                        secrets: config.secrets.clone(),
                     },
                 );
                 s.creations += 1;

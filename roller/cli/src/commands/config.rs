@@ -67,6 +67,21 @@ mod tests {
     }
 
     #[test]
+    fn the_template_s_commented_secret_is_a_valid_reference() {
+        let line = TEMPLATE
+            .lines()
+            .find(|l| l.trim_start().starts_with("// \"secrets\""))
+            .expect("the template shows secrets");
+        let uncommented = TEMPLATE
+            .replace(line, line.replacen("// ", "", 1).as_str())
+            .replace("SERVICE", "hello");
+        let json = jsonc::to_json(&uncommented).expect("parses");
+        let config = ionroller_shared::config::parse_service_config(&json)
+            .unwrap_or_else(|e| panic!("the secret is refused: {e:?}"));
+        assert_eq!(config.secrets.len(), 1);
+    }
+
+    #[test]
     fn the_example_config_parses() {
         let text = include_str!("../../../../examples/hello.json");
         let json = jsonc::to_json(text).expect("hello.json parses");
