@@ -152,11 +152,21 @@ async fn both_services_conform_to_their_openapi_documents() {
     let trail_reports = dir.path().join("trail-report");
     std::fs::create_dir_all(&roller_reports).expect("report dir");
     std::fs::create_dir_all(&trail_reports).expect("report dir");
-    let (url, trail_url, token) = (
-        server.url.clone(),
-        server.trail_url.clone(),
-        server.token.clone(),
-    );
+    // A token of its own, under a name no generated case will hit: schemathesis also
+    // exercises `DELETE /v1/tokens/{name}`, and must not revoke the token it runs with.
+    let created = server.cli_ok(&[
+        "token",
+        "create",
+        "conformance-runner-3f9c2a",
+        "--role",
+        "admin",
+    ]);
+    let token = created
+        .lines()
+        .find(|l| l.starts_with("ionr_"))
+        .expect("the new token's secret")
+        .to_string();
+    let (url, trail_url) = (server.url.clone(), server.trail_url.clone());
     // schemathesis blocks for minutes: off the runtime's workers.
     tokio::task::spawn_blocking(move || {
         fuzz(&schemathesis, "the roller", &url, &token, &roller_reports);

@@ -686,10 +686,20 @@ fn metrics_doc() {}
 #[allow(dead_code)]
 fn openapi_doc() {}
 
+/// Every route but the page, `/healthz` and this document takes a bearer token.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        ionroller_shared::http::document_bearer_auth(doc, &["/", "/healthz", "/v1/openapi.json"]);
+    }
+}
+
 /// Trail's OpenAPI 3.1 document, generated from the handlers' `#[utoipa::path]` attributes and
 /// the types they answer with.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "ionroller trail API",
         version = "1",

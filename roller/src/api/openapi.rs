@@ -51,56 +51,12 @@ fn metrics() {}
 #[allow(dead_code)]
 fn openapi_json() {}
 
-/// Every route but the open ones takes `Authorization: Bearer <token or OIDC JWT>` and may
-/// answer 401 (no valid credentials) or 403 (the role or scope is missing).
+/// Every route but `/healthz` and this document takes a bearer token, and may answer 401/403.
 struct BearerAuth;
-
-const OPEN: [&str; 2] = ["/healthz", "/v1/openapi.json"];
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{
-            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-        };
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        let error = ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("ErrorBody")))
-            .build();
-        let response = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content("application/json", error.clone())
-                .build()
-        };
-        for (path, item) in doc.paths.paths.iter_mut() {
-            if OPEN.contains(&path.as_str()) {
-                continue;
-            }
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
-                operation.security = Some(vec![SecurityRequirement::new(
-                    "bearer",
-                    Vec::<String>::new(),
-                )]);
-                let responses = &mut operation.responses.responses;
-                responses
-                    .entry("401".into())
-                    .or_insert_with(|| response("no valid credentials").into());
-                responses.entry("403".into()).or_insert_with(|| {
-                    response("the caller's role or service scope does not allow this").into()
-                });
-            }
-        }
+        ionroller_shared::http::document_bearer_auth(doc, &["/healthz", "/v1/openapi.json"]);
     }
 }
 

@@ -184,7 +184,8 @@ pub async fn create_token(
 /// Revokes the active token named `name` (admin): refused from the next request on, by every
 /// replica.
 #[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens",
-    params(("name" = String, Path, description = "the token's name")),
+    params(("name" = String, Path, description = "the token's name",
+        pattern = r"^[a-z0-9._-]{1,64}$", example = "payments-ci")),
     responses(
         (status = 200, description = "revoked", body = TokenView),
         (status = 404, description = "no active token has this name", body = ErrorBody),
