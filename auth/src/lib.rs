@@ -7,6 +7,8 @@
 //! - [`oidc`]: bearer JWTs from configured issuers, their keys fetched and cached;
 //! - [`authenticator`]: the I/O around them: catching up the token stream on every request (so
 //!   a revocation holds at once on every replica), token commands, recording refusals;
+//! - [`tls`]: TLS on the listeners, and the rule that off loopback plain HTTP must be
+//!   acknowledged;
 //! - [`guard`]: the axum middleware each service puts in front of its routes, with the
 //!   service's own table of which permission each route needs.
 
@@ -15,6 +17,7 @@ pub mod guard;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
+pub mod tls;
 pub mod tokens;
 
 pub use authenticator::{AuthError, Authenticator};
