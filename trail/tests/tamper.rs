@@ -2,7 +2,10 @@
 //! log, trail's real projection file, real signed checkpoints in a directory. Each case edits
 //! the files with SQL (or the checkpoint files by hand) and checks that `verify` fails naming
 //! the log position (and row) that differs; the untouched fixture verifies, so each check can
-//! fail.
+//! fail. The cases that edit the log run against a SQLite log and, when the test command
+//! started a server, a PostgreSQL log.
+
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use ed25519_dalek::SigningKey;
 use ionroller_shared::store::{
     EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, StreamId,
 };
+use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use ionroller_trail::checkpoints::{Anchoring, CheckpointSink, DirSink, Publisher};
 use ionroller_trail::db::TrailDb;
@@ -42,8 +46,32 @@ fn event(i: u64) -> NewEvent {
     }
 }
 
+/// Where the fixture's log is.
+#[derive(Clone)]
+enum Log {
+    Sqlite,
+    /// A schema of its own in the test server.
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+/// The logs to run a case against: SQLite always, PostgreSQL when a server is running.
+fn logs() -> Vec<Log> {
+    let mut logs = vec![Log::Sqlite];
+    if let Some(url) = support::pg_url() {
+        logs.push(Log::Postgres {
+            url,
+            schema: support::fresh_schema(),
+        });
+    }
+    logs
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
+    log: Log,
 }
 
 impl Fixture {
@@ -57,8 +85,17 @@ impl Fixture {
         self.dir.path().join("checkpoints")
     }
 
-    fn store(&self) -> Arc<dyn EventStore> {
-        Arc::new(SqliteStore::open(self.events(), SqliteOptions::default()).unwrap())
+    async fn store(&self) -> Arc<dyn EventStore> {
+        match &self.log {
+            Log::Sqlite => {
+                Arc::new(SqliteStore::open(self.events(), SqliteOptions::default()).unwrap())
+            }
+            Log::Postgres { url, schema } => Arc::new(
+                PgStore::open(PgOptions::new(url).schema(schema))
+                    .await
+                    .unwrap(),
+            ),
+        }
     }
 
     fn sink(&self) -> Arc<dyn CheckpointSink> {
@@ -72,22 +109,38 @@ impl Fixture {
             key: TrustedKey::Own(key().verifying_key()),
         }];
         let db = TrailDb::open(self.projection()).unwrap();
-        verify(self.store().as_ref(), &*db, &anchors).await.unwrap()
+        verify(self.store().await.as_ref(), &*db, &anchors)
+            .await
+            .unwrap()
     }
 
     /// `trail rebuild`: the projection replayed from the (perhaps edited) log.
     async fn rebuild(&self) {
         let db = TrailDb::open(self.projection()).unwrap();
-        ionroller_trail::rebuild::rebuild(self.store().as_ref(), &*db)
+        ionroller_trail::rebuild::rebuild(self.store().await.as_ref(), &*db)
             .await
             .unwrap();
     }
 
-    fn log_sql(&self, sql: &str) {
-        rusqlite::Connection::open(self.events())
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+    /// Runs `sql` on the log's database; `{events}` names the log's table.
+    async fn log_sql(&self, sql: &str) {
+        match &self.log {
+            Log::Sqlite => rusqlite::Connection::open(self.events())
+                .unwrap()
+                .execute_batch(&sql.replace("{events}", "events"))
+                .unwrap(),
+            Log::Postgres { url, schema } => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                let table = format!("\"{schema}\".ionroller_events");
+                client
+                    .batch_execute(&sql.replace("{events}", &table))
+                    .await
+                    .unwrap();
+            }
+        }
     }
 
     fn projection_sql(&self, sql: &str) {
@@ -101,10 +154,15 @@ impl Fixture {
 /// A log of `EVENTS` events (positions 1..=40, one per append, in three streams), projected
 /// by a trail that publishes a signed checkpoint every 10 rows.
 async fn fixture() -> Fixture {
+    fixture_on(Log::Sqlite).await
+}
+
+async fn fixture_on(log: Log) -> Fixture {
     let fixture = Fixture {
         dir: tempfile::tempdir().unwrap(),
+        log,
     };
-    let store = fixture.store();
+    let store = fixture.store().await;
     append(store.as_ref(), 0..EVENTS).await;
     project(&fixture, store, EVENTS).await;
     fixture
@@ -176,8 +234,15 @@ async fn an_untouched_log_and_projection_verify_against_their_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_event_is_named_by_its_position_even_after_a_rebuild() {
-    let f = fixture().await;
-    f.log_sql(r#"UPDATE events SET data = '{"reason":"nothing to see"}' WHERE position = 17"#);
+    for log in logs() {
+        edited_event(log).await;
+    }
+}
+
+async fn edited_event(log: Log) {
+    let f = fixture_on(log).await;
+    f.log_sql(r#"UPDATE {events} SET data = '{"reason":"nothing to see"}' WHERE position = 17"#)
+        .await;
     // Before the rebuild both the projection and the checkpoints disagree with the log.
     let report = f.verify().await;
     assert!(report.findings.contains(&Finding::RowDiffers {
@@ -205,8 +270,14 @@ async fn an_edited_event_is_named_by_its_position_even_after_a_rebuild() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_event_is_named_by_its_position_even_after_a_rebuild() {
-    let f = fixture().await;
-    f.log_sql("DELETE FROM events WHERE position = 17");
+    for log in logs() {
+        deleted_event(log).await;
+    }
+}
+
+async fn deleted_event(log: Log) {
+    let f = fixture_on(log).await;
+    f.log_sql("DELETE FROM {events} WHERE position = 17").await;
     f.rebuild().await;
     let report = f.verify().await;
     assert_eq!(
@@ -222,13 +293,20 @@ async fn a_deleted_event_is_named_by_its_position_even_after_a_rebuild() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reordered_events_are_named_by_position_even_after_a_rebuild() {
-    let f = fixture().await;
+    for log in logs() {
+        reordered_events(log).await;
+    }
+}
+
+async fn reordered_events(log: Log) {
+    let f = fixture_on(log).await;
     // Swap the events at positions 17 and 18 (a temporary position frees the key).
     f.log_sql(
-        "UPDATE events SET position = 1000 WHERE position = 17;
-         UPDATE events SET position = 17 WHERE position = 18;
-         UPDATE events SET position = 18 WHERE position = 1000;",
-    );
+        "UPDATE {events} SET position = 1000 WHERE position = 17;
+         UPDATE {events} SET position = 17 WHERE position = 18;
+         UPDATE {events} SET position = 18 WHERE position = 1000;",
+    )
+    .await;
     f.rebuild().await;
     let report = f.verify().await;
     assert_eq!(
@@ -244,8 +322,14 @@ async fn reordered_events_are_named_by_position_even_after_a_rebuild() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_removed_from_the_end_of_the_log_are_found() {
-    let f = fixture().await;
-    f.log_sql("DELETE FROM events WHERE position > 33");
+    for log in logs() {
+        removed_tail(log).await;
+    }
+}
+
+async fn removed_tail(log: Log) {
+    let f = fixture_on(log).await;
+    f.log_sql("DELETE FROM {events} WHERE position > 33").await;
     f.rebuild().await;
     let report = f.verify().await;
     assert_eq!(
@@ -264,13 +348,14 @@ async fn an_event_appended_straight_into_the_log_is_reported_as_not_anchored() {
     let f = fixture().await;
     // A copy of event 40 under a new id and position: as a writer of the file could add one.
     f.log_sql(
-        "INSERT INTO events (position, stream, revision, event_id, event_type, schema_version,
+        "INSERT INTO {events} (position, stream, revision, event_id, event_type, schema_version,
                              data, actor, correlation_id, causation_id, occurred_at, recorded_at)
          SELECT 41, stream, revision + 100, randomblob(16), event_type, schema_version,
                 '{\"reason\":\"slipped in\"}', 'mallory', correlation_id, causation_id,
                 occurred_at, recorded_at
-         FROM events WHERE position = 40",
-    );
+         FROM {events} WHERE position = 40",
+    )
+    .await;
     let report = f.verify().await;
     // It is after every published checkpoint: nothing can tell it from a real append, but
     // the report says it is unanchored (and the projection does not hold it).
@@ -369,7 +454,7 @@ async fn a_truncated_audit_table_is_found_by_its_own_checkpoint_without_publishe
     let f = fixture().await;
     f.projection_sql("DELETE FROM audit WHERE seq > 25");
     let db = TrailDb::open(f.projection()).unwrap();
-    let report = verify(f.store().as_ref(), &*db, &[]).await.unwrap();
+    let report = verify(f.store().await.as_ref(), &*db, &[]).await.unwrap();
     assert!(
         matches!(only(&report), Finding::RowMissing { seq: 26, evidence, .. } if evidence.contains("its own checkpoint")),
         "{:#?}",
@@ -441,7 +526,7 @@ async fn a_forged_checkpoint_is_reported_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_resumes_after_a_restart_and_the_tail_is_anchored_on_the_interval() {
     let f = fixture().await;
-    let store = f.store();
+    let store = f.store().await;
     append(store.as_ref(), EVENTS..EVENTS + 15).await;
     project(&f, store.clone(), EVENTS + 15).await;
     let report = f.verify().await;

@@ -204,7 +204,22 @@ impl Publisher {
             let file = body
                 .sign(&self.anchoring.key)
                 .map_err(|e| SinkError::Invalid(e.to_string()))?;
-            queue.sink.publish(body.seq, &file).await?;
+            match queue.sink.publish(body.seq, &file).await {
+                Ok(()) => {}
+                // Another trail with this key (say `ionroller up` and a `trail serve` on one
+                // data directory) published this checkpoint first: the same rows and head
+                // mean the same chain, so it counts as published. Anything else is kept as
+                // an error, retried and logged: two chains disagree.
+                Err(SinkError::Exists(name)) => {
+                    let existing = queue.sink.read(body.seq).await?;
+                    let same = CheckpointBody::open(&existing, &self.anchoring.key.verifying_key())
+                        .is_ok_and(|e| e.head == body.head && e.previous_seq == body.previous_seq);
+                    if !same {
+                        return Err(SinkError::Exists(name));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
             let head = ionroller_projections::chain::from_hex(&body.head).unwrap_or(GENESIS);
             queue.published = (body.seq, head);
             queue.pending.drain(..take);
