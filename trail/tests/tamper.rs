@@ -557,3 +557,26 @@ async fn publishing_resumes_after_a_restart_and_the_tail_is_anchored_on_the_inte
     assert!(report.ok(), "{:#?}", report.findings);
     assert_eq!(report.unanchored, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_trails_with_one_key_publishing_to_one_directory_agree() {
+    // `ionroller up` and a `trail serve` over one data directory: the same rows and key.
+    let f = fixture().await;
+    let store = f.store().await;
+    append(store.as_ref(), EVENTS..EVENTS + 10).await;
+    let db = TrailDb::open(f.projection()).unwrap();
+    let mut anchoring = Anchoring::new(key(), vec![f.sink()]);
+    anchoring.every = EVERY;
+    let first = Publisher::resume(anchoring.clone(), &*db).await.unwrap();
+    let second = Publisher::resume(anchoring, &*db).await.unwrap();
+    project(&f, store, EVENTS + 10).await; // publishes 50 through a third publisher
+    let rows = db.rows_after(EVENTS, 100).await.unwrap();
+    first.offer(&rows).await;
+    second.offer(&rows).await;
+    // Each finds row 50's checkpoint already there with its own head: published, not stuck.
+    assert_eq!((first.pending().await, second.pending().await), (0, 0));
+    assert_eq!(f.sink().seqs().await.unwrap(), vec![10, 20, 30, 40, 50]);
+    let report = f.verify().await;
+    assert!(report.ok(), "{:#?}", report.findings);
+    assert_eq!(report.anchors[0].newest_seq, 50);
+}

@@ -159,6 +159,17 @@ impl Publisher {
         &self.anchoring
     }
 
+    /// Rows queued and not yet published, summed over the sinks (0 when every sink is
+    /// current).
+    pub async fn pending(&self) -> usize {
+        self.queues
+            .lock()
+            .await
+            .iter()
+            .map(|q| q.pending.len())
+            .sum()
+    }
+
     /// Queues rows just committed, then publishes whatever is due.
     pub async fn offer(&self, rows: &[AuditRow]) {
         {
