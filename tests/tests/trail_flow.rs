@@ -222,7 +222,10 @@ async fn trail_reports_exactly_what_happened() {
         .unwrap();
     assert_eq!(verify.status.code(), Some(1));
     let out = String::from_utf8_lossy(&verify.stdout);
-    assert!(out.contains("audit row 7 does not match"), "{out}");
+    assert!(
+        out.contains("audit row 7 (log position ") && out.contains("its actor differs"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,4 +344,99 @@ async fn ionroller_trail_check(events: &std::path::Path, db: &std::path::Path) -
         .output()
         .unwrap();
     (40_000, verify.status.success())
+}
+
+/// The standalone binary end to end: `trail serve` publishes signed checkpoints beside its
+/// projection (the last, partial one after `--checkpoint-interval`); an event edited in the
+/// log and hidden by `trail rebuild` is still named by `trail verify`, by its position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_event_hidden_by_a_rebuild_is_named_by_trail_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.sqlite");
+    let db = dir.path().join("trail.sqlite");
+    {
+        let store = SqliteStore::open(&events, SqliteOptions::default()).unwrap();
+        for i in 0..30 {
+            let event = NewEvent {
+                id: EventId::random(),
+                event_type: "pause-requested".into(),
+                schema_version: 1,
+                data: json!({ "reason": format!("r{i}") }),
+                metadata: EventMetadata {
+                    actor: "ana".into(),
+                    correlation_id: uuid::Uuid::nil(),
+                    causation_id: None,
+                    occurred_at: chrono::Utc::now(),
+                },
+            };
+            store
+                .append(
+                    &StreamId::new("service:hello").unwrap(),
+                    ExpectedRevision::Any,
+                    vec![event],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let trail = |args: &[&str]| {
+        let mut command = Command::new(trail_binary());
+        command
+            .args(args)
+            .arg("--events")
+            .arg(&events)
+            .arg("--db")
+            .arg(&db);
+        command
+    };
+    let mut child = trail(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--checkpoint-interval",
+        "200ms",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let newest = dir
+        .path()
+        .join("checkpoints")
+        .join(format!("checkpoint-{:020}.json", 30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !newest.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint was published");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let key = dir.path().join("trail-signing-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the signing key is private");
+    }
+    let ok = trail(&["verify"]).output().unwrap();
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}");
+    assert!(out.contains("through row 30 (position 30-0)"), "{out}");
+
+    rusqlite::Connection::open(&events)
+        .unwrap()
+        .execute(
+            r#"UPDATE events SET data = '{"reason":"nothing to see"}' WHERE position = 17"#,
+            [],
+        )
+        .unwrap();
+    let rebuilt = trail(&["rebuild"]).output().unwrap();
+    assert!(rebuilt.status.success());
+    let verify = trail(&["verify"]).output().unwrap();
+    let out = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("MISMATCH: the log's event at position 17-0 (row 17) differs"),
+        "{out}"
+    );
 }

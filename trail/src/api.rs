@@ -15,12 +15,12 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use ionroller_auth::guard::{Access, Guard};
 use ionroller_auth::{Authenticator, Identity};
-use ionroller_projections::audit::{AuditFilter, Verifier};
+use ionroller_projections::audit::AuditFilter;
 use ionroller_projections::delivery::delivery_report;
 use ionroller_projections::delivery::DeliveryReport;
 use ionroller_shared::config::{validate_service_name, FieldError};
 use ionroller_shared::http::ErrorBody;
-use ionroller_shared::store::{ReadFilter, StoreError};
+use ionroller_shared::store::StoreError;
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
@@ -461,29 +461,13 @@ async fn delivery(
     )))
 }
 
-/// Recomputes the hash chain against the log; names the first row that does not match.
-pub async fn verify_chain(trail: &Trail) -> Result<Result<u64, u64>, ApiError> {
-    let mut verifier = Verifier::default();
-    let mut after_seq = 0;
-    let mut after_position = None;
-    loop {
-        let rows = trail.db.rows_after(after_seq, 1000).await?;
-        if rows.is_empty() {
-            return Ok(Ok(verifier.rows_checked()));
-        }
-        let events = trail
-            .store
-            .read_all(after_position, rows.len(), &ReadFilter::all())
-            .await?;
-        for (i, row) in rows.iter().enumerate() {
-            match events.get(i) {
-                Some(event) if verifier.check(row, event) => {}
-                _ => return Ok(Err(row.seq)),
-            }
-        }
-        after_seq = rows.last().map_or(after_seq, |r| r.seq);
-        after_position = events.get(rows.len() - 1).map(|e| e.position);
-    }
+/// Checks the projection against the log, and the log against the checkpoints this trail
+/// publishes (with its own key).
+pub async fn verify_chain(trail: &Trail) -> Result<crate::verify::Report, ApiError> {
+    let anchors = crate::verify::anchors_of(trail);
+    crate::verify::verify(trail.store.as_ref(), &*trail.db, &anchors)
+        .await
+        .map_err(|e| ApiError::from(TrailError::Internal(e.to_string())))
 }
 
 /// Recomputes the audit hash chain against the log; names the first mismatching row.
@@ -497,21 +481,30 @@ pub async fn verify_chain(trail: &Trail) -> Result<Result<u64, u64>, ApiError> {
     )
 )]
 async fn verify(State(trail): State<Arc<Trail>>) -> Result<Json<Verification>, ApiError> {
-    Ok(Json(match verify_chain(&trail).await? {
-        Ok(rows) => Verification {
-            ok: true,
-            rows: Some(rows),
-            first_mismatch: None,
-            message: None,
-        },
-        Err(seq) => Verification {
-            ok: false,
-            rows: None,
-            first_mismatch: Some(seq),
-            message: Some(format!(
-                "audit row {seq} does not match the log (edited, removed or reordered)"
-            )),
-        },
+    let report = verify_chain(&trail).await?;
+    let first = report.first().cloned();
+    let message = if report.ok() {
+        report.summary()
+    } else {
+        report
+            .findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Ok(Json(Verification {
+        ok: report.ok(),
+        rows: Some(report.rows),
+        first_mismatch: first.as_ref().map(|f| f.seq()),
+        first_mismatch_position: first
+            .as_ref()
+            .and_then(|f| f.position().map(str::to_string)),
+        message: Some(message),
+        events: report.events,
+        unanchored: report.unanchored,
+        anchors: report.anchors,
+        findings: report.findings,
     }))
 }
 

@@ -10,13 +10,19 @@
 //! - [`api`]: the query API, live feed, metrics and dashboard page.
 //! - [`metrics`]: the gauges behind `/metrics`, through `prometheus-client`.
 //! - [`rebuild`]: replays the log into a fresh projection and switches over.
+//! - [`checkpoints`]: signed chain checkpoints, published to a directory (or another
+//!   [`checkpoints::CheckpointSink`]) outside trail's database.
+//! - [`verify`]: checks the projection against the log, and the log against the published
+//!   checkpoints.
 //! - [`views`]: the API's JSON bodies, from which its OpenAPI document is generated.
 
 pub mod api;
+pub mod checkpoints;
 pub mod db;
 pub mod metrics;
 pub mod rebuild;
 pub mod runner;
+pub mod verify;
 pub mod views;
 
 use std::future::Future;
@@ -31,16 +37,26 @@ pub struct Access {
     pub public_metrics: bool,
 }
 
-/// Runs the projector and the API on `listener` until `shutdown` resolves.
+/// Runs the projector and the API on `listener` until `shutdown` resolves; with `anchoring`,
+/// it also signs and publishes chain checkpoints.
 pub async fn serve(
     store: Arc<dyn EventStore>,
     db: db::TrailDb,
+    anchoring: Option<checkpoints::Anchoring>,
     listener: tokio::net::TcpListener,
     access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let trail = runner::Trail::new(store, db);
+    let publisher = match anchoring {
+        Some(anchoring) => Some(Arc::new(
+            checkpoints::Publisher::resume(anchoring, &*db)
+                .await
+                .context("start publishing chain checkpoints")?,
+        )),
+        None => None,
+    };
+    let trail = runner::Trail::anchored(store, db, publisher);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut projector_stop = stop_rx.clone();
     let projector = tokio::spawn(trail.clone().run(async move {

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use ionroller_shared::store::EventStore;
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
+use ionroller_trail::checkpoints::{self, CheckpointSink, DirSink};
+use ionroller_trail::verify::{Anchor, TrustedKey};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,24 @@ struct Cli {
     projection_postgres: Option<String>,
     #[arg(long, global = true, default_value = "trail")]
     projection_schema: String,
+    /// Publish signed chain checkpoints to this directory (default: `checkpoints` beside
+    /// `--db`).
+    #[arg(long, global = true)]
+    publish_dir: Option<PathBuf>,
+    /// Trail's Ed25519 signing key (default: `trail-signing-key` beside `--db`, created
+    /// with mode 0600 on first start).
+    #[arg(long, global = true)]
+    signing_key: Option<PathBuf>,
+    /// `verify`: check checkpoint signatures with this public key (a `public-key.json` as
+    /// trail publishes it), rather than trail's own key or the one published beside them.
+    #[arg(long, global = true)]
+    public_key: Option<PathBuf>,
+    /// Publish a checkpoint at least every this many audit rows.
+    #[arg(long, global = true, default_value_t = ionroller_trail::checkpoints::publisher::DEFAULT_EVERY)]
+    checkpoint_every: u64,
+    /// ... and whatever rows are waiting once this long has passed since the last one.
+    #[arg(long, global = true, default_value = "60s", value_parser = humantime::parse_duration)]
+    checkpoint_interval: std::time::Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,7 +70,8 @@ enum Command {
     },
     /// Replay the log from position zero into a fresh projection and switch over.
     Rebuild,
-    /// Recompute the audit hash chain against the log; exit 1 at the first mismatch.
+    /// Check the projection against the log and the log against the published signed
+    /// checkpoints; exit 1 naming the first position that differs.
     Verify,
 }
 
@@ -76,6 +97,64 @@ async fn open_db(cli: &Cli) -> anyhow::Result<ionroller_trail::db::TrailDb> {
             .context("open the PostgreSQL projection"),
         None => TrailDb::open(&cli.db).with_context(|| format!("open {}", cli.db.display())),
     }
+}
+
+/// The directory `--db` is in: trail's data directory, where its key and checkpoints go by
+/// default.
+fn data_dir(cli: &Cli) -> PathBuf {
+    cli.db
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn key_path(cli: &Cli) -> PathBuf {
+    cli.signing_key
+        .clone()
+        .unwrap_or_else(|| data_dir(cli).join(checkpoints::publisher::KEY_FILE))
+}
+
+fn sink(cli: &Cli) -> anyhow::Result<Arc<dyn CheckpointSink>> {
+    let dir = cli
+        .publish_dir
+        .clone()
+        .unwrap_or_else(|| data_dir(cli).join(checkpoints::publisher::CHECKPOINT_DIR));
+    let sink = DirSink::open(&dir).with_context(|| format!("open {}", dir.display()))?;
+    Ok(Arc::new(sink))
+}
+
+fn anchoring(cli: &Cli) -> anyhow::Result<checkpoints::Anchoring> {
+    let path = key_path(cli);
+    let key = checkpoints::key::load_or_create(&path)
+        .with_context(|| format!("load the signing key {}", path.display()))?;
+    let mut anchoring = checkpoints::Anchoring::new(key, vec![sink(cli)?]);
+    anchoring.every = cli.checkpoint_every.max(1);
+    anchoring.interval = cli.checkpoint_interval;
+    Ok(anchoring)
+}
+
+/// The sinks `verify` reads, with the key to trust: `--public-key`, else trail's own key,
+/// else whatever key the sink publishes (said so in the output).
+fn anchors(cli: &Cli) -> anyhow::Result<Vec<Anchor>> {
+    let key = match &cli.public_key {
+        Some(path) => {
+            let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            let file: checkpoints::key::PublicKeyFile = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a public key file", path.display()))?;
+            TrustedKey::Pinned(
+                file.key()
+                    .with_context(|| format!("{} is not an Ed25519 key", path.display()))?,
+            )
+        }
+        None => match checkpoints::key::load_existing(&key_path(cli))? {
+            Some(key) => TrustedKey::Own(key.verifying_key()),
+            None => TrustedKey::Published,
+        },
+    };
+    Ok(vec![Anchor {
+        sink: sink(cli)?,
+        key,
+    }])
 }
 
 #[tokio::main]
@@ -109,7 +188,14 @@ async fn main() -> anyhow::Result<()> {
                 auth: std::sync::Arc::new(auth),
                 public_metrics: *public_metrics,
             };
-            ionroller_trail::serve(store, db, listener, access, async {
+            let anchoring = anchoring(&cli)?;
+            for sink in &anchoring.sinks {
+                println!(
+                    "trail checkpoints: signed, published to {}",
+                    sink.describe()
+                );
+            }
+            ionroller_trail::serve(store, db, Some(anchoring), listener, access, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await
@@ -122,22 +208,22 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Verify => {
             let db = open_db(&cli).await?;
-            let trail = ionroller_trail::runner::Trail::new(store, db);
-            match ionroller_trail::api::verify_chain(&trail).await {
-                Ok(Ok(0)) => {
-                    println!("NOTHING CHECKED: the projection holds no audit rows (run `trail rebuild`, or check --db)");
-                    std::process::exit(1);
-                }
-                Ok(Ok(rows)) => {
-                    println!("ok: {rows} audit rows match the log");
-                    Ok(())
-                }
-                Ok(Err(seq)) => {
-                    println!("MISMATCH: audit row {seq} does not match the log (edited, removed or reordered)");
-                    std::process::exit(1);
-                }
-                Err(_) => anyhow::bail!("verify could not read the log or the projection"),
+            let anchors = anchors(&cli)?;
+            let report = ionroller_trail::verify::verify(store.as_ref(), &*db, &anchors)
+                .await
+                .context("verify")?;
+            for finding in &report.findings {
+                println!("MISMATCH: {finding}");
             }
+            if !report.ok() {
+                std::process::exit(1);
+            }
+            if report.nothing_checked() {
+                println!("NOTHING CHECKED: the projection holds no audit rows and no checkpoints are published (run `trail rebuild`, or check --db and --publish-dir)");
+                std::process::exit(1);
+            }
+            println!("ok: {}", report.summary());
+            Ok(())
         }
     }
 }

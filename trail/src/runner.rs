@@ -23,6 +23,7 @@ use ionroller_shared::store::{
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::checkpoints::Publisher;
 use crate::db::{Checkpoint, DbError, TrailDb};
 use crate::metrics::TrailMetrics;
 
@@ -78,10 +79,21 @@ pub struct Trail {
     pub feed: broadcast::Sender<AuditRow>,
     pub status: Arc<Mutex<Status>>,
     pub metrics: TrailMetrics,
+    /// Signs and publishes chain checkpoints outside the database, when configured.
+    pub publisher: Option<Arc<Publisher>>,
 }
 
 impl Trail {
     pub fn new(store: Arc<dyn EventStore>, db: TrailDb) -> Arc<Self> {
+        Self::anchored(store, db, None)
+    }
+
+    /// A trail that also publishes signed checkpoints through `publisher`.
+    pub fn anchored(
+        store: Arc<dyn EventStore>,
+        db: TrailDb,
+        publisher: Option<Arc<Publisher>>,
+    ) -> Arc<Self> {
         let (feed, _) = broadcast::channel(4096);
         Arc::new(Trail {
             store,
@@ -90,6 +102,7 @@ impl Trail {
             feed,
             status: Arc::default(),
             metrics: TrailMetrics::default(),
+            publisher,
         })
     }
 
@@ -123,6 +136,16 @@ impl Trail {
     ) -> Result<(), TrailError> {
         tokio::pin!(shutdown);
         self.load_folds().await?;
+        // While the log is quiet, queued rows still get their checkpoint once the interval
+        // has passed: this tick is what notices.
+        let tick_every = self
+            .publisher
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |p| {
+                (p.anchoring().interval / 4).max(Duration::from_millis(50))
+            });
+        let mut tick = tokio::time::interval(tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let checkpoint = self.db.checkpoint().await?;
             self.set_status(|s| {
@@ -139,6 +162,12 @@ impl Trail {
                     tokio::select! {
                         _ = &mut shutdown => return Ok(()),
                         m = subscription.next() => m,
+                        _ = tick.tick() => {
+                            if let Some(publisher) = &self.publisher {
+                                publisher.publish_due().await;
+                            }
+                            continue;
+                        }
                     }
                 } else {
                     match tokio::time::timeout(Duration::from_millis(20), subscription.next()).await
@@ -226,6 +255,9 @@ impl Trail {
                 s.checkpoint = Some(last.position.to_token());
                 s.rows = chain.seq;
             });
+            if let Some(publisher) = &self.publisher {
+                publisher.offer(&rows).await;
+            }
             for row in rows {
                 let _ = self.feed.send(row);
             }

@@ -8,6 +8,8 @@ use ionroller_projections::timeline::Share;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use crate::verify::{AnchorSummary, Finding};
+
 /// `GET /v1/audit`: a page of rows.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct AuditPage {
@@ -49,18 +51,34 @@ pub struct AtTime {
     pub rollout_in_progress: Option<Release>,
 }
 
-/// `GET /v1/verify`: `ok` with the rows checked, or the first row that does not match.
+/// `GET /v1/verify`: the projection checked against the log, and the log against the
+/// published signed checkpoints.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Verification {
     pub ok: bool,
-    /// When `ok`: the rows checked.
+    /// The audit rows compared with the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
-    /// When not `ok`: the seq of the first row that does not match the log.
+    /// When not `ok`: the row (its place in log order, from 1) of the first finding.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_mismatch: Option<u64>,
+    /// When not `ok`: the log position the first finding names, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_mismatch_position: Option<String>,
+    /// Every finding, one sentence each; or, when `ok`, what was checked against what.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Events read from the log.
+    #[serde(default)]
+    pub events: u64,
+    /// Events newer than every published checkpoint (checked against the projection only).
+    #[serde(default)]
+    pub unanchored: u64,
+    /// What each place checkpoints are published held.
+    #[serde(default)]
+    pub anchors: Vec<AnchorSummary>,
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 /// A point of the hash chain.

@@ -103,13 +103,25 @@ pub fn verify(answer: &Value) -> (String, i32) {
             1,
         )
     } else if answer["ok"].as_bool() == Some(true) {
-        (
-            format!("ok: {} audit rows match the log", answer["rows"]),
-            0,
-        )
+        // Trail's own sentence says what the log was checked against (published checkpoints,
+        // and what is not anchored yet); an older trail sends none.
+        match answer["message"].as_str() {
+            Some(summary) => (format!("ok: {summary}"), 0),
+            None => (
+                format!("ok: {} audit rows match the log", answer["rows"]),
+                0,
+            ),
+        }
     } else {
+        // One line per finding (trail sends them a line each), each naming the log position
+        // that differs.
+        let message = answer["message"].as_str().unwrap_or("?");
         (
-            format!("MISMATCH: {}", answer["message"].as_str().unwrap_or("?")),
+            message
+                .lines()
+                .map(|line| format!("MISMATCH: {line}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
             1,
         )
     }
@@ -211,6 +223,18 @@ mod tests {
         assert_eq!(
             verify(&json!({ "ok": false, "message": "audit row 7 does not match" })),
             ("MISMATCH: audit row 7 does not match".into(), 1)
+        );
+        // Each finding on a line of its own, and trail's account of what an ok covered.
+        assert_eq!(
+            verify(&json!({ "ok": false, "message": "row 3 differs\nlog ends before row 9" })),
+            (
+                "MISMATCH: row 3 differs\nMISMATCH: log ends before row 9".into(),
+                1
+            )
+        );
+        assert_eq!(
+            verify(&json!({ "ok": true, "rows": 5, "message": "5 audit rows match the log; ..." })),
+            ("ok: 5 audit rows match the log; ...".into(), 0)
         );
         let (text, code) = verify(&json!({ "ok": true, "rows": 0 }));
         assert_eq!(code, 1, "an empty projection vouches for nothing");

@@ -90,6 +90,10 @@ pub async fn up(
         .context("read trail's bound address")?;
     let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
         .context("open trail's projection")?;
+    // Trail signs its chain checkpoints with a key kept in the data dir and publishes them
+    // to `checkpoints/` there (ARCHITECTURE.md, "Trail").
+    let trail_anchoring = ionroller_trail::checkpoints::Anchoring::beside(&data_dir)
+        .context("set up trail's signed checkpoints")?;
     say(&format!(
         "ionroller is up\n\
          \x20 API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)\n\
@@ -110,6 +114,7 @@ pub async fn up(
     let trail_task = tokio::spawn(ionroller_trail::serve(
         store.clone(),
         trail_db,
+        Some(trail_anchoring),
         trail_listener,
         ionroller_trail::Access {
             auth: auth.clone(),
