@@ -133,6 +133,11 @@ impl ServerListener {
         })
     }
 
+    /// The address bound (with port 0, the one the system chose).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.addr)
+    }
+
     /// `https` or `http`, for the URLs a banner prints.
     pub fn scheme(&self) -> &'static str {
         match self.inner {

@@ -49,7 +49,7 @@ pub async fn serve(
     config: RollerConfig,
     store: Arc<dyn EventStore>,
     driver: CloudDriver,
-    listener: tokio::net::TcpListener,
+    listener: ionroller_auth::tls::ServerListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cloud = driver.cloud();

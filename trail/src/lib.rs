@@ -43,7 +43,7 @@ pub async fn serve(
     store: Arc<dyn EventStore>,
     db: db::TrailDb,
     anchoring: Option<checkpoints::Anchoring>,
-    listener: tokio::net::TcpListener,
+    listener: ionroller_auth::tls::ServerListener,
     access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {

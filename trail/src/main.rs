@@ -67,6 +67,16 @@ enum Command {
         /// Serve `/metrics` without credentials.
         #[arg(long)]
         public_metrics: bool,
+        /// PEM certificate chain: serve TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        /// Allow plain HTTP on an address other machines can reach (a TLS-terminating load
+        /// balancer stands in front).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_http: bool,
     },
     /// Replay the log from position zero into a fresh projection and switch over.
     Rebuild,
@@ -172,12 +182,24 @@ async fn main() -> anyhow::Result<()> {
             listen,
             oidc,
             public_metrics,
+            tls_cert,
+            tls_key,
+            insecure_http,
         } => {
-            let listener = tokio::net::TcpListener::bind(listen)
+            use ionroller_auth::tls::{check_plain_allowed, server_config, ServerListener};
+            let tcp = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("listen on {listen}"))?;
+            let listener = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => ServerListener::tls(tcp, server_config(cert, key)?)?,
+                _ => {
+                    check_plain_allowed(tcp.local_addr()?, *insecure_http)?;
+                    ServerListener::plain(tcp)?
+                }
+            };
             println!(
-                "trail is up: http://{}/ (reading {})",
+                "trail is up: {}://{}/ (reading {})",
+                listener.scheme(),
                 listener.local_addr()?,
                 store.describe()
             );

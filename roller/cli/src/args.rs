@@ -100,6 +100,16 @@ pub enum Command {
         /// Serve `/metrics` without credentials (for a scraper that cannot send a token).
         #[arg(long)]
         public_metrics: bool,
+        /// PEM certificate chain: both APIs speak TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Allow plain HTTP on an address other machines can reach, because a load balancer
+        /// in front terminates TLS. Without it (or TLS), such an address is refused.
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_http: bool,
     },
     /// Who the token this command line sends proves you to be, and what you may do.
     Whoami,

@@ -18,11 +18,36 @@ use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use crate::args::CloudKind;
 use crate::credentials::ADMIN_TOKEN_FILE;
 
-/// Who may call the services `up` starts, beyond the tokens in the log.
+/// Who may call the services `up` starts, beyond the tokens in the log, and how.
 pub struct Access {
     /// OIDC issuers and group rules (a JSON file).
     pub oidc: Option<PathBuf>,
     pub public_metrics: bool,
+    /// PEM certificate chain and private key: both listeners speak TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP off loopback, because a TLS-terminating proxy stands in front.
+    pub insecure_http: bool,
+}
+
+/// Binds `address` and wraps it in TLS when configured; plain HTTP off loopback is refused
+/// unless acknowledged.
+async fn listen(
+    address: &str,
+    what: &str,
+    access: &Access,
+) -> anyhow::Result<ionroller_auth::tls::ServerListener> {
+    use ionroller_auth::tls::{check_plain_allowed, server_config, ServerListener};
+    let tcp = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listen on {address} for {what}"))?;
+    let bound = tcp.local_addr().context("read the bound address")?;
+    Ok(match &access.tls {
+        Some((cert, key)) => ServerListener::tls(tcp, server_config(cert, key)?)?,
+        None => {
+            check_plain_allowed(bound, access.insecure_http)?;
+            ServerListener::plain(tcp)?
+        }
+    })
 }
 
 /// Where `up` keeps the event log.
@@ -78,16 +103,13 @@ pub async fn up(
             (CloudDriver::Real(Arc::new(aws)), line)
         }
     };
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen on {listen}"))?;
+    let listener = self::listen(listen, "the roller", &access).await?;
     let addr = listener.local_addr().context("read the bound address")?;
-    let trail_listener = tokio::net::TcpListener::bind(trail_listen)
-        .await
-        .with_context(|| format!("listen on {trail_listen} for trail"))?;
+    let trail_listener = self::listen(trail_listen, "trail", &access).await?;
     let trail_addr = trail_listener
         .local_addr()
         .context("read trail's bound address")?;
+    let scheme = listener.scheme();
     let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
         .context("open trail's projection")?;
     // Trail signs its chain checkpoints with a key kept in the data dir and publishes them
@@ -96,8 +118,8 @@ pub async fn up(
         .context("set up trail's signed checkpoints")?;
     say(&format!(
         "ionroller is up\n\
-         \x20 API:          http://{addr}/v1   (OpenAPI: http://{addr}/v1/openapi.json)\n\
-         \x20 trail:        http://{trail_addr}/   (dashboard; API under /v1)\n\
+         \x20 API:          {scheme}://{addr}/v1   (OpenAPI: {scheme}://{addr}/v1/openapi.json)\n\
+         \x20 trail:        {scheme}://{trail_addr}/   (dashboard; API under /v1)\n\
          \x20 event store:  {}\n\
          \x20 cloud:        {cloud_line}\n\
          \x20 admin token:  {admin_token_line}\n\

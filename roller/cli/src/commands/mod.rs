@@ -32,6 +32,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             trail_listen,
             oidc,
             public_metrics,
+            tls_cert,
+            tls_key,
+            insecure_http,
         } => {
             let store = match postgres {
                 Some(url) => StoreChoice::Postgres {
@@ -50,6 +53,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::up::Access {
                     oidc,
                     public_metrics,
+                    tls: tls_cert.zip(tls_key),
+                    insecure_http,
                 },
             )
             .await?;
