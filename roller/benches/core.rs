@@ -6,7 +6,6 @@
 #[path = "../../stores/tests/benches/report.rs"]
 mod report;
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
@@ -183,10 +182,7 @@ fn rss_kib() -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let write = std::env::args()
-        .skip_while(|a| a != "--write")
-        .nth(1)
-        .map(PathBuf::from);
+    let write = report::write_target();
 
     // 1. 10,000 services, each serving a version with the next release mid-shift.
     let before = rss_kib();

@@ -84,10 +84,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let write = std::env::args()
-        .skip_while(|a| a != "--write")
-        .nth(1)
-        .map(PathBuf::from);
+    let write = report::write_target();
     // 1,000,000 by default; fewer for a quick profile.
     let events: usize = std::env::var("TRAIL_BENCH_EVENTS")
         .ok()

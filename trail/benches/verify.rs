@@ -27,10 +27,7 @@ const BATCH: usize = 100;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let write = std::env::args()
-        .skip_while(|a| a != "--write")
-        .nth(1)
-        .map(PathBuf::from);
+    let write = report::write_target();
     let events: usize = std::env::var("TRAIL_BENCH_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -18,6 +18,16 @@ pub fn replace_section(path: &Path, name: &str, body: &str) -> std::io::Result<(
     std::fs::write(path, format!("{}{begin}\n{body}{}", &text[..b], &text[e..]))
 }
 
+/// The file after `--write` on the command line, where the figures go (none: print only).
+/// (The store and AWS benches parse their other arguments beside it and do not use this.)
+#[allow(dead_code)]
+pub fn write_target() -> Option<std::path::PathBuf> {
+    std::env::args()
+        .skip_while(|a| a != "--write")
+        .nth(1)
+        .map(std::path::PathBuf::from)
+}
+
 /// Cores, CPU model and memory, for the figures' heading.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
