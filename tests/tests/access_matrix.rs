@@ -309,3 +309,47 @@ async fn every_route_is_guarded_and_each_role_reaches_only_its_services() {
     let me = server.cli_ok(&["whoami"]);
     assert!(me.starts_with("admin via token "), "{me}");
 }
+
+/// README's walkthrough needs no token handling: `up` and the CLI run in one directory, and
+/// the CLI finds the admin token `up` wrote there (owner-only), with no token in the
+/// environment and no config file.
+#[test]
+fn the_cli_finds_the_local_admin_token_by_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_in(dir.path());
+    let file = dir.path().join(".ionroller/admin.token");
+    let mode = std::fs::metadata(&file)
+        .expect("admin.token")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    let run = |cwd: &std::path::Path| {
+        std::process::Command::new(binary())
+            .arg("whoami")
+            .current_dir(cwd)
+            .env("IONROLLER_URL", &server.url)
+            .env_remove("IONROLLER_TOKEN")
+            .env_remove("IONROLLER_CONFIG")
+            .env_remove("IONROLLER_DATA_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", cwd)
+            .output()
+            .expect("run the CLI")
+    };
+    let out = run(dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.starts_with("admin via token "),
+        "{text}"
+    );
+    // Elsewhere, without the file, the server says what is missing and how to give it.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let out = run(elsewhere.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("401") && err.contains("IONROLLER_TOKEN"),
+        "{err}"
+    );
+}

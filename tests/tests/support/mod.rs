@@ -61,16 +61,27 @@ impl Server {
 
     /// `ionroller up` with more arguments (e.g. `--cloud aws`) and environment variables.
     pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(binary())
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--trail-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(data_dir)
+        let mut command = Command::new(binary());
+        command.arg("up").arg("--data-dir").arg(data_dir);
+        Server::spawn(command, data_dir, args, env)
+    }
+
+    /// `ionroller up` run in `dir` with no `--data-dir`, as README's walkthrough runs it: the
+    /// data dir is `dir/.ionroller`.
+    pub fn start_in(dir: &Path) -> Server {
+        let mut command = Command::new(binary());
+        command.arg("up").current_dir(dir);
+        Server::spawn(
+            command,
+            &dir.join(".ionroller"),
+            &["--interval-ms", "200"],
+            &[],
+        )
+    }
+
+    fn spawn(mut command: Command, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--trail-listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
