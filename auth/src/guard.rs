@@ -98,9 +98,11 @@ pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next)
             return response;
         }
     };
+    // Decoded as the handler's `Path` extractor decodes it, so the service authorized is the
+    // service acted on.
     let path_service = service_in_path(&matched, request.uri().path());
     let query_service = request.uri().query().and_then(service_in_query);
-    let permission = match (access, path_service.or(query_service.as_deref())) {
+    let permission = match (access, path_service.as_deref().or(query_service.as_deref())) {
         (Access::Read, Some(service)) => Some(Permission::Read { service }),
         (Access::Read | Access::ReadFleet, None) => Some(Permission::ReadFleet),
         (Access::ReadFleet, Some(_)) => Some(Permission::ReadFleet),
@@ -138,10 +140,17 @@ fn refusal(status: StatusCode, code: &str, message: String) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The segment of `path` where the route template has `{service}`.
-fn service_in_path<'a>(template: &str, path: &'a str) -> Option<&'a str> {
+/// The segment of `path` where the route template has `{service}`, percent-decoded as the
+/// handler's `Path` extractor decodes it, so that the service authorized is the service acted
+/// on. A segment that does not decode to UTF-8 is kept as it is (the handler refuses it).
+fn service_in_path(template: &str, path: &str) -> Option<String> {
     let index = template.split('/').position(|s| s == "{service}")?;
-    path.split('/').nth(index).filter(|s| !s.is_empty())
+    let raw = path.split('/').nth(index).filter(|s| !s.is_empty())?;
+    Some(
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_or_else(|_| raw.to_string(), |s| s.into_owned()),
+    )
 }
 
 fn service_in_query(query: &str) -> Option<String> {
@@ -159,8 +168,12 @@ mod tests {
     fn the_service_is_read_from_the_path_then_the_query() {
         let t = "/v1/services/{service}/releases";
         assert_eq!(
-            service_in_path(t, "/v1/services/hello/releases"),
+            service_in_path(t, "/v1/services/hello/releases").as_deref(),
             Some("hello")
+        );
+        assert_eq!(
+            service_in_path(t, "/v1/services/%70ayments-api/releases").as_deref(),
+            Some("payments-api")
         );
         assert_eq!(service_in_path("/v1/services", "/v1/services"), None);
         assert_eq!(
