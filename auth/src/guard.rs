@@ -89,7 +89,7 @@ pub async fn guard(State(guard): State<Guard>, mut request: Request, next: Next)
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 format!(
-                    "{e}; the CLI reads --token, IONROLLER_TOKEN, or the admin token `ionroller up` wrote to its data dir"
+                    "{e}; the CLI sends --token, else IONROLLER_TOKEN, else the token in ~/.config/ionroller/config.json, else (for a server on this machine) .ionroller/admin.token, which `ionroller up` writes (IONROLLER_DATA_DIR names another data dir)"
                 ),
             );
             response

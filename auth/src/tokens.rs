@@ -92,13 +92,13 @@ pub enum TokenRejected {
 /// Why a token command is refused (answered as 400 or 409 naming the field).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRefusal {
-    #[error("name: {0:?} is not a token name: 1 to 64 lowercase letters, digits, '-', '_' or '.'")]
+    #[error("{0:?} is not a token name: 1 to 64 lowercase letters, digits, '-', '_' or '.'")]
     BadName(String),
-    #[error("name: a token named {0:?} is already active; revoke it first or choose another name")]
+    #[error("a token named {0:?} is already active; revoke it first or choose another name")]
     NameTaken(String),
-    #[error("name: no active token is named {0:?}")]
+    #[error("no active token is named {0:?} (`ionroller token list` shows every token)")]
     NoSuchToken(String),
-    #[error("expires_at: must be in the future")]
+    #[error("must be in the future")]
     ExpiresInPast,
 }
 

@@ -253,15 +253,17 @@ async fn every_route_is_guarded_and_each_role_reaches_only_its_services() {
         .expect("post");
     assert_eq!(csrf.status().as_u16(), 401);
     assert!(csrf.headers().get("access-control-allow-origin").is_none());
-    let plain = reqwest::Client::new()
-        .post(format!("{}/v1/services/hello/pause", server.url))
-        .bearer_auth(&admin)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(plain.status().as_u16(), 415);
+    for command in ["pause", "promote", "resume", "abort", "rollback"] {
+        let plain = reqwest::Client::new()
+            .post(format!("{}/v1/services/hello/{command}", server.url))
+            .bearer_auth(&admin)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(plain.status().as_u16(), 415, "{command}");
+    }
 
     // Revocation holds from the next request on.
     server.cli_ok(&["token", "revoke", "payments-ci"]);

@@ -25,6 +25,23 @@ pub fn time_arg(text: &str, now: DateTime<Utc>) -> anyhow::Result<String> {
     Ok(at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
+/// When a token made now stops working: an RFC 3339 time, or a duration from `now` ("90d").
+pub fn expiry_arg(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let after = humantime::parse_duration(text).map_err(|_| {
+        anyhow::anyhow!(
+            "--expires {text:?}: give a lifetime such as 90d, 12h or 1h30m, \
+             or an RFC 3339 time such as 2027-03-01T00:00:00Z"
+        )
+    })?;
+    chrono::Duration::from_std(after)
+        .ok()
+        .and_then(|after| now.checked_add_signed(after))
+        .with_context(|| format!("--expires {text:?}: too far in the future"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +89,25 @@ mod tests {
     #[test]
     fn a_duration_past_the_calendar_is_an_error_not_a_panic() {
         assert!(time_arg("9999999999y", now()).is_err());
+    }
+
+    #[test]
+    fn an_expiry_is_a_lifetime_or_a_time_and_never_overflows() {
+        assert_eq!(
+            expiry_arg("90d", now()).expect("a lifetime"),
+            "2027-02-23T12:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("time")
+        );
+        assert_eq!(
+            expiry_arg("2027-03-01T00:00:00Z", now()).expect("a time"),
+            "2027-03-01T00:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("time")
+        );
+        for bad in ["99999999d", "99999999999d", "nonsense", "90"] {
+            let e = expiry_arg(bad, now()).expect_err(bad).to_string();
+            assert!(e.starts_with("--expires"), "{bad}: {e}");
+        }
     }
 }

@@ -70,6 +70,15 @@ pub async fn up(
     interval: Duration,
     access: Access,
 ) -> anyhow::Result<()> {
+    // Listeners first: a refused address (plain HTTP off loopback, a port in use) must stop
+    // `up` before it writes anything, such as a first admin token.
+    let listener = self::listen(listen, "the roller", &access).await?;
+    let addr = listener.local_addr().context("read the bound address")?;
+    let trail_listener = self::listen(trail_listen, "trail", &access).await?;
+    let trail_addr = trail_listener
+        .local_addr()
+        .context("read trail's bound address")?;
+    let scheme = listener.scheme();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let store: Arc<dyn EventStore> = match store {
         StoreChoice::Embedded => Arc::new(
@@ -103,13 +112,6 @@ pub async fn up(
             (CloudDriver::Real(Arc::new(aws)), line)
         }
     };
-    let listener = self::listen(listen, "the roller", &access).await?;
-    let addr = listener.local_addr().context("read the bound address")?;
-    let trail_listener = self::listen(trail_listen, "trail", &access).await?;
-    let trail_addr = trail_listener
-        .local_addr()
-        .context("read trail's bound address")?;
-    let scheme = listener.scheme();
     let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
         .context("open trail's projection")?;
     // Trail signs its chain checkpoints with a key kept in the data dir and publishes them

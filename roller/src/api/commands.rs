@@ -208,6 +208,13 @@ pub struct ReasonBody {
     reason: Option<String>,
 }
 
+/// The body of a command that takes no input: none, or `{}`. Read all the same, so that a
+/// non-JSON body (a cross-site `text/plain` form post) is refused with 415 like every other
+/// command's.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
 /// A command on the rollout in progress; answers with the rollout it acted on.
 async fn on_rollout(
     state: AppState,
@@ -273,6 +280,7 @@ pub async fn resume(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
+    BodyOrDefault(NoFields {}): BodyOrDefault<NoFields>,
 ) -> Accepted202<CommandAccepted> {
     on_rollout(state, service, caller, Command::Resume).await
 }
@@ -295,6 +303,7 @@ pub async fn promote(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
+    BodyOrDefault(NoFields {}): BodyOrDefault<NoFields>,
 ) -> Accepted202<CommandAccepted> {
     on_rollout(state, service, caller, Command::Promote).await
 }

@@ -1,6 +1,5 @@
 //! `ionroller whoami` and `ionroller token create|list|revoke`.
 
-use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::args::TokenCommand;
@@ -27,17 +26,9 @@ pub async fn run(roller: &Client, command: TokenCommand) -> anyhow::Result<i32> 
             services,
             expires,
         } => {
-            let expires_at = match expires {
-                Some(text) => {
-                    let after = humantime::parse_duration(&text).with_context(|| {
-                        format!("--expires {text:?}: a duration such as 90d or 12h")
-                    })?;
-                    let after = chrono::Duration::from_std(after)
-                        .context("--expires: too far in the future")?;
-                    Some(chrono::Utc::now() + after)
-                }
-                None => None,
-            };
+            let expires_at = expires
+                .map(|text| crate::time_args::expiry_arg(&text, chrono::Utc::now()))
+                .transpose()?;
             let body = json!({
                 "name": name,
                 "role": role,
