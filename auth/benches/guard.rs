@@ -108,7 +108,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .to_string(),
     )?;
-    let oidc = Oidc::new(OidcConfig::load(&config_path)?, reqwest::Client::new());
+    let oidc = Oidc::new(
+        OidcConfig::load(&config_path)?,
+        ionroller_auth::tls::http_client().build()?,
+    );
     let with_oidc = Arc::new(Authenticator::new(store.clone()).with_oidc(oidc));
     let now = Utc::now().timestamp();
     let claims = json!({ "iss": base, "aud": "ionroller", "sub": "u1", "groups": ["sre"],

@@ -87,7 +87,7 @@ impl Authenticator {
             return Ok(auth);
         };
         let config = crate::oidc::OidcConfig::load(path)?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
             .build()
             .map_err(|e| crate::oidc::OidcError::Config(format!("HTTP client: {e}")))?;
         Ok(auth.with_oidc(Oidc::new(config, http)))

@@ -18,6 +18,23 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
+/// Installs ring as the process's rustls provider, once; later calls (and a provider someone
+/// else installed first) leave it as it is.
+///
+/// reqwest is built with `rustls-no-provider` (no aws-lc to compile), so building any reqwest
+/// client before a provider is installed panics. Everything that builds one goes through
+/// [`http_client`], or calls this first.
+pub fn install_crypto_provider() {
+    // An `Err` only says a provider is already installed: exactly the state we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A reqwest client builder that speaks https (rustls with ring, the platform's trust store).
+pub fn http_client() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
+
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections handshaken and waiting for `accept`; beyond it, handshakes wait.
 const READY_QUEUE: usize = 64;

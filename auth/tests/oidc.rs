@@ -22,7 +22,9 @@ fn claims(issuer: &str, audience: &str, exp_from_now: i64, groups: &[&str]) -> V
 fn verifier(path: &std::path::Path) -> Oidc {
     Oidc::new(
         OidcConfig::load(path).expect("config"),
-        reqwest::Client::new(),
+        ionroller_auth::tls::http_client()
+            .build()
+            .expect("HTTP client"),
     )
 }
 

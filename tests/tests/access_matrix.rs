@@ -32,7 +32,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
+    let mut request = http().request(method, format!("{}{path}", server.url));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -210,7 +210,7 @@ async fn every_route_is_guarded_and_each_role_reaches_only_its_services() {
     assert_eq!(list["services"], json!(["payments-api"]));
 
     // The actor is who the token proves, whatever the client claims.
-    let forged_actor = reqwest::Client::new()
+    let forged_actor = http()
         .post(format!("{}/v1/services/payments-api/pause", server.url))
         .bearer_auth(&deployer)
         .header("x-ionroller-actor", "mallory@example.com")
@@ -243,7 +243,7 @@ async fn every_route_is_guarded_and_each_role_reaches_only_its_services() {
     assert!(!events.iter().any(|r| r["actor"] == "mallory@example.com"));
 
     // A cross-site form post: no token, and a command refuses text/plain even with one.
-    let csrf = reqwest::Client::new()
+    let csrf = http()
         .post(format!("{}/v1/services/hello/promote", server.url))
         .header("origin", "http://evil.example")
         .header("content-type", "text/plain")
@@ -254,7 +254,7 @@ async fn every_route_is_guarded_and_each_role_reaches_only_its_services() {
     assert_eq!(csrf.status().as_u16(), 401);
     assert!(csrf.headers().get("access-control-allow-origin").is_none());
     for command in ["pause", "promote", "resume", "abort", "rollback"] {
-        let plain = reqwest::Client::new()
+        let plain = http()
             .post(format!("{}/v1/services/hello/{command}", server.url))
             .bearer_auth(&admin)
             .header("content-type", "text/plain")

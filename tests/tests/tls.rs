@@ -1,79 +1,90 @@
-//! TLS on the listeners, with a certificate the test generates: a request over TLS to the real
-//! binary is answered (and authenticated), plain HTTP to the same port is not, and a listener
-//! other machines can reach is refused without TLS unless plain HTTP is acknowledged.
+//! TLS on the listeners, with a certificate the test generates: the CLI reaches both APIs over
+//! https when told to trust that certificate (`--ca-cert`), finds the local admin token by
+//! itself, and refuses a server it cannot verify; plain HTTP to the same port gets no answer;
+//! and a listener other machines can reach is refused without TLS unless plain HTTP is
+//! acknowledged.
 
 mod support;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One HTTP/1.1 GET over TLS, trusting only `ca`; the whole answer as text.
-async fn get_over_tls(addr: &str, ca: CertificateDer<'static>, path: &str, token: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).expect("trust the test's certificate");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let name = ServerName::try_from("localhost").expect("server name");
-    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    tls.write_all(request.as_bytes()).await.expect("send");
-    let mut answer = Vec::new();
-    // A server may close without a TLS close_notify; what was read is the answer.
-    let _ = tls.read_to_end(&mut answer).await;
-    String::from_utf8_lossy(&answer).into_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_apis_speak_tls_with_the_given_certificate() {
+async fn the_cli_reaches_both_apis_over_tls_trusting_the_given_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-        .expect("generate a certificate");
+    // The names `up` prints its URLs with (127.0.0.1) and the one people type (localhost).
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("generate a certificate");
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).expect("write cert");
     std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let cert = cert.to_str().expect("utf-8");
+    let data_dir = dir.path().join("data");
     let server = Server::start_with(
-        &dir.path().join("data"),
+        &data_dir,
         &[
             "--tls-cert",
-            cert.to_str().expect("utf-8"),
+            cert,
             "--tls-key",
             key.to_str().expect("utf-8"),
         ],
         &[],
     );
     assert!(server.url.starts_with("https://"), "{}", server.url);
-    let ca = certified.cert.der().clone();
-    for (base, path) in [
-        (&server.url, "/v1/whoami"),
-        (&server.trail_url, "/v1/services"),
-    ] {
-        let addr = base.trim_start_matches("https://");
-        let answer = get_over_tls(addr, ca.clone(), path, &server.token).await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
-    }
-    let me = get_over_tls(
-        server.url.trim_start_matches("https://"),
-        ca,
-        "/v1/whoami",
-        &server.token,
-    )
-    .await;
+    assert!(
+        server.trail_url.starts_with("https://"),
+        "{}",
+        server.trail_url
+    );
+
+    // The roller, then trail, each through the CLI with the CA given as a flag.
+    let me = server.cli_ok(&["--ca-cert", cert, "whoami"]);
     assert!(me.contains("admin via token "), "{me}");
+    server.cli_ok(&["--ca-cert", cert, "audit"]);
+
+    // The CA from the environment, and the token found by itself (the admin token `up` wrote),
+    // as a local user runs it: no token handling over https either.
+    let out = Command::new(binary())
+        .args([
+            "--server",
+            &server.url,
+            "--trail",
+            &server.trail_url,
+            "whoami",
+        ])
+        .env_remove("IONROLLER_TOKEN")
+        .env("IONROLLER_CA_CERT", cert)
+        .env("IONROLLER_DATA_DIR", &data_dir)
+        .env("HOME", dir.path())
+        .output()
+        .expect("run the CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("admin via token "),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without the CA the system's trust store does not vouch for the server: refused, with a
+    // reason that names the certificate.
+    let out = server.cli(&["whoami"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // A CA file that holds no certificate is named as such.
+    let out = server.cli(&["--ca-cert", key.to_str().expect("utf-8"), "whoami"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no PEM certificate"), "{err}");
+
     // Plain HTTP to the TLS port gets no answer.
-    let plain = reqwest::get(server.url.replace("https://", "http://") + "/healthz").await;
+    let plain = http()
+        .get(server.url.replace("https://", "http://") + "/healthz")
+        .send()
+        .await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
 }
 

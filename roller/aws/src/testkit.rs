@@ -629,7 +629,7 @@ pub async fn environment_secrets(
 ) -> Result<std::collections::BTreeMap<String, String>, String> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")
         .map_err(|_| "AWS_ENDPOINT_URL_ELASTIC_BEANSTALK is not set")?;
-    let state: serde_json::Value = reqwest::Client::new()
+    let state: serde_json::Value = http()?
         .get(format!("{endpoint}/standin/state"))
         .send()
         .await
@@ -651,7 +651,7 @@ pub async fn environment_secrets(
 async fn standin_control(what: &str) -> Result<(), String> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")
         .map_err(|_| "AWS_ENDPOINT_URL_ELASTIC_BEANSTALK is not set")?;
-    let response = reqwest::Client::new()
+    let response = http()?
         .post(format!("{endpoint}/standin/{what}"))
         .send()
         .await
@@ -667,7 +667,7 @@ async fn standin_control(what: &str) -> Result<(), String> {
 /// alone would more than double the build.
 async fn default_subnets() -> Result<Vec<String>, String> {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL is not set")?;
-    let body = reqwest::Client::new()
+    let body = http()?
         .post(endpoint)
         .header(
             "Authorization",
@@ -698,4 +698,13 @@ async fn default_subnets() -> Result<Vec<String>, String> {
 /// Six random lowercase hex digits.
 pub fn random_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..6].to_string()
+}
+
+/// A plain HTTP client for the emulators' own endpoints. reqwest is built without a rustls
+/// provider of its own (no aws-lc), so ring is installed first, as the binaries do.
+fn http() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
 }

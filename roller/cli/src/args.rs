@@ -34,6 +34,10 @@ pub struct Cli {
     /// on this machine, the admin token `ionroller up` wrote to its data dir).
     #[arg(long, global = true, env = "IONROLLER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// For an https server: trust only the CA certificates in this PEM file (e.g. a private
+    /// CA's, or the server's own self-signed certificate) instead of the system's.
+    #[arg(long, global = true, env = "IONROLLER_CA_CERT", value_name = "PEM")]
+    pub ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }

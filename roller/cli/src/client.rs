@@ -2,6 +2,8 @@
 //! how a refusal becomes one readable error, and server-sent event streams. It knows no
 //! command.
 
+use std::path::Path;
+
 use anyhow::{bail, Context};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
@@ -16,16 +18,40 @@ pub struct Client {
     token: Option<String>,
 }
 
+/// The HTTP client both servers are reached with: https through rustls, trusting the system's
+/// CAs, or only those in `ca_cert` when given (as `curl --cacert` and kubectl's
+/// `certificate-authority` do: a private CA is not mixed with the public ones).
+pub fn http_client(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = ionroller_auth::tls::http_client();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("read the CA certificates in {}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+        if certificates.is_empty() {
+            bail!(
+                "{} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+                path.display()
+            );
+        }
+        builder = builder.tls_certs_only(certificates);
+    }
+    builder.build().context("build the HTTP client")
+}
+
 impl Client {
-    pub fn new(base: &str, name: &'static str, token: Option<String>) -> anyhow::Result<Self> {
-        Ok(Client {
+    pub fn new(
+        base: &str,
+        name: &'static str,
+        http: reqwest::Client,
+        token: Option<String>,
+    ) -> Self {
+        Client {
             base: base.trim_end_matches('/').to_string(),
             name,
-            http: reqwest::Client::builder()
-                .build()
-                .context("build the HTTP client")?,
+            http,
             token,
-        })
+        }
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -156,7 +156,7 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
             .map(|p| p.as_str())
             .unwrap_or("/")
     );
-    let client = reqwest::Client::new();
+    let client = super::http();
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {

@@ -36,6 +36,13 @@ fn built(name: &str) -> PathBuf {
     bin
 }
 
+/// An HTTP client (reqwest needs rustls's provider installed first; see `ionroller_auth::tls`).
+pub fn http() -> reqwest::Client {
+    ionroller_auth::tls::http_client()
+        .build()
+        .expect("build the HTTP client")
+}
+
 pub fn example_config() -> String {
     std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -170,7 +177,7 @@ impl Server {
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let response = reqwest::Client::new()
+        let response = http()
             .get(format!("{}{path}", self.url))
             .bearer_auth(&self.token)
             .send()
@@ -181,14 +188,12 @@ impl Server {
 
     /// A request to `url` (either service) carrying the admin token.
     pub fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
-            .request(method, url)
-            .bearer_auth(&self.token)
+        http().request(method, url).bearer_auth(&self.token)
     }
 
     /// GET from trail.
     pub async fn trail(&self, path: &str) -> Value {
-        let response = reqwest::Client::new()
+        let response = http()
             .get(format!("{}{path}", self.trail_url))
             .bearer_auth(&self.token)
             .send()
@@ -198,7 +203,7 @@ impl Server {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = reqwest::Client::new()
+        let response = http()
             .post(format!("{}{path}", self.url))
             .bearer_auth(&self.token)
             .json(&body)

@@ -19,8 +19,9 @@ use crate::up::{up, StoreChoice};
 /// release), an error is a failure to carry it out.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let token = crate::credentials::find_token(cli.token, &cli.server)?;
-    let roller = Client::new(&cli.server, "the roller", token.clone())?;
-    let trail = Client::new(&cli.trail, "trail", token)?;
+    let http = crate::client::http_client(cli.ca_cert.as_deref())?;
+    let roller = Client::new(&cli.server, "the roller", http.clone(), token.clone());
+    let trail = Client::new(&cli.trail, "trail", http, token);
     match cli.command {
         Command::Up {
             data_dir,
