@@ -115,6 +115,14 @@ fn version_of(event: &ServiceEvent) -> Option<String> {
     }
 }
 
+/// ": REASON" when a person gave one.
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_ref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default()
+}
+
 /// A sentence a person reads in the audit table.
 pub fn summary(event: &ServiceEvent) -> String {
     use ServiceEvent::*;
@@ -138,16 +146,21 @@ pub fn summary(event: &ServiceEvent) -> String {
             }
         ),
         RollbackRequested { to_version, .. } => format!("rollback to {to_version} requested"),
+        // Without its reason (in the row's data): audit rows already stored say exactly this,
+        // and `trail verify` re-derives each row's sentence, so a new wording here would
+        // report every stored pause as tampered with.
         PauseRequested { .. } => "pause requested".into(),
-        ResumeRequested {} => "resume requested".into(),
-        PromoteRequested {} => "promote requested".into(),
-        AbortRequested { reason } => format!(
-            "abort requested{}",
-            reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
+        ResumeRequested { reason } => format!("resume requested{}", because(reason)),
+        PromoteRequested { full, reason } => format!(
+            "promote{} requested{}",
+            if *full {
+                " to full (every step left skipped)"
+            } else {
+                ""
+            },
+            because(reason)
         ),
+        AbortRequested { reason } => format!("abort requested{}", because(reason)),
         PlanComputed { plan, .. } => format!(
             "plan: {} step(s) into {}{}",
             plan.steps.len(),

@@ -121,7 +121,14 @@ fn script() -> Script {
                 step: 0,
             },
         )
-        .at(47, "alice", E::PromoteRequested {})
+        .at(
+            47,
+            "alice",
+            E::PromoteRequested {
+                full: false,
+                reason: None,
+            },
+        )
         .at(
             47,
             "roller",
@@ -218,7 +225,7 @@ fn script() -> Script {
             },
         )
         .at(201, "carol", E::PauseRequested { reason: None })
-        .at(221, "carol", E::ResumeRequested {})
+        .at(221, "carol", E::ResumeRequested { reason: None })
         .at(
             225,
             "carol",

@@ -161,7 +161,7 @@ impl ReleaseHistory {
             {
                 progress.paused_since = Some(at);
             }
-            ServiceEvent::ResumeRequested {} => {
+            ServiceEvent::ResumeRequested { .. } => {
                 if let (Some(since), Some(r)) = (progress.paused_since.take(), release) {
                     r.waiting_for_people_secs += secs(since, at);
                 }

@@ -96,3 +96,29 @@ fn the_audit_projection_folds_a_log_from_a_newer_version() {
     );
     assert_eq!(release.steps.len(), 1);
 }
+
+/// Rows already stored keep their sentence: `trail verify` re-derives each row's summary from
+/// its event, so a command event written before promote and resume took a reason (an empty
+/// object), and a pause with a reason, must read exactly as they always have.
+#[test]
+fn stored_command_events_keep_their_sentences() {
+    let mut chain = AuditChain::default();
+    let cases = [
+        ("promote-requested", json!({}), "promote requested"),
+        ("resume-requested", json!({}), "resume requested"),
+        (
+            "pause-requested",
+            json!({ "reason": "lunch" }),
+            "pause requested",
+        ),
+        (
+            "abort-requested",
+            json!({ "reason": "bad" }),
+            "abort requested: bad",
+        ),
+    ];
+    for (i, (event_type, data, sentence)) in cases.into_iter().enumerate() {
+        let event = recorded(i as u64, event_type, data);
+        assert_eq!(chain.row(&event).summary, sentence, "{event_type}");
+    }
+}

@@ -82,8 +82,18 @@ pub enum ServiceEvent {
         #[serde(default)]
         reason: Option<String>,
     },
-    ResumeRequested {},
-    PromoteRequested {},
+    ResumeRequested {
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    /// Ends the current wait (canary, test endpoint). `full` also skips every step left: the
+    /// next shift goes to 100% (Argo Rollouts' `promote --full`), alarms still watching.
+    PromoteRequested {
+        #[serde(default)]
+        full: bool,
+        #[serde(default)]
+        reason: Option<String>,
+    },
     AbortRequested {
         #[serde(default)]
         reason: Option<String>,
@@ -613,8 +623,13 @@ mod tests {
             E::PauseRequested {
                 reason: Some("lunch".into()),
             },
-            E::ResumeRequested {},
-            E::PromoteRequested {},
+            E::ResumeRequested {
+                reason: Some("back from lunch".into()),
+            },
+            E::PromoteRequested {
+                full: true,
+                reason: Some("canary is clean".into()),
+            },
             E::AbortRequested { reason: None },
             E::PlanComputed {
                 rollout_id: id,

@@ -29,8 +29,14 @@ pub enum Command {
     Pause {
         reason: Option<String>,
     },
-    Resume,
-    Promote,
+    Resume {
+        reason: Option<String>,
+    },
+    /// Ends the current wait; `full` skips the steps left and goes to 100%.
+    Promote {
+        full: bool,
+        reason: Option<String>,
+    },
     Abort {
         reason: Option<String>,
     },
@@ -226,18 +232,23 @@ pub fn handle(
                 reason: reason.clone(),
             })
         }),
-        Command::Resume => on_rollout(state, "resume", |rollout| {
+        Command::Resume { reason } => on_rollout(state, "resume", |rollout| {
             if !rollout.paused {
                 return Err(Refusal::NotPaused);
             }
-            Ok(ServiceEvent::ResumeRequested {})
+            Ok(ServiceEvent::ResumeRequested {
+                reason: reason.clone(),
+            })
         }),
-        Command::Promote => on_rollout(state, "promote", |rollout| {
+        Command::Promote { full, reason } => on_rollout(state, "promote", |rollout| {
             not_rolling_back(rollout, "promote")?;
             if rollout.paused {
                 return Err(Refusal::PromoteWhilePaused);
             }
-            Ok(ServiceEvent::PromoteRequested {})
+            Ok(ServiceEvent::PromoteRequested {
+                full: *full,
+                reason: reason.clone(),
+            })
         }),
         Command::Abort { reason } => on_rollout(state, "abort", |rollout| {
             not_rolling_back(rollout, "abort")?;

@@ -61,7 +61,10 @@ fn refusals_name_what_is_wrong() {
         (
             "promote with nothing in progress",
             History::serving_v1().state,
-            Command::Promote,
+            Command::Promote {
+                full: false,
+                reason: None,
+            },
             Refusal::NoRollout {
                 service: SERVICE.into(),
                 what: "promote",
@@ -76,13 +79,16 @@ fn refusals_name_what_is_wrong() {
         (
             "promote while paused",
             paused.state.clone(),
-            Command::Promote,
+            Command::Promote {
+                full: false,
+                reason: None,
+            },
             Refusal::PromoteWhilePaused,
         ),
         (
             "resume what runs",
             rolling.state.clone(),
-            Command::Resume,
+            Command::Resume { reason: None },
             Refusal::NotPaused,
         ),
         (
@@ -206,7 +212,13 @@ fn commands_on_a_rollout_that_rolls_back_are_refused() {
         },
     );
     for (command, what) in [
-        (Command::Promote, "promote"),
+        (
+            Command::Promote {
+                full: false,
+                reason: None,
+            },
+            "promote",
+        ),
         (Command::Pause { reason: None }, "pause"),
         (Command::Abort { reason: None }, "abort"),
     ] {

@@ -178,22 +178,15 @@ fn decide_rollout(
             );
         }
     }
-    let deadline = plan.progress_deadline;
-    // A timed pause is waiting by design: the deadline runs from its end.
-    let clock_start = match &rollout.stage {
-        Stage::StepDone { step, at } => match plan.steps.get(*step).and_then(|s| s.pause) {
-            Some(Pause::For(d)) => *at + chrono::Duration::from_std(d.0).unwrap_or_default(),
-            _ => rollout.stage_since,
-        },
-        _ => rollout.stage_since,
-    };
-    let waited = (now - clock_start).to_std().unwrap_or_default();
-    if !rollout.waits_for_a_person() && waited > deadline.0 {
+    if rollout
+        .progress_deadline()
+        .is_some_and(|deadline| now > deadline)
+    {
         return rollback(
             id,
             RollbackCause::DeadlineExceeded {
                 stage: stage_name(&rollout.stage),
-                deadline,
+                deadline: plan.progress_deadline,
             },
         );
     }
@@ -440,7 +433,17 @@ fn rollback(rollout_id: uuid::Uuid, cause: RollbackCause) -> Vec<ServiceEvent> {
     vec![ServiceEvent::RollbackStarted { rollout_id, cause }]
 }
 
+/// Starts `step`, or, after a full promote, the last step: every step left is skipped.
 fn start_step(rollout: &Rollout, step: usize) -> Vec<ServiceEvent> {
+    let last = rollout
+        .plan
+        .as_ref()
+        .map_or(step, |p| p.steps.len().saturating_sub(1));
+    let step = if rollout.promoted_full {
+        step.max(last)
+    } else {
+        step
+    };
     let percent = rollout
         .plan
         .as_ref()

@@ -322,7 +322,13 @@ fn canary_waits_for_promote_then_steps_follow_timed_pauses() {
         h.decide(60).is_empty(),
         "the canary waits for a promote, without a deadline"
     );
-    h.push(61, ServiceEvent::PromoteRequested {});
+    h.push(
+        61,
+        ServiceEvent::PromoteRequested {
+            full: false,
+            reason: None,
+        },
+    );
     assert_eq!(kinds(&h.decide_and_apply(61)), vec!["step 1 25%"]);
     h.decide_and_apply(61); // nothing to move at 25% with 2 instances each: 1 new, 2 old.
     let _ = id;
@@ -472,8 +478,8 @@ fn an_unhealthy_target_gets_no_traffic_and_the_old_keeps_all_of_it() {
     );
 }
 
-#[test]
-fn test_endpoint_waits_for_promote_before_customer_traffic() {
+/// v2 healthy at its own URL at t=3 (a config with `test_endpoint`), waiting for a promote.
+fn v2_at_the_test_endpoint() -> History {
     let mut config = example();
     config.rollout.test_endpoint = true;
     let mut h = History::serving_v1_with(config);
@@ -481,11 +487,23 @@ fn test_endpoint_waits_for_promote_before_customer_traffic() {
     h.decide_and_apply(1);
     h.green(3, &env, "v2");
     assert_eq!(kinds(&h.decide_and_apply(3)), vec!["test-endpoint-ready"]);
+    h
+}
+
+#[test]
+fn test_endpoint_waits_for_promote_before_customer_traffic() {
+    let mut h = v2_at_the_test_endpoint();
     assert!(
         h.decide(1000).is_empty(),
         "no traffic and no deadline while testing"
     );
-    h.push(1001, ServiceEvent::PromoteRequested {});
+    h.push(
+        1001,
+        ServiceEvent::PromoteRequested {
+            full: false,
+            reason: None,
+        },
+    );
     assert_eq!(kinds(&h.decide(1001)), vec!["step 0 10%"]);
 }
 
@@ -600,7 +618,7 @@ fn paused_rollouts_hold_still() {
         h.decide(500).is_empty(),
         "no progress and no deadline while paused"
     );
-    h.push(501, ServiceEvent::ResumeRequested {});
+    h.push(501, ServiceEvent::ResumeRequested { reason: None });
     // The pause did not count against the deadline: the step goes on.
     assert_eq!(
         kinds(&h.decide(501)),
@@ -1312,4 +1330,61 @@ fn a_release_that_supersedes_a_repair_drains_the_repaired_environment_not_drops_
         vec!["step 0 done"],
         "the repaired environment keeps its capacity beside the canary"
     );
+}
+
+fn promote(full: bool) -> ServiceEvent {
+    ServiceEvent::PromoteRequested {
+        full,
+        reason: Some("looks good".into()),
+    }
+}
+
+#[test]
+fn a_full_promote_of_the_canary_skips_every_step_left() {
+    let mut h = v2_step_done(0, 10);
+    h.push(20, promote(true));
+    assert_eq!(kinds(&h.decide_and_apply(20)), vec!["step 3 100%"]);
+}
+
+#[test]
+fn a_full_promote_of_the_test_endpoint_goes_straight_to_the_last_step() {
+    let mut h = v2_at_the_test_endpoint();
+    h.push(10, promote(true));
+    assert_eq!(kinds(&h.decide(10)), vec!["step 3 100%"]);
+}
+
+#[test]
+fn a_plain_promote_moves_one_step_and_a_full_one_holds_for_the_rest_of_the_rollout() {
+    let mut h = v2_step_done(0, 10);
+    h.push(20, promote(false));
+    assert_eq!(kinds(&h.decide_and_apply(20)), vec!["step 1 25%"]);
+    // Promoted in full during step 1's shift: the next step started is the last.
+    h.push(21, promote(true));
+    let rollout = h.state.rollout.clone().expect("a rollout");
+    h.push(
+        22,
+        ServiceEvent::StepCompleted {
+            rollout_id: rollout.id,
+            step: 1,
+        },
+    );
+    assert_eq!(kinds(&h.decide(22)), vec!["step 3 100%"]);
+}
+
+#[test]
+fn the_progress_deadline_runs_from_the_stage_or_the_end_of_a_timed_pause_and_not_while_a_person_is_awaited(
+) {
+    // Launching since t=10, the example's deadline is 2m.
+    let mut h = History::serving_v1();
+    h.release(10, "v2", false);
+    let rollout = h.state.rollout.clone().expect("a rollout");
+    assert_eq!(rollout.progress_deadline(), Some(t(10 + 120)));
+    // Step 2 (50%, a 3s pause) done at t=13: the clock starts when the pause ends.
+    let h = v2_step_done(2, 50);
+    let rollout = h.state.rollout.clone().expect("a rollout");
+    assert_eq!(rollout.progress_deadline(), Some(t(13 + 3 + 120)));
+    // The canary waits for a person: no deadline.
+    let h = v2_step_done(0, 10);
+    let rollout = h.state.rollout.clone().expect("a rollout");
+    assert_eq!(rollout.progress_deadline(), None);
 }

@@ -152,6 +152,9 @@ pub struct Rollout {
     pub paused_since: Option<DateTime<Utc>>,
     /// A promote arrived for the current wait.
     pub promoted: bool,
+    /// A full promote arrived: the next step started is the last (100%).
+    #[serde(default)]
+    pub promoted_full: bool,
 }
 
 impl Rollout {
@@ -171,6 +174,26 @@ impl Rollout {
                     .is_some_and(|s| s.pause == Some(Pause::UntilPromoted)),
                 _ => false,
             }
+    }
+
+    /// When the rollout is rolled back for making no progress: the progress deadline after
+    /// the stage began (a timed pause is waiting by design, so after it ends). None while it
+    /// waits for a person or rolls back, when no deadline runs.
+    pub fn progress_deadline(&self) -> Option<DateTime<Utc>> {
+        let plan = self.plan.as_ref()?;
+        if self.waits_for_a_person() || matches!(self.stage, Stage::Reverting { .. }) {
+            return None;
+        }
+        let clock_start = match &self.stage {
+            Stage::StepDone { step, at } => match plan.steps.get(*step).and_then(|s| s.pause) {
+                Some(Pause::For(d)) => *at + chrono::Duration::from_std(d.0).unwrap_or_default(),
+                _ => self.stage_since,
+            },
+            _ => self.stage_since,
+        };
+        // A deadline too far out to represent is one that never comes.
+        let deadline = chrono::Duration::from_std(plan.progress_deadline.0).ok()?;
+        clock_start.checked_add_signed(deadline)
     }
 }
 
@@ -475,6 +498,7 @@ impl ServiceState {
             paused: false,
             paused_since: None,
             promoted: false,
+            promoted_full: false,
         });
     }
 
@@ -594,7 +618,7 @@ pub fn evolve(
                 }
             }
         }
-        ServiceEvent::ResumeRequested {} => {
+        ServiceEvent::ResumeRequested { .. } => {
             if let Some(r) = state.rollout.as_mut() {
                 r.paused = false;
                 // Time spent paused does not count against the progress deadline.
@@ -603,9 +627,10 @@ pub fn evolve(
                 }
             }
         }
-        ServiceEvent::PromoteRequested {} => {
+        ServiceEvent::PromoteRequested { full, .. } => {
             if let Some(r) = state.rollout.as_mut() {
                 r.promoted = true;
+                r.promoted_full |= *full;
             }
         }
         ServiceEvent::AbortRequested { reason } => {
