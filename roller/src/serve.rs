@@ -24,6 +24,8 @@ pub struct RollerConfig {
     pub auth: Arc<ionroller_auth::Authenticator>,
     /// `/metrics` without credentials.
     pub public_metrics: bool,
+    /// Trail's URL, linked from the console when known.
+    pub trail_url: Option<String>,
 }
 
 /// The cloud the roller drives. The simulator also gets its `/v1/sim/*` routes, which exist
@@ -64,6 +66,7 @@ pub async fn serve(
     let state = AppState::new(store, config.clock)
         .with_auth(config.auth)
         .with_public_metrics(config.public_metrics)
+        .with_trail_url(config.trail_url)
         .with_metrics(metrics)
         .with_cloud(cloud);
     let extra = match driver {

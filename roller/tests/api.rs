@@ -639,3 +639,132 @@ async fn a_credential_looking_env_value_is_a_400_naming_the_field_and_not_saved(
     let (status, _) = w.call("GET", "/v1/services/hello", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
 }
+
+/// Ticks until `done` holds on the status (at most 60 passes, 2 s apart).
+async fn tick_until(
+    w: &mut World,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    for _ in 0..60 {
+        let status = w.status().await;
+        if done(&status) {
+            return status;
+        }
+        w.tick(2).await;
+    }
+    panic!("never reached: {what}: {}", w.status().await);
+}
+
+/// What the console needs from the API: a fleet sort key (`attention`), the progress deadline,
+/// a dry run of every command that records nothing, a full promote, and the caller's
+/// permissions on a service.
+#[tokio::test]
+async fn attention_deadline_dry_runs_and_a_full_promote_as_the_console_uses_them() {
+    let mut w = World::create();
+    w.save_config(HELLO).await;
+    assert_eq!(
+        w.status().await["attention"],
+        serde_json::json!({ "rank": 0, "reason": "" })
+    );
+    w.call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#)
+        .await;
+    let launching = w.status().await;
+    assert_eq!(launching["attention"]["rank"], 1, "{launching}");
+    assert!(
+        launching["rollout"]["deadline_at"].is_string(),
+        "{launching}"
+    );
+    tick_until(&mut w, "v1 stable", |s| s["stable_version"] == "v1").await;
+
+    w.call("POST", "/v1/services/hello/releases", r#"{"version":"v2"}"#)
+        .await;
+    let canary = tick_until(&mut w, "the canary waits", |s| s["attention"]["rank"] == 2).await;
+    assert!(
+        canary["attention"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("release of v2: waiting for promote")),
+        "{canary}"
+    );
+    assert!(
+        canary["rollout"]["deadline_at"].is_null(),
+        "no deadline while a person is awaited: {canary}"
+    );
+
+    // Dry runs: 200, what would be recorded, and nothing recorded.
+    for (path, body, would) in [
+        (
+            "promote",
+            r#"{"full":true,"reason":"clean"}"#,
+            "promote to full (every step left skipped) requested: clean",
+        ),
+        ("pause", r#"{"reason":"lunch"}"#, "pause requested"),
+        ("abort", "", "abort requested"),
+        ("rollback", "", "abort requested: rollback requested"),
+    ] {
+        let (status, answer) = w
+            .call(
+                "POST",
+                &format!("/v1/services/hello/{path}?dry_run=true"),
+                body,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
+        assert_eq!(answer["would_record"][0], would, "{path}: {answer}");
+    }
+    let (status, answer) = w
+        .call(
+            "POST",
+            "/v1/services/hello/releases?dry_run=true",
+            r#"{"version":"v3"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // Releasing over a rollout in progress supersedes it: the preview says so first.
+    let would: Vec<String> = serde_json::from_value(answer["would_record"].clone()).expect("lines");
+    assert!(would[0].starts_with("superseded by rollout"), "{would:?}");
+    assert_eq!(would[1], "release of v3 requested", "{would:?}");
+    let (status, answer) = w
+        .call("POST", "/v1/services/hello/resume?dry_run=true", "")
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a refusal is the same as for the real command: {answer}"
+    );
+    let (status, answer) = w
+        .call("POST", "/v1/services/hello/promote?dry_run=maybe", "")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let unchanged = w.status().await;
+    assert_eq!(
+        unchanged["rollout"], canary["rollout"],
+        "dry runs recorded nothing"
+    );
+
+    // A full promote skips the 25% and 50% steps: the next step started is the last.
+    let (status, answer) = w
+        .call(
+            "POST",
+            "/v1/services/hello/promote",
+            r#"{"full":true,"reason":"clean"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert!(answer.get("would_record").is_none(), "{answer}");
+    let full = tick_until(&mut w, "the last step", |s| s["rollout"]["step"] == 4).await;
+    assert_eq!(full["rollout"]["promoted_full"], true, "{full}");
+    tick_until(&mut w, "v2 stable", |s| s["stable_version"] == "v2").await;
+
+    let (status, me) = w.call("GET", "/v1/whoami?service=hello", "").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(
+        me["permissions"],
+        serde_json::json!(["read", "deploy", "configure", "administer"])
+    );
+    let (status, me) = w.call("GET", "/v1/whoami", "").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert!(me.get("permissions").is_none(), "{me}");
+    let (status, bad) = w.call("GET", "/v1/whoami?service=Bad_Name", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+}

@@ -117,6 +117,9 @@ pub enum Command {
     },
     /// Who the token this command line sends proves you to be, and what you may do.
     Whoami,
+    /// Print a link that opens the web console signed in with this command line's token
+    /// (in the URL's fragment, which browsers never send to a server).
+    Console,
     /// API tokens (admin): create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -137,14 +140,9 @@ pub enum Command {
         follow: bool,
     },
     /// Trail: every rollout of a service, with its outcome.
-    History {
-        service: String,
-    },
+    History { service: String },
     /// Trail: what served SERVICE at TIME (RFC 3339, or a duration ago such as "2h").
-    At {
-        service: String,
-        time: String,
-    },
+    At { service: String, time: String },
     /// Trail: the delivery report (deployments, lead time, failure rate, time to restore).
     Report {
         /// A duration back from now ("7d", "12h") or an RFC 3339 time.
@@ -189,10 +187,19 @@ pub enum Command {
     },
     Resume {
         service: String,
+        /// Why, recorded in the audit.
+        #[arg(long)]
+        reason: Option<String>,
     },
-    /// End the current wait: canary, test endpoint or pause.
+    /// End the current wait: canary or test endpoint.
     Promote {
         service: String,
+        /// Also skip every step left: the next shift goes to 100% (alarms still roll back).
+        #[arg(long)]
+        full: bool,
+        /// Why, recorded in the audit.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Move traffic back to the previous version.
     Abort {
@@ -201,9 +208,7 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Environments, traffic split, and the rollout in progress.
-    Status {
-        service: String,
-    },
+    Status { service: String },
     /// Services with a saved config.
     Services,
     /// The service's events; with --follow, keep printing new ones.
@@ -213,10 +218,7 @@ pub enum Command {
         follow: bool,
     },
     /// The steps, pauses and worst-case duration a release would take.
-    Plan {
-        service: String,
-        version: String,
-    },
+    Plan { service: String, version: String },
     /// Drive the simulated cloud (demos and what-ifs).
     #[command(subcommand)]
     Sim(SimCommand),

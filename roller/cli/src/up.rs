@@ -120,6 +120,7 @@ pub async fn up(
         .context("set up trail's signed checkpoints")?;
     say(&format!(
         "ionroller is up\n\
+         \x20 console:      {scheme}://{addr}/   (`ionroller console` prints a signed-in link)\n\
          \x20 API:          {scheme}://{addr}/v1   (OpenAPI: {scheme}://{addr}/v1/openapi.json)\n\
          \x20 trail:        {scheme}://{trail_addr}/   (dashboard; API under /v1)\n\
          \x20 event store:  {}\n\
@@ -152,6 +153,7 @@ pub async fn up(
             clock,
             auth,
             public_metrics: access.public_metrics,
+            trail_url: Some(format!("{scheme}://{trail_addr}")),
         },
         store,
         driver,

@@ -21,9 +21,20 @@ pub fn roller_rules_public_metrics(method: &Method, route: &str) -> Option<Acces
 }
 
 fn rules(method: &Method, route: &str) -> Option<Access> {
-    let read = *method == Method::GET;
+    // HEAD is a GET without the body (axum answers it with the GET route).
+    let read = *method == Method::GET || *method == Method::HEAD;
     Some(match route {
-        "/healthz" | "/v1/openapi.json" => Access::Open,
+        // The console's page and assets hold no data (the page reads the API with a token).
+        "/healthz"
+        | "/v1/openapi.json"
+        | "/"
+        | "/console/app.js"
+        | "/console/app.css"
+        | "/console/links.json"
+            if read =>
+        {
+            Access::Open
+        }
         "/v1/whoami" => Access::Authenticated,
         "/v1/services" if read => Access::ReadAll,
         "/v1/services/{service}"

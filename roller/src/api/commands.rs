@@ -13,24 +13,50 @@ use ionroller_shared::config::{
 };
 use ionroller_shared::http::ErrorBody;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{Body, BodyOrDefault, JsonText, ServicePath};
+use super::extract::{Body, BodyOrDefault, JsonText, Params, ServicePath};
 use super::views::{CommandAccepted, ConfigSaved, ReleaseAccepted};
-use super::{load_existing, submit, ApiError, AppState};
+use super::{check, load_existing, submit, ApiError, AppState};
 
-/// A command's answer: `202` and what was accepted.
+/// A command's answer: `202` and what was accepted (`200` and what would be, for a dry run).
 type Accepted202<T> = Result<(StatusCode, Json<T>), ApiError>;
 
-fn command_accepted(accepted: Accepted) -> (StatusCode, Json<CommandAccepted>) {
+/// `?dry_run=true` on a command: check it against the service's state and answer with what it
+/// would record, recording nothing (as `kubectl --dry-run=server`). The console shows this
+/// before a person confirms.
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DryRun {
+    /// `true`: record nothing; answer 200 with `would_record`.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn command_accepted(accepted: Accepted, dry_run: bool) -> (StatusCode, Json<CommandAccepted>) {
     (
-        StatusCode::ACCEPTED,
+        if dry_run {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
         Json(CommandAccepted {
+            would_record: dry_run.then(|| would_record(&accepted)),
             rollout_id: accepted.rollout_id,
             action: accepted.action.to_string(),
             version: accepted.version,
         }),
     )
+}
+
+/// The events a command would record, in the audit's words.
+fn would_record(accepted: &Accepted) -> Vec<String> {
+    accepted
+        .events
+        .iter()
+        .map(ionroller_projections::audit::summary)
+        .collect()
 }
 
 /// Saves a new config version.
@@ -111,10 +137,11 @@ pub struct ReleaseBody {
     post,
     path = "/v1/services/{service}/releases",
     tag = "commands",
-    params(super::openapi::ServiceParam),
+    params(super::openapi::ServiceParam, DryRun),
     request_body(content = ReleaseBody, content_type = "application/json"),
     responses(
         (status = 202, description = "accepted: the rollout started", body = ReleaseAccepted),
+        (status = 200, description = "a dry run: what it would record, nothing recorded", body = ReleaseAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "refused in the service's current state", body = ErrorBody),
@@ -127,6 +154,7 @@ pub async fn release(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
+    Params(dry): Params<DryRun>,
     Body(body): Body<ReleaseBody>,
 ) -> Accepted202<ReleaseAccepted> {
     let actor = caller.actor;
@@ -140,14 +168,20 @@ pub async fn release(
         reason: body.reason,
         override_alarms: body.override_alarms,
     };
-    let (accepted, _) = submit(&state, &service, &actor, &command).await?;
+    let (accepted, status) = if dry.dry_run {
+        (check(&state, &service, &command).await?, StatusCode::OK)
+    } else {
+        let (accepted, _) = submit(&state, &service, &actor, &command).await?;
+        (accepted, StatusCode::ACCEPTED)
+    };
     Ok((
-        StatusCode::ACCEPTED,
+        status,
         Json(ReleaseAccepted {
             rollout_id: accepted.rollout_id,
             service,
             version: body.version,
             action: accepted.action.to_string(),
+            would_record: dry.dry_run.then(|| would_record(&accepted)),
         }),
     ))
 }
@@ -168,11 +202,12 @@ pub struct RollbackBody {
     post,
     path = "/v1/services/{service}/rollback",
     tag = "commands",
-    params(super::openapi::ServiceParam),
+    params(super::openapi::ServiceParam, DryRun),
     request_body(content = Option<RollbackBody>, content_type = "application/json",
         description = "optional: an empty body means the defaults"),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 200, description = "a dry run: what it would record, nothing recorded", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "refused in the service's current state", body = ErrorBody),
@@ -183,6 +218,7 @@ pub async fn rollback(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
+    Params(dry): Params<DryRun>,
     BodyOrDefault(body): BodyOrDefault<RollbackBody>,
 ) -> Accepted202<CommandAccepted> {
     let actor = caller.actor;
@@ -197,8 +233,14 @@ pub async fn rollback(
         to_version: body.to_version,
         reason: body.reason,
     };
+    if dry.dry_run {
+        return Ok(command_accepted(
+            check(&state, &service, &command).await?,
+            true,
+        ));
+    }
     let (accepted, _) = submit(&state, &service, &actor, &command).await?;
-    Ok(command_accepted(accepted))
+    Ok(command_accepted(accepted, false))
 }
 
 #[derive(Deserialize, Default, ToSchema)]
@@ -208,25 +250,23 @@ pub struct ReasonBody {
     reason: Option<String>,
 }
 
-/// The body of a command that takes no input: none, or `{}`. Read all the same, so that a
-/// non-JSON body (a cross-site `text/plain` form post) is refused with 415 like every other
-/// command's.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct NoFields {}
-
 /// A command on the rollout in progress; answers with the rollout it acted on.
 async fn on_rollout(
     state: AppState,
     service: String,
     caller: Identity,
+    dry: DryRun,
     command: Command,
 ) -> Accepted202<CommandAccepted> {
     let actor = caller.actor;
     load_existing(&state, &service).await?;
-    let (accepted, _) = submit(&state, &service, &actor, &command).await?;
+    let accepted = if dry.dry_run {
+        check(&state, &service, &command).await?
+    } else {
+        submit(&state, &service, &actor, &command).await?.0
+    };
     // Only a rollback names a version; these commands answer without one, as they always have.
-    let mut answer = command_accepted(accepted);
+    let mut answer = command_accepted(accepted, dry.dry_run);
     answer.1.version = None;
     Ok(answer)
 }
@@ -236,11 +276,12 @@ async fn on_rollout(
     post,
     path = "/v1/services/{service}/pause",
     tag = "commands",
-    params(super::openapi::ServiceParam),
+    params(super::openapi::ServiceParam, DryRun),
     request_body(content = Option<ReasonBody>, content_type = "application/json",
         description = "optional: an empty body means no reason"),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 200, description = "a dry run: what it would record, nothing recorded", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
@@ -251,6 +292,7 @@ pub async fn pause(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
+    Params(dry): Params<DryRun>,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
     if let Some(reason) = &body.reason {
@@ -259,7 +301,7 @@ pub async fn pause(
     let command = Command::Pause {
         reason: body.reason,
     };
-    on_rollout(state, service, caller, command).await
+    on_rollout(state, service, caller, dry, command).await
 }
 
 /// Resumes a paused rollout.
@@ -267,9 +309,12 @@ pub async fn pause(
     post,
     path = "/v1/services/{service}/resume",
     tag = "commands",
-    params(super::openapi::ServiceParam),
+    params(super::openapi::ServiceParam, DryRun),
+    request_body(content = Option<ReasonBody>, content_type = "application/json",
+        description = "optional: an empty body means no reason"),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 200, description = "a dry run: what it would record, nothing recorded", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
@@ -280,19 +325,40 @@ pub async fn resume(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
-    BodyOrDefault(NoFields {}): BodyOrDefault<NoFields>,
+    Params(dry): Params<DryRun>,
+    BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
-    on_rollout(state, service, caller, Command::Resume).await
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
+    let command = Command::Resume {
+        reason: body.reason,
+    };
+    on_rollout(state, service, caller, dry, command).await
 }
 
-/// Ends the current wait (canary, test endpoint, pause).
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteBody {
+    /// Skip every step left: the next shift goes to 100% (alarms still roll back).
+    #[serde(default)]
+    full: bool,
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    reason: Option<String>,
+}
+
+/// Ends the current wait (canary, test endpoint); with `full`, also every step left.
 #[utoipa::path(
     post,
     path = "/v1/services/{service}/promote",
     tag = "commands",
-    params(super::openapi::ServiceParam),
+    params(super::openapi::ServiceParam, DryRun),
+    request_body(content = Option<PromoteBody>, content_type = "application/json",
+        description = "optional: an empty body means one step, no reason"),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 200, description = "a dry run: what it would record, nothing recorded", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
@@ -303,9 +369,17 @@ pub async fn promote(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
-    BodyOrDefault(NoFields {}): BodyOrDefault<NoFields>,
+    Params(dry): Params<DryRun>,
+    BodyOrDefault(body): BodyOrDefault<PromoteBody>,
 ) -> Accepted202<CommandAccepted> {
-    on_rollout(state, service, caller, Command::Promote).await
+    if let Some(reason) = &body.reason {
+        validate_reason(reason)?;
+    }
+    let command = Command::Promote {
+        full: body.full,
+        reason: body.reason,
+    };
+    on_rollout(state, service, caller, dry, command).await
 }
 
 /// Moves traffic back to the previous version.
@@ -313,11 +387,12 @@ pub async fn promote(
     post,
     path = "/v1/services/{service}/abort",
     tag = "commands",
-    params(super::openapi::ServiceParam),
+    params(super::openapi::ServiceParam, DryRun),
     request_body(content = Option<ReasonBody>, content_type = "application/json",
         description = "optional: an empty body means no reason"),
     responses(
         (status = 202, description = "accepted", body = CommandAccepted),
+        (status = 200, description = "a dry run: what it would record, nothing recorded", body = CommandAccepted),
         (status = 400, description = "invalid input: the error names the field", body = ErrorBody),
         (status = 404, description = "unknown service", body = ErrorBody),
         (status = 409, description = "no rollout to act on, or refused in its state", body = ErrorBody),
@@ -328,6 +403,7 @@ pub async fn abort(
     State(state): State<AppState>,
     ServicePath(service): ServicePath,
     Extension(caller): Extension<Identity>,
+    Params(dry): Params<DryRun>,
     BodyOrDefault(body): BodyOrDefault<ReasonBody>,
 ) -> Accepted202<CommandAccepted> {
     if let Some(reason) = &body.reason {
@@ -336,5 +412,5 @@ pub async fn abort(
     let command = Command::Abort {
         reason: body.reason,
     };
-    on_rollout(state, service, caller, command).await
+    on_rollout(state, service, caller, dry, command).await
 }

@@ -13,6 +13,7 @@
 
 mod access;
 mod commands;
+mod console;
 mod error;
 mod extract;
 mod openapi;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// `/metrics` without credentials (for a scraper that cannot send a token).
     pub public_metrics: bool,
+    /// Trail's URL, linked from the console when known.
+    pub trail_url: Option<String>,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
         AppState {
             auth: Arc::new(Authenticator::new(store.clone())),
             public_metrics: false,
+            trail_url: None,
             store,
             clock,
             folds: Arc::default(),
@@ -83,6 +87,12 @@ impl AppState {
     /// Authenticates with `auth` (e.g. one that also accepts OIDC tokens).
     pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Links the console to trail's dashboard at `url`.
+    pub fn with_trail_url(mut self, url: Option<String>) -> Self {
+        self.trail_url = url;
         self
     }
 
@@ -127,7 +137,7 @@ pub fn app(state: AppState, extra: Router) -> Router {
 }
 
 fn routes(state: AppState) -> Router {
-    Router::new()
+    console::routes(state.trail_url.clone())
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(reads::metrics))
         .route(
@@ -192,6 +202,14 @@ pub(crate) async fn load_existing(
         )));
     }
     Ok(folded)
+}
+
+/// Checks `command` against the service's folded state with the core's rules, recording
+/// nothing: what a dry run answers.
+async fn check(state: &AppState, service: &str, command: &Command) -> Result<Accepted, ApiError> {
+    let folded = load_existing(state, service).await?;
+    ionroller_core::handle(&folded, command, Uuid::new_v4())
+        .map_err(|refusal| ApiError::conflict(refusal.to_string()))
 }
 
 /// Checks `command` against the service's folded state with the core's rules and appends what

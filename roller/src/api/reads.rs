@@ -180,7 +180,7 @@ pub async fn plan(
     ),
     responses(
         (status = 200, description = "an endless stream: each event's id is its position, its \
-            name its type, its data `{type, revision, actor, occurred_at, data}`; `caught-up` \
+            name its type, its data `{type, summary, revision, actor, occurred_at, data}` (`summary`: the audit's sentence); `caught-up` \
             once history is sent", content_type = "text/event-stream", body = String),
         (status = 400, description = "a bad service name or Last-Event-ID", body = ErrorBody),
     )
@@ -212,8 +212,15 @@ pub async fn events(
         async move {
             match message {
                 Ok(SubscriptionMessage::Event(e)) if e.stream == stream_id => {
+                    // In the audit's words, for people (the console); none for an event
+                    // this version cannot decode (stored data evolves).
+                    let summary = ionroller_shared::events::ServiceEvent::from_recorded(&e)
+                        .ok()
+                        .flatten()
+                        .map(|event| ionroller_projections::audit::summary(&event));
                     let body = json!({
                         "type": e.event_type,
+                        "summary": summary,
                         "revision": e.revision,
                         "actor": e.metadata.actor,
                         "occurred_at": e.metadata.occurred_at,

@@ -9,10 +9,11 @@ use ionroller_auth::authenticator::TokenCommandError;
 use ionroller_auth::{Grant, Identity, NewToken, Role, ServicePattern, TokenRefusal, TokenSummary};
 use ionroller_shared::http::ErrorBody;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::Body;
+use super::extract::{Body, Params};
 use super::{ApiError, AppState};
+use ionroller_shared::config::validate_service_name;
 
 /// Who the credentials sent prove the caller to be, and what they may do.
 #[derive(Serialize, ToSchema)]
@@ -21,6 +22,19 @@ pub struct WhoAmI {
     pub actor: String,
     /// Each grant: a role on the services its patterns match (all when none).
     pub grants: Vec<GrantView>,
+    /// With `?service=NAME`: what the caller may do to it (`read`, `deploy`, `configure`,
+    /// `administer`), by the rule the server applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct WhoAmIQuery {
+    /// A service to list the caller's permissions on.
+    #[param(pattern = r"^[a-z][a-z0-9-]{0,21}[a-z0-9]$")]
+    service: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -108,12 +122,31 @@ impl From<TokenCommandError> for ApiError {
 
 /// Who the caller is.
 #[utoipa::path(get, path = "/v1/whoami", tag = "tokens",
+    params(WhoAmIQuery),
     responses(
         (status = 200, description = "the verified identity", body = WhoAmI),
+        (status = 400, description = "a bad service name", body = ErrorBody),
         (status = 401, description = "no valid credentials", body = ErrorBody),
     ))]
-pub async fn whoami(Extension(caller): Extension<Identity>) -> Json<WhoAmI> {
-    Json(WhoAmI {
+pub async fn whoami(
+    Extension(caller): Extension<Identity>,
+    Params(q): Params<WhoAmIQuery>,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let permissions = match &q.service {
+        Some(service) => {
+            validate_service_name(service).map_err(|e| ApiError::field("service", e.problem))?;
+            Some(
+                caller
+                    .permissions_on(service)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    Ok(Json(WhoAmI {
+        permissions,
         actor: caller.actor,
         grants: caller
             .grants
@@ -123,7 +156,7 @@ pub async fn whoami(Extension(caller): Extension<Identity>) -> Json<WhoAmI> {
                 services: g.services.iter().map(|p| p.as_str().to_string()).collect(),
             })
             .collect(),
-    })
+    }))
 }
 
 /// Every token, active or not (admin).

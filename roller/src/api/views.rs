@@ -8,7 +8,9 @@ use ionroller_shared::events::{AlarmView, EnvironmentStatus, Health, Plan, Rollo
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use ionroller_core::state::{Outcome, RolloutKind, RolloutRecord, ServiceState, Stage};
+use ionroller_core::state::{
+    ActionStatus, Outcome, RolloutKind, RolloutRecord, ServiceState, Stage,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ServiceStatus {
@@ -27,6 +29,20 @@ pub struct ServiceStatus {
     /// minimum, instances of unknown origin on the load balancer, observation failing.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// How much this service needs a person now, for sorting a fleet (the console's list).
+    #[serde(default)]
+    pub attention: Attention,
+}
+
+/// How much a service needs a person, worst first: 4 customers are or may be affected (nothing
+/// in service, under capacity, unknown instances, observation failing); 3 traffic is going
+/// back or cloud actions fail; 2 a rollout waits for a person (canary, test endpoint,
+/// paused); 1 a rollout moves by itself; 0 steady.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct Attention {
+    pub rank: u8,
+    /// Why, in words; empty when steady.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -70,6 +86,12 @@ pub struct RolloutView {
     pub step_percent: Option<u8>,
     pub paused: bool,
     pub waiting_for: String,
+    /// When the rollout is rolled back for making no progress; none while a person is awaited
+    /// or traffic goes back.
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// A full promote was given: the next step is the last.
+    #[serde(default)]
+    pub promoted_full: bool,
     pub plan: Option<Plan>,
 }
 
@@ -155,6 +177,10 @@ pub struct ReleaseAccepted {
     /// and `rollout_id` is that one.
     #[serde(default)]
     pub action: String,
+    /// With `?dry_run=true` (then the answer is 200 and nothing is recorded): what the
+    /// command would record, in the audit's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_record: Option<Vec<String>>,
 }
 
 /// `202` to a command on a rollout (rollback, pause, resume, promote, abort).
@@ -169,6 +195,10 @@ pub struct CommandAccepted {
     /// The version a rollback moves to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// With `?dry_run=true` (then the answer is 200 and nothing is recorded): what the
+    /// command would record, in the audit's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_record: Option<Vec<String>>,
 }
 
 fn in_service(state: &ServiceState) -> usize {
@@ -293,6 +323,8 @@ pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus
             step_percent: step.and_then(|s| plan.and_then(|p| p.steps.get(s)).map(|s| s.percent)),
             paused: r.paused,
             waiting_for: waiting_for(state, now),
+            deadline_at: r.progress_deadline(),
+            promoted_full: r.promoted_full,
             plan: r.plan.clone(),
         }
     });
@@ -312,6 +344,57 @@ pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus
             .collect(),
         in_service: in_service(state),
         warnings: warnings(state),
+        attention: attention(state, now),
+    }
+}
+
+/// See [`Attention`]: the worst thing about the service now.
+pub fn attention(state: &ServiceState, now: DateTime<Utc>) -> Attention {
+    let at = |rank: u8, reason: String| Attention { rank, reason };
+    if let Some(warning) = warnings(state).into_iter().next() {
+        return at(4, warning);
+    }
+    let failing = state.actions.values().find_map(|record| {
+        let latest = state
+            .last_action(&record.key)
+            .is_some_and(|last| std::ptr::eq(last, record));
+        match &record.status {
+            ActionStatus::Failed { error, .. } if latest => Some(format!(
+                "{} fails (attempt {}): {error}",
+                record.action.describe(),
+                record.attempt
+            )),
+            _ => None,
+        }
+    });
+    let Some(rollout) = &state.rollout else {
+        return match failing {
+            Some(why) => at(3, why),
+            None => Attention::default(),
+        };
+    };
+    if let Stage::Reverting { cause, .. } = &rollout.stage {
+        return at(3, format!("rolling back: {}", cause.summary()));
+    }
+    if let Some(why) = failing {
+        return at(3, why);
+    }
+    let waiting = format!(
+        "{} {}: waiting for {}",
+        kind_word(&rollout.kind),
+        rollout.version,
+        waiting_for(state, now)
+    );
+    if rollout.waits_for_a_person() && !rollout.promoted {
+        return at(2, waiting);
+    }
+    at(1, waiting)
+}
+
+fn kind_word(kind: &RolloutKind) -> &'static str {
+    match kind {
+        RolloutKind::Release => "release of",
+        RolloutKind::Rollback => "rollback to",
     }
 }
 

@@ -20,6 +20,7 @@ use crate::up::{up, StoreChoice};
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let token = crate::credentials::find_token(cli.token, &cli.server)?;
     let http = crate::client::http_client(cli.ca_cert.as_deref())?;
+    let console_token = token.clone();
     let roller = Client::new(&cli.server, "the roller", http.clone(), token.clone());
     let trail = Client::new(&cli.trail, "trail", http, token);
     match cli.command {
@@ -83,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Report { since, service } => trail::report(&trail, since, service).await,
         Command::Verify => trail::verify(&trail).await,
         Command::Whoami => tokens::whoami(&roller).await,
+        Command::Console => tokens::console(&roller, &cli.server, console_token).await,
         Command::Token(command) => tokens::run(&roller, command).await,
         Command::Config(c) => config::run(&roller, c).await,
         Command::Release {
@@ -108,11 +110,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Pause { service, reason } => {
             rollout::simple(&roller, &service, "pause", json!({ "reason": reason })).await
         }
-        Command::Resume { service } => {
-            rollout::simple(&roller, &service, "resume", json!({})).await
+        Command::Resume { service, reason } => {
+            rollout::simple(&roller, &service, "resume", json!({ "reason": reason })).await
         }
-        Command::Promote { service } => {
-            rollout::simple(&roller, &service, "promote", json!({})).await
+        Command::Promote {
+            service,
+            full,
+            reason,
+        } => {
+            let body = json!({ "full": full, "reason": reason });
+            rollout::simple(&roller, &service, "promote", body).await
         }
         Command::Abort { service, reason } => {
             rollout::simple(&roller, &service, "abort", json!({ "reason": reason })).await

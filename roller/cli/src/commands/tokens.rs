@@ -18,6 +18,25 @@ pub async fn whoami(roller: &Client) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// A link to the console at `server`, signed in with `token`: it goes in the URL's fragment,
+/// which the browser keeps to itself; the page moves it to the tab's sessionStorage and
+/// removes it from the address bar. Checked first, so a refused token is said here.
+pub async fn console(roller: &Client, server: &str, token: Option<String>) -> anyhow::Result<i32> {
+    let Some(token) = token else {
+        anyhow::bail!(
+            "no token to sign in with: pass --token or set IONROLLER_TOKEN (or run this on the \
+             server's machine, where `ionroller up` wrote its admin token)"
+        );
+    };
+    let me = roller.get("/v1/whoami").await?;
+    line(format!("{}/#token={token}", server.trim_end_matches('/')))?;
+    line(format!(
+        "  signs in as {} (a secret: do not paste it where others can read it)",
+        me["actor"].as_str().unwrap_or("?")
+    ))?;
+    Ok(0)
+}
+
 pub async fn run(roller: &Client, command: TokenCommand) -> anyhow::Result<i32> {
     match command {
         TokenCommand::Create {
