@@ -1,6 +1,7 @@
 //! Runs the real `ionroller` binary: `up` as a server process, and CLI commands against it.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fault_proxy;
 
 use std::io::{BufRead, BufReader};
