@@ -135,7 +135,7 @@ async function servicesView() {
   show("services-view");
   await loadServices();
   ready();
-  servicesTimer = setInterval(() => loadServices().catch((e) => notice(e.message, true)), 5000);
+  servicesTimer = setInterval(() => loadServices().catch(failed), 5000);
 }
 
 async function loadServices() {
@@ -159,7 +159,7 @@ async function loadServices() {
   }
   $("no-services").hidden = services.length > 0;
 }
-$("service-filter").addEventListener("input", () => loadServices().catch((e) => notice(e.message, true)));
+$("service-filter").addEventListener("input", () => loadServices().catch(failed));
 
 // ---- one service -----------------------------------------------------------------------------
 async function serviceView(name, tab) {
@@ -210,9 +210,17 @@ async function refreshStatus() {
     if (view !== current) return;
     view.status = status;
     renderStatus();
+    // The server answers again: an earlier failure is no longer news.
+    if ($("notice").className === "error") notice("");
   } catch (e) {
-    notice(e.message, true);
+    failed(e);
   }
+}
+
+/// A background refresh failed: a refused token signs out, anything else is shown.
+function failed(e) {
+  if (e instanceof SignedOut) route();
+  else notice(e.message, true);
 }
 
 function renderStatus() {
