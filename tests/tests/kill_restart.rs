@@ -6,6 +6,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
 use std::time::Duration;
 
 use ionroller_shared::events::{service_stream, Action, ServiceEvent};
@@ -113,4 +114,34 @@ async fn sigkill_at_random_points_converges_without_duplicate_environments() {
         live.iter().all(|n| names.contains(n)),
         "every live environment was intended: {live:?}"
     );
+}
+
+/// A second `up` on a data dir in use refuses to start, naming the first; once the first is
+/// SIGKILLed (no chance to clean up), the data dir is free again at once.
+#[test]
+fn a_second_up_on_one_data_dir_refuses_and_a_killed_one_leaves_no_lock_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Server::start(dir.path());
+    let pid = first.child.id();
+    let second = Command::new(binary())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--trail-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run a second up");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("another `ionroller up` (pid {pid}) is running on")),
+        "{err}"
+    );
+    first.kill();
+    let again = Server::start(dir.path());
+    again.cli_ok(&["services"]);
 }

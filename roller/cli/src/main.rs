@@ -12,6 +12,7 @@ mod args;
 mod client;
 mod commands;
 mod credentials;
+mod data_dir_lock;
 mod jsonc;
 mod output;
 mod render;

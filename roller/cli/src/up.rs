@@ -80,6 +80,8 @@ pub async fn up(
         .context("read trail's bound address")?;
     let scheme = listener.scheme();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+    // Before anything in the data dir is opened; held until `up` returns.
+    let _data_dir_lock = crate::data_dir_lock::lock(&data_dir)?;
     let store: Arc<dyn EventStore> = match store {
         StoreChoice::Embedded => Arc::new(
             SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
