@@ -60,13 +60,15 @@ pub async fn serve(
     let roller = Roller::new(store.clone(), cloud.clone(), config.clock.clone())
         .with_metrics(metrics.clone());
     let mut roller_stop = stop_rx.clone();
-    let roller_task = tokio::spawn(roller.run(config.interval, async move {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let roller_task = tokio::spawn(roller.run(config.interval, wake.clone(), async move {
         let _ = roller_stop.wait_for(|stopped| *stopped).await;
     }));
     let state = AppState::new(store, config.clock)
         .with_auth(config.auth)
         .with_public_metrics(config.public_metrics)
         .with_trail_url(config.trail_url)
+        .with_wake(wake)
         .with_metrics(metrics)
         .with_cloud(cloud);
     let extra = match driver {

@@ -60,7 +60,15 @@ impl Roller {
     }
 
     /// Reconciles every service each `interval` until `shutdown` resolves.
-    pub async fn run(mut self, interval: Duration, shutdown: impl Future<Output = ()>) {
+    /// Passes every `interval`, and at once when `wake` is notified (a command was recorded:
+    /// a promote or an abort should not wait for the interval). A notification during a pass
+    /// is kept, so the change it announces gets a pass of its own.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        wake: Arc<tokio::sync::Notify>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             if let Err(e) = self.pass().await {
@@ -69,6 +77,7 @@ impl Roller {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => {}
             }
         }
     }

@@ -170,3 +170,23 @@ async fn release_canary_promote_steps_then_alarm_rollback() {
         "no new environment"
     );
 }
+
+/// A command wakes the roller at once: with a ten-minute interval, a release still has its
+/// environment created (the pass right after the command executes the intent) rather than
+/// ten minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_wakes_the_roller_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(dir.path(), &["--interval-ms", "600000"], &[]);
+    let config = dir.path().join("hello.json");
+    std::fs::write(&config, example_config()).expect("write config");
+    server.cli_ok(&["config", "set", "hello", config.to_str().expect("utf-8")]);
+    server.cli_ok(&["release", "hello", "v1", "--no-follow"]);
+    let created = server.trail_rows_of_type("action-succeeded", 20).await;
+    assert!(
+        created.iter().any(|r| r["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("hello-v1"))),
+        "{created:?}"
+    );
+}

@@ -63,6 +63,9 @@ pub struct AppState {
     pub public_metrics: bool,
     /// Trail's URL, linked from the console when known.
     pub trail_url: Option<String>,
+    /// Notified after every recorded command, so the roller in this process reconciles at
+    /// once rather than at its next interval.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             auth: Arc::new(Authenticator::new(store.clone())),
             public_metrics: false,
             trail_url: None,
+            wake: Arc::default(),
             store,
             clock,
             folds: Arc::default(),
@@ -87,6 +91,12 @@ impl AppState {
     /// Authenticates with `auth` (e.g. one that also accepts OIDC tokens).
     pub fn with_auth(mut self, auth: Arc<Authenticator>) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// Wakes the roller's loop through `wake` after each recorded command.
+    pub fn with_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.wake = wake;
         self
     }
 
@@ -229,7 +239,10 @@ async fn submit(
             .map_err(|refusal| ApiError::conflict(refusal.to_string()))?;
         let at = state.clock.now();
         match log::append(state.store.as_ref(), &folded, &accepted.events, actor, at).await? {
-            Appended::Written => return Ok((accepted, load(state, service).await?)),
+            Appended::Written => {
+                state.wake.notify_one();
+                return Ok((accepted, load(state, service).await?));
+            }
             Appended::Conflict => continue,
         }
     }
