@@ -17,8 +17,10 @@ use crate::shell::Roller;
 
 /// How the roller runs; every field is a choice the operator makes.
 pub struct RollerConfig {
-    /// Time between reconcile passes.
+    /// Time between reconcile passes (a recorded command starts one at once).
     pub interval: Duration,
+    /// Services reconciled at once; each within `shell::DEFAULT_SERVICE_TIMEOUT`.
+    pub workers: usize,
     pub clock: Arc<dyn Clock>,
     /// Who may call the API: tokens from the log, and OIDC issuers if configured.
     pub auth: Arc<ionroller_auth::Authenticator>,
@@ -58,7 +60,8 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let roller = Roller::new(store.clone(), cloud.clone(), config.clock.clone())
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_concurrency(config.workers, crate::shell::DEFAULT_SERVICE_TIMEOUT);
     let mut roller_stop = stop_rx.clone();
     let wake = Arc::new(tokio::sync::Notify::new());
     let roller_task = tokio::spawn(roller.run(config.interval, wake.clone(), async move {

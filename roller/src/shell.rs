@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::store::{EventStore, Position};
 
@@ -30,36 +31,74 @@ pub use crate::log::{RollerError, ROLLER_ACTOR};
 const DECISION_ROUNDS: usize = 4;
 
 pub struct Roller {
+    deps: Deps,
+    services: BTreeMap<String, Slot>,
+    discovered_until: Option<Position>,
+    /// At most this many services reconcile at once.
+    workers: usize,
+    /// A service's reconcile that takes longer is abandoned until the next pass, so a hung or
+    /// throttled cloud call delays no other service's pass beyond it. Abandoning is the same
+    /// as a crash at that point: an intent without an outcome is executed on the next pass.
+    service_timeout: Duration,
+}
+
+/// What every service's reconcile shares.
+#[derive(Clone)]
+struct Deps {
     store: Arc<dyn EventStore>,
     cloud: Arc<dyn Cloud>,
     clock: Arc<dyn Clock>,
-    services: BTreeMap<String, ServiceState>,
-    discovered_until: Option<Position>,
-    /// The revision each service was last snapshotted (or loaded) at.
-    snapshotted: BTreeMap<String, u64>,
     metrics: Arc<Metrics>,
 }
+
+/// One service's cached fold, and the revision it was last snapshotted (or loaded) at.
+struct Slot {
+    state: ServiceState,
+    snapshotted: u64,
+}
+
+impl Slot {
+    fn new(service: &str) -> Self {
+        Slot {
+            state: ServiceState::new(service),
+            snapshotted: 0,
+        }
+    }
+}
+
+/// Defaults: services reconcile eight at a time, each within 60 s.
+pub const DEFAULT_WORKERS: usize = 8;
+pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Roller {
     pub fn new(store: Arc<dyn EventStore>, cloud: Arc<dyn Cloud>, clock: Arc<dyn Clock>) -> Self {
         Roller {
-            store,
-            cloud,
-            clock,
+            deps: Deps {
+                store,
+                cloud,
+                clock,
+                metrics: Arc::default(),
+            },
             services: BTreeMap::new(),
             discovered_until: None,
-            snapshotted: BTreeMap::new(),
-            metrics: Arc::default(),
+            workers: DEFAULT_WORKERS,
+            service_timeout: DEFAULT_SERVICE_TIMEOUT,
         }
     }
 
     /// Shares counters with the API's `/metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
+        self.deps.metrics = metrics;
         self
     }
 
-    /// Reconciles every service each `interval` until `shutdown` resolves.
+    /// Reconciles up to `workers` services at once (at least one), each within `timeout`.
+    pub fn with_concurrency(mut self, workers: usize, timeout: Duration) -> Self {
+        self.workers = workers.max(1);
+        self.service_timeout = timeout;
+        self
+    }
+
     /// Passes every `interval`, and at once when `wake` is notified (a command was recorded:
     /// a promote or an abort should not wait for the interval). A notification during a pass
     /// is kept, so the change it announces gets a pass of its own.
@@ -82,24 +121,49 @@ impl Roller {
         }
     }
 
-    /// One reconcile pass over every known service.
+    /// One reconcile pass over every known service: up to `workers` at once, each service
+    /// strictly serial (one reconcile of it at a time) and bounded by the service timeout.
     pub async fn pass(&mut self) -> Result<(), RollerError> {
         let started = std::time::Instant::now();
         self.discover().await?;
-        let names: Vec<String> = self.services.keys().cloned().collect();
-        for name in names {
-            if let Err(e) = self.reconcile(&name).await {
-                self.metrics.reconcile_failed(&name);
-                tracing::warn!(service = %name, error = %e, "reconcile failed");
-            }
-        }
-        let m = &self.metrics;
+        let deps = &self.deps;
+        let timeout = self.service_timeout;
+        // Boxed as `Send` futures first: a stream mapping borrowed slots straight into async
+        // blocks trips the compiler's higher-ranked `Send` check when the pass is spawned.
+        let reconciles: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = self
+            .services
+            .iter_mut()
+            .map(
+                |(name, slot)| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+                    Box::pin(async move {
+                        let result =
+                            tokio::time::timeout(timeout, reconcile(deps, name, slot)).await;
+                        let failure = match result {
+                            Ok(Ok(())) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(_) => Some(format!(
+                                "took longer than {timeout:?}; abandoned until the next pass"
+                            )),
+                        };
+                        if let Some(error) = failure {
+                            deps.metrics.reconcile_failed(name);
+                            tracing::warn!(service = %name, error, "reconcile failed");
+                        }
+                    })
+                },
+            )
+            .collect();
+        futures::stream::iter(reconciles)
+            .buffer_unordered(self.workers)
+            .collect::<Vec<()>>()
+            .await;
+        let m = &self.deps.metrics;
         Metrics::add(&m.passes, 1);
         Metrics::set(&m.services, self.services.len() as u64);
         let rolling = self
             .services
             .values()
-            .filter(|s| s.rollout.is_some())
+            .filter(|s| s.state.rollout.is_some())
             .count();
         Metrics::set(&m.rollouts_in_progress, rolling as u64);
         m.pass_took(started.elapsed());
@@ -107,17 +171,17 @@ impl Roller {
     }
 
     pub fn state(&self, service: &str) -> Option<&ServiceState> {
-        self.services.get(service)
+        self.services.get(service).map(|s| &s.state)
     }
 
     /// Finds services that saved a config since the last look.
     async fn discover(&mut self) -> Result<(), RollerError> {
         let (names, next) =
-            log::discover_services(self.store.as_ref(), self.discovered_until).await?;
+            log::discover_services(self.deps.store.as_ref(), self.discovered_until).await?;
         for name in names {
             self.services
                 .entry(name.clone())
-                .or_insert_with(|| ServiceState::new(&name));
+                .or_insert_with(|| Slot::new(&name));
         }
         self.discovered_until = next;
         Ok(())
@@ -125,131 +189,128 @@ impl Roller {
 
     /// One service: finish recorded intents, observe, decide, act.
     pub async fn reconcile(&mut self, service: &str) -> Result<(), RollerError> {
-        self.catch_up(service).await?;
-        self.execute_pending(service).await?;
-        let Some(config) = self.fold(service).latest_config().map(|c| c.config.clone()) else {
+        let slot = self
+            .services
+            .entry(service.to_string())
+            .or_insert_with(|| Slot::new(service));
+        reconcile(&self.deps, service, slot).await
+    }
+}
+
+/// One service: finish recorded intents, observe, decide, act.
+async fn reconcile(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), RollerError> {
+    catch_up(deps, service, slot).await?;
+    execute_pending(deps, service, slot).await?;
+    let Some(config) = slot.state.latest_config().map(|c| c.config.clone()) else {
+        return Ok(());
+    };
+    match deps.cloud.observe(service, &config).await {
+        Ok(view) => {
+            let changes = observe(&slot.state, &view);
+            if !append(deps, service, slot, changes).await? {
+                return Ok(());
+            }
+        }
+        Err(e) => {
+            tracing::warn!(service, error = %e, "observing the cloud failed");
+            let events = observation_failed(&slot.state, &e.to_string());
+            append(deps, service, slot, events).await?;
             return Ok(());
-        };
-        match self.cloud.observe(service, &config).await {
-            Ok(view) => {
-                let changes = observe(self.fold(service), &view);
-                if !self.append(service, changes).await? {
-                    return Ok(());
+        }
+    }
+    // Decide until the state settles: a decision that only moves the rollout along (say,
+    // rollback-started) is followed in the same pass by the action it leads to, instead of
+    // waiting one interval for it. Bounded, in case a bug made decisions never settle.
+    let now = deps.clock.now();
+    for _ in 0..DECISION_ROUNDS {
+        let decisions = decide(&slot.state, now);
+        let settled = decisions.is_empty()
+            || decisions
+                .iter()
+                .any(|e| matches!(e, ServiceEvent::ActionIntended { .. }));
+        if !append(deps, service, slot, decisions).await? {
+            return Ok(());
+        }
+        if settled {
+            break;
+        }
+    }
+    execute_pending(deps, service, slot).await
+}
+
+async fn execute_pending(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), RollerError> {
+    let pending: Vec<_> = slot
+        .state
+        .pending_actions()
+        .map(|(id, r)| (*id, r.attempt, r.action.clone()))
+        .collect();
+    // An action is only ever intended for a configured service.
+    let Some(config) = slot.state.latest_config().map(|c| c.config.clone()) else {
+        return Ok(());
+    };
+    for (action_id, attempt, action) in pending {
+        tracing::info!(service, action = %action.describe(), attempt, "executing");
+        let outcome = match deps
+            .cloud
+            .execute(service, &config, action_id, &action)
+            .await
+        {
+            Ok(detail) => {
+                deps.metrics.action_finished(service, true);
+                ServiceEvent::ActionSucceeded {
+                    action_id,
+                    attempt,
+                    detail,
                 }
             }
             Err(e) => {
-                tracing::warn!(service, error = %e, "observing the cloud failed");
-                let events = observation_failed(self.fold(service), &e.to_string());
-                self.append(service, events).await?;
-                return Ok(());
+                deps.metrics.action_finished(service, false);
+                tracing::warn!(service, action = %action.describe(), error = %e, "action failed");
+                ServiceEvent::ActionFailed {
+                    action_id,
+                    attempt,
+                    error: e.to_string(),
+                    retryable: matches!(e, crate::cloud::CloudError::Unavailable(_)),
+                }
             }
-        }
-        // Decide until the state settles: a decision that only moves the rollout along (say,
-        // rollback-started) is followed in the same pass by the action it leads to, instead of
-        // waiting one interval for it. Bounded, in case a bug made decisions never settle.
-        let now = self.clock.now();
-        for _ in 0..DECISION_ROUNDS {
-            let decisions = decide(self.fold(service), now);
-            let settled = decisions.is_empty()
-                || decisions
-                    .iter()
-                    .any(|e| matches!(e, ServiceEvent::ActionIntended { .. }));
-            if !self.append(service, decisions).await? {
-                return Ok(());
-            }
-            if settled {
-                break;
-            }
-        }
-        self.execute_pending(service).await
-    }
-
-    fn fold(&mut self, service: &str) -> &ServiceState {
-        self.services
-            .entry(service.to_string())
-            .or_insert_with(|| ServiceState::new(service))
-    }
-
-    async fn execute_pending(&mut self, service: &str) -> Result<(), RollerError> {
-        let pending: Vec<_> = self
-            .fold(service)
-            .pending_actions()
-            .map(|(id, r)| (*id, r.attempt, r.action.clone()))
-            .collect();
-        // An action is only ever intended for a configured service.
-        let Some(config) = self.fold(service).latest_config().map(|c| c.config.clone()) else {
-            return Ok(());
         };
-        for (action_id, attempt, action) in pending {
-            tracing::info!(service, action = %action.describe(), attempt, "executing");
-            let outcome = match self
-                .cloud
-                .execute(service, &config, action_id, &action)
-                .await
-            {
-                Ok(detail) => {
-                    self.metrics.action_finished(service, true);
-                    ServiceEvent::ActionSucceeded {
-                        action_id,
-                        attempt,
-                        detail,
-                    }
-                }
-                Err(e) => {
-                    self.metrics.action_finished(service, false);
-                    tracing::warn!(service, action = %action.describe(), error = %e, "action failed");
-                    ServiceEvent::ActionFailed {
-                        action_id,
-                        attempt,
-                        error: e.to_string(),
-                        retryable: matches!(e, crate::cloud::CloudError::Unavailable(_)),
-                    }
-                }
-            };
-            if !self.append(service, vec![outcome]).await? {
-                return Ok(());
-            }
+        if !append(deps, service, slot, vec![outcome]).await? {
+            return Ok(());
         }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// Appends at the exact revision folded so far. `Ok(false)` when someone else appended
-    /// first: the state is refreshed and the caller should decide again later.
-    async fn append(
-        &mut self,
-        service: &str,
-        events: Vec<ServiceEvent>,
-    ) -> Result<bool, RollerError> {
-        if events.is_empty() {
-            return Ok(true);
-        }
-        let at = self.clock.now();
-        let store = self.store.clone();
-        let state = self.fold(service);
-        let appended = log::append(store.as_ref(), state, &events, ROLLER_ACTOR, at).await?;
-        match appended {
-            Appended::Written => Metrics::add(&self.metrics.events_appended, events.len() as u64),
-            Appended::Conflict => Metrics::add(&self.metrics.append_conflicts, 1),
-        }
-        self.catch_up(service).await?;
-        Ok(appended == Appended::Written)
+/// Appends at the exact revision folded so far. `Ok(false)` when someone else appended
+/// first: the state is refreshed and the caller should decide again later.
+async fn append(
+    deps: &Deps,
+    service: &str,
+    slot: &mut Slot,
+    events: Vec<ServiceEvent>,
+) -> Result<bool, RollerError> {
+    if events.is_empty() {
+        return Ok(true);
     }
+    let at = deps.clock.now();
+    let appended = log::append(deps.store.as_ref(), &slot.state, &events, ROLLER_ACTOR, at).await?;
+    match appended {
+        Appended::Written => Metrics::add(&deps.metrics.events_appended, events.len() as u64),
+        Appended::Conflict => Metrics::add(&deps.metrics.append_conflicts, 1),
+    }
+    catch_up(deps, service, slot).await?;
+    Ok(appended == Appended::Written)
+}
 
-    async fn catch_up(&mut self, service: &str) -> Result<(), RollerError> {
-        let store = self.store.clone();
-        let state = self
-            .services
-            .entry(service.to_string())
-            .or_insert_with(|| ServiceState::new(service));
-        log::catch_up(store.as_ref(), state).await?;
-        let revision = state.revision.map_or(0, |r| r.0);
-        let last = self.snapshotted.entry(service.to_string()).or_insert(0);
-        if revision >= *last + crate::snapshot::SNAPSHOT_EVERY {
-            if let Err(e) = crate::snapshot::save(store.as_ref(), state, ROLLER_ACTOR).await {
-                tracing::warn!(service, error = %e, "saving a snapshot failed");
-            }
-            *last = revision;
+async fn catch_up(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), RollerError> {
+    let store = deps.store.as_ref();
+    log::catch_up(store, &mut slot.state).await?;
+    let revision = slot.state.revision.map_or(0, |r| r.0);
+    if revision >= slot.snapshotted + crate::snapshot::SNAPSHOT_EVERY {
+        if let Err(e) = crate::snapshot::save(store, &slot.state, ROLLER_ACTOR).await {
+            tracing::warn!(service, error = %e, "saving a snapshot failed");
         }
-        Ok(())
+        slot.snapshotted = revision;
     }
+    Ok(())
 }

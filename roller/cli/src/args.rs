@@ -94,6 +94,9 @@ pub enum Command {
         /// How often each service is observed and reconciled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
+        /// How many services reconcile at once (each one stays strictly serial).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
         /// Address for trail's API and dashboard.
         #[arg(long, default_value = "127.0.0.1:7879")]
         trail_listen: String,

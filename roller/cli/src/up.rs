@@ -50,6 +50,14 @@ async fn listen(
     })
 }
 
+/// How the roller's loop runs.
+pub struct Reconcile {
+    /// Between passes (a recorded command starts one at once).
+    pub interval: Duration,
+    /// Services reconciled at once.
+    pub workers: usize,
+}
+
 /// Where `up` keeps the event log.
 pub enum StoreChoice {
     /// `events.sqlite` in the data directory.
@@ -67,7 +75,7 @@ pub async fn up(
     cloud: CloudKind,
     listen: &str,
     trail_listen: &str,
-    interval: Duration,
+    reconcile: Reconcile,
     access: Access,
 ) -> anyhow::Result<()> {
     // Listeners first: a refused address (plain HTTP off loopback, a port in use) must stop
@@ -151,7 +159,8 @@ pub async fn up(
     ));
     let roller_task = tokio::spawn(ionroller_roller::serve(
         RollerConfig {
-            interval,
+            interval: reconcile.interval,
+            workers: reconcile.workers,
             clock,
             auth,
             public_metrics: access.public_metrics,

@@ -34,6 +34,15 @@ pub fn start() -> DateTime<Utc> {
 
 impl World {
     pub fn create() -> Self {
+        World::create_with(|sim| Arc::new(sim), |roller| roller)
+    }
+
+    /// A world whose roller drives `cloud(sim)` (say, the simulator behind a wrapper that
+    /// delays it) and is set up further by `roller`.
+    pub fn create_with(
+        cloud: impl FnOnce(SimCloud) -> Arc<dyn ionroller_roller::cloud::Cloud>,
+        roller: impl FnOnce(Roller) -> Roller,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store: Arc<dyn EventStore> = Arc::new(
             SqliteStore::open(dir.path().join("events.sqlite"), SqliteOptions::default())
@@ -48,8 +57,10 @@ impl World {
         })
         .expect("sim settings");
         let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
-        let roller = Roller::new(store.clone(), Arc::new(sim.clone()), dyn_clock.clone())
-            .with_metrics(metrics.clone());
+        let roller = roller(
+            Roller::new(store.clone(), cloud(sim.clone()), dyn_clock.clone())
+                .with_metrics(metrics.clone()),
+        );
         let router = app(
             AppState::new(store.clone(), dyn_clock).with_metrics(metrics),
             ionroller_roller::api::sim::routes(sim.clone()),

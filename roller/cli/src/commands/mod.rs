@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             postgres_schema,
             listen,
             interval_ms,
+            workers,
             trail_listen,
             oidc,
             public_metrics,
@@ -51,7 +52,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 cloud,
                 &listen,
                 &trail_listen,
-                Duration::from_millis(interval_ms),
+                crate::up::Reconcile {
+                    interval: Duration::from_millis(interval_ms),
+                    workers: usize::from(workers),
+                },
                 crate::up::Access {
                     oidc,
                     public_metrics,
