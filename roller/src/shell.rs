@@ -136,8 +136,10 @@ impl Roller {
             .map(
                 |(name, slot)| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
                     Box::pin(async move {
+                        let started = std::time::Instant::now();
                         let result =
                             tokio::time::timeout(timeout, reconcile(deps, name, slot)).await;
+                        deps.metrics.service_took(name, started.elapsed());
                         let failure = match result {
                             Ok(Ok(())) => None,
                             Ok(Err(e)) => Some(e.to_string()),

@@ -125,6 +125,7 @@ async fn every_family_keeps_its_name_type_and_labels() {
         ("ionroller_service_reconcile_failures_total", "counter"),
         ("ionroller_reconcile_last_pass_seconds", "gauge"),
         ("ionroller_reconcile_pass_duration_seconds", "histogram"),
+        ("ionroller_service_reconcile_duration_seconds", "histogram"),
         ("ionroller_events_appended_total", "counter"),
         ("ionroller_append_conflicts_total", "counter"),
         ("ionroller_http_unauthenticated_total", "counter"),
@@ -173,5 +174,13 @@ async fn every_family_keeps_its_name_type_and_labels() {
     assert_eq!(
         m.value("ionroller_reconcile_pass_duration_seconds_count", &[]),
         6.0
+    );
+    assert_eq!(
+        m.value(
+            "ionroller_service_reconcile_duration_seconds_count",
+            &[("service", "hello")]
+        ),
+        6.0,
+        "one reconcile of hello per pass"
     );
 }
