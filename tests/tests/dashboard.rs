@@ -304,3 +304,59 @@ async fn the_dashboard_shows_lanes_delivery_with_denominators_and_a_paged_filter
         narrow.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trail_serve_links_its_dashboard_to_the_console_url_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let trail = |args: &[&str]| {
+        let mut command = Command::new(trail_binary());
+        command
+            .arg("--events")
+            .arg(dir.path().join("events.sqlite"))
+            .arg("--db")
+            .arg(dir.path().join("trail.sqlite"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let refused = trail(&["--console-url", "javascript:alert(1)"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not an http:// or https:// URL"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let mut child = trail(&["--console-url", "http://127.0.0.1:7878/"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let up = lines.next().expect("trail printed its URL").unwrap();
+    let url = up
+        .strip_prefix("trail is up: ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{up}"))
+        .trim_end_matches('/')
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let page = http()
+        .get(format!("{url}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        page.contains("<a id=\"console-link\" href=\"http://127.0.0.1:7878/\">roller console</a>"),
+        "the dashboard links to the console"
+    );
+}
