@@ -42,6 +42,7 @@ try {
   const seen = await page.evaluate(() => ({
     status: document.getElementById("status").textContent,
     shares: [...document.querySelectorAll(".share")].map((e) => e.textContent),
+    lastRelease: document.querySelector("#service-list .last")?.textContent ?? "",
     auditRows: document.querySelectorAll("#audit tbody tr").length,
     firstTime: document.querySelector("#audit tbody tr td:nth-child(2)")?.textContent ?? "",
     timeHeader: document.getElementById("time-header").textContent,

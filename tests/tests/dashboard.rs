@@ -116,6 +116,11 @@ async fn the_dashboard_shows_lanes_delivery_with_denominators_and_a_paged_filter
     let status = seen["status"].as_str().unwrap();
     assert!(status.ends_with("events, live"), "{status}");
     assert_eq!(seen["shares"], serde_json::json!(["v1 100%"]), "{seen}");
+    let last = seen["lastRelease"].as_str().unwrap();
+    assert!(
+        last.starts_with("last: v3 (release), aborted, ended ") && last.ends_with(" UTC"),
+        "{last}"
+    );
 
     // Lanes: labelled by service, a time axis with ticks in a named zone, a legend, and each
     // way of ending in its own class and colour.
