@@ -166,16 +166,19 @@ impl Page {
     }
 }
 
+/// A `--console-url` that is not an absolute http(s) URL.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:7878/")]
+pub struct BadConsoleUrl(pub String);
+
 /// Checks a `--console-url`: an absolute http(s) URL.
-pub fn parse_console_url(text: &str) -> Result<String, String> {
+pub fn parse_console_url(text: &str) -> Result<String, BadConsoleUrl> {
     let ok = (text.starts_with("http://") || text.starts_with("https://"))
         && !text.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(text.to_string())
     } else {
-        Err(format!(
-            "{text:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:7878/"
-        ))
+        Err(BadConsoleUrl(text.to_string()))
     }
 }
 
