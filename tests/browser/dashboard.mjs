@@ -35,7 +35,8 @@ async function download(page, button) {
 }
 
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  // A browser far from UTC: the page starts in UTC and offers the browser's zone.
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, timezoneId: "America/New_York" });
   await page.goto(url);
   // The page says when its first paint holds data.
   await page.waitForSelector("body[data-ready='true']", { timeout: 20000 });
@@ -123,6 +124,14 @@ try {
   seen.searchRow = await page.textContent("#audit tbody tr");
   await page.fill("#search", "");
   seen.a11y = await accessibilityViolations(page);
+
+  // Times in the browser's zone, then back to UTC.
+  seen.zones = await page.$$eval("#zone option", (os) => os.map((o) => o.value));
+  await page.selectOption("#zone", "America/New_York");
+  seen.localHeader = await page.textContent("#time-header");
+  seen.localTime = await page.textContent("#audit tbody tr td:nth-child(2)");
+  seen.localAxis = await page.textContent("#lanes .axis-title");
+  await page.selectOption("#zone", "UTC");
 
   // The table updates live from the feed: the test appends an event after this line.
   seen.rowsBeforeLive = await page.locator("#audit tbody tr").count();

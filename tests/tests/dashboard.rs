@@ -271,6 +271,22 @@ async fn the_dashboard_shows_lanes_delivery_with_denominators_and_a_paged_filter
         "{seen}"
     );
     assert_eq!(seen["timeHeader"], "time (UTC)");
+    // The browser runs in New York: its zone is offered, and every time then names it.
+    assert_eq!(strings(&seen["zones"]), ["UTC", "America/New_York"]);
+    let header = seen["localHeader"].as_str().unwrap();
+    let zone = header
+        .strip_prefix("time (")
+        .and_then(|z| z.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{header}"));
+    assert!(zone != "UTC" && !zone.is_empty(), "{header}");
+    assert!(
+        seen["localTime"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(" {zone}")),
+        "{seen}"
+    );
+    assert_eq!(seen["localAxis"], format!("time ({zone})"));
     assert_eq!(seen["searchRows"], 1, "{seen}");
     assert!(seen["searchRow"].as_str().unwrap().contains("rolled-back"));
 
