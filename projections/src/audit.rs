@@ -2,8 +2,10 @@
 //! for people, and its place in the hash chain. Events of types this build does not know are
 //! kept as they are (type and data), never dropped.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
-use ionroller_shared::events::{service_of, Action, ServiceEvent};
+use ionroller_shared::events::{service_of, Action, RolloutId, ServiceEvent};
 use ionroller_shared::store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +24,10 @@ pub struct AuditRow {
     pub actor: String,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
-    /// The release version the event concerns, when it names one.
+    /// The release version the event concerns: the one it names (a release's, an
+    /// environment's), else that of the rollout in progress on its service, so every row of a
+    /// rollout carries one. Rows projected before rollouts filled it hold only the named
+    /// version; `trail rebuild` fills theirs.
     pub version: Option<String>,
     pub summary: String,
     pub data: serde_json::Value,
@@ -30,11 +35,13 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-/// Folds events into audit rows, carrying the chain.
+/// Folds events into audit rows, carrying the chain and each service's rollout in progress
+/// (whose version fills the rows that name none).
 #[derive(Clone, Debug)]
 pub struct AuditChain {
     pub seq: u64,
     pub head: Hash,
+    rollouts: BTreeMap<String, (RolloutId, String)>,
 }
 
 impl Default for AuditChain {
@@ -42,14 +49,28 @@ impl Default for AuditChain {
         AuditChain {
             seq: 0,
             head: crate::chain::GENESIS,
+            rollouts: BTreeMap::new(),
         }
     }
 }
 
 impl AuditChain {
-    /// Continues a chain whose last row was `seq` with hash `head`.
+    /// Continues a chain whose last row was `seq` with hash `head`, with no rollout in
+    /// progress; see [`AuditChain::with_rollout`].
     pub fn resume(seq: u64, head: Hash) -> Self {
-        AuditChain { seq, head }
+        AuditChain {
+            seq,
+            head,
+            rollouts: BTreeMap::new(),
+        }
+    }
+
+    /// Says that `service` has rollout `id` of `version` in progress, for a chain resumed
+    /// in the middle of it (the release history knows which rollouts are open).
+    pub fn with_rollout(mut self, service: &str, id: RolloutId, version: &str) -> Self {
+        self.rollouts
+            .insert(service.to_string(), (id, version.to_string()));
+        self
     }
 
     pub fn row(&mut self, event: &RecordedEvent) -> AuditRow {
@@ -65,6 +86,13 @@ impl AuditChain {
     ) -> AuditRow {
         self.seq += 1;
         self.head = next_hash(&self.head, event);
+        let own_service = service_of(&event.stream);
+        let version = decoded
+            .and_then(version_of)
+            .or_else(|| own_service.and_then(|s| self.rollout_version(s, decoded)));
+        if let Some(service) = own_service {
+            self.follow_rollout(service, decoded);
+        }
         AuditRow {
             seq: self.seq,
             position: event.position.to_token(),
@@ -77,7 +105,7 @@ impl AuditChain {
             actor: event.metadata.actor.clone(),
             occurred_at: event.metadata.occurred_at,
             recorded_at: event.recorded_at,
-            version: decoded.and_then(version_of),
+            version,
             summary: decoded.map_or_else(
                 || format!("{} (not known to this trail)", event.event_type),
                 summary,
@@ -86,6 +114,71 @@ impl AuditChain {
             hash: to_hex(&self.head),
         }
     }
+}
+
+impl AuditChain {
+    /// The version of the rollout an event of `service`'s stream belongs to: the one it names
+    /// by id, else the one in progress. A config saved mid-rollout belongs to none.
+    fn rollout_version(&self, service: &str, decoded: Option<&ServiceEvent>) -> Option<String> {
+        if matches!(decoded, Some(ServiceEvent::ConfigSaved { .. })) {
+            return None;
+        }
+        let (id, version) = self.rollouts.get(service)?;
+        match decoded.and_then(ServiceEvent::rollout_id) {
+            Some(named) if named != *id => None,
+            _ => Some(version.clone()),
+        }
+    }
+
+    /// A release or rollback request opens a rollout; its end (completed, rolled back,
+    /// superseded) closes it, after its own row.
+    fn follow_rollout(&mut self, service: &str, decoded: Option<&ServiceEvent>) {
+        use ServiceEvent::*;
+        match decoded {
+            Some(ReleaseRequested {
+                rollout_id,
+                version,
+                ..
+            })
+            | Some(RollbackRequested {
+                rollout_id,
+                to_version: version,
+                ..
+            }) => {
+                self.rollouts
+                    .insert(service.to_string(), (*rollout_id, version.clone()));
+            }
+            Some(
+                RolloutCompleted { rollout_id }
+                | RolledBack { rollout_id, .. }
+                | RolloutSuperseded { rollout_id, .. },
+            ) if self
+                .rollouts
+                .get(service)
+                .is_some_and(|(id, _)| id == rollout_id) =>
+            {
+                self.rollouts.remove(service);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a stored row's `version` is what the event implies: `expected` (what this build
+/// projects), or, for rows projected before rollouts filled the version, only the version the
+/// event names itself.
+pub fn version_matches(
+    expected: &AuditRow,
+    event: &RecordedEvent,
+    stored: Option<&String>,
+) -> bool {
+    stored == expected.version.as_ref()
+        || stored.cloned()
+            == ServiceEvent::from_recorded(event)
+                .ok()
+                .flatten()
+                .as_ref()
+                .and_then(version_of)
 }
 
 /// The service a `load-balancers` stream event is about (that stream is no service's own).
@@ -275,11 +368,19 @@ pub fn summary(event: &ServiceEvent) -> String {
     }
 }
 
+/// The actors that are not people: the roller's own decisions and observations (its
+/// `ROLLER_ACTOR`) and `ionroller up` creating the first admin token. Every other actor is a
+/// token (`NAME via token ID`) or an OIDC subject (`WHO via ISSUER`), that is, a person or
+/// their automation.
+pub const MACHINE_ACTORS: &[&str] = &["roller", "ionroller up"];
+
 /// Which rows an audit query wants.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditFilter {
     pub service: Option<String>,
     pub actor: Option<String>,
+    /// Only rows whose actor is not one of [`MACHINE_ACTORS`].
+    pub people_only: bool,
     pub event_type: Option<String>,
     pub version: Option<String>,
     pub from: Option<DateTime<Utc>>,
@@ -292,6 +393,7 @@ impl AuditFilter {
             .as_ref()
             .is_none_or(|s| row.service.as_ref() == Some(s))
             && self.actor.as_ref().is_none_or(|a| &row.actor == a)
+            && !(self.people_only && MACHINE_ACTORS.contains(&row.actor.as_str()))
             && self
                 .event_type
                 .as_ref()
@@ -323,7 +425,7 @@ impl Verifier {
             && expected.event_type == row.event_type
             && expected.actor == row.actor
             && expected.occurred_at == row.occurred_at
-            && expected.version == row.version
+            && version_matches(&expected, event, row.version.as_ref())
             && expected.data == row.data
     }
 

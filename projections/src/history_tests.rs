@@ -461,9 +461,18 @@ fn audit_rows_filter_and_the_chain_names_the_first_tampered_row() {
             version: Some("v2".into()),
             ..Default::default()
         }),
+        // Every row of v2's rollout, from its request to its rollback.
         vec![
             "release of v2 requested",
-            "environment b is Ready/Green with 2 instance(s)"
+            "plan: 2 step(s) into b",
+            "environment b is Ready/Green with 2 instance(s)",
+            "step 1 started: 50%",
+            "lb has 3 instance(s) registered, 3 in service",
+            "step 1 completed",
+            "alarm hello-5xx is Alarm: Threshold Crossed: 12 > 5",
+            "rollback started: alarm hello-5xx is Alarm: Threshold Crossed: 12 > 5",
+            "lb has 2 instance(s) registered, 2 in service",
+            "rolled back: alarm hello-5xx is Alarm: Threshold Crossed: 12 > 5"
         ]
     );
     let window = AuditFilter {
@@ -537,4 +546,49 @@ fn waiting_for_people_counts_each_wait_once_and_ends_at_an_abort() {
         history.releases[0].waiting_for_people_secs, 30.0,
         "from 10 to the abort at 40"
     );
+}
+
+#[test]
+fn every_row_of_a_rollout_carries_its_version_also_after_a_resume_and_old_rows_still_verify() {
+    let s = script();
+    let mut chain = AuditChain::default();
+    let rows: Vec<AuditRow> = s.events.iter().map(|e| chain.row(e)).collect();
+    // Rollout A (v1): from its request to its completion, every row names v1, the roller's
+    // steps and alice's promote included.
+    let of_a: Vec<(&str, Option<&str>)> = rows[1..12]
+        .iter()
+        .map(|r| (r.summary.as_str(), r.version.as_deref()))
+        .collect();
+    assert!(of_a.iter().all(|(_, v)| *v == Some("v1")), "{of_a:#?}");
+    assert!(of_a.iter().any(|(s, _)| *s == "promote requested"));
+    assert_eq!(of_a.last().map(|(s, _)| *s), Some("rollout completed"));
+    // The config saved before any rollout names none.
+    assert_eq!(rows[0].version, None);
+
+    // A chain resumed in the middle of rollout A, told it is open, fills the rest alike.
+    let mut resumed =
+        AuditChain::resume(rows[4].seq, crate::chain::from_hex(&rows[4].hash).unwrap())
+            .with_rollout("hello", Uuid::from_u128(1), "v1");
+    let again: Vec<AuditRow> = s.events[5..].iter().map(|e| resumed.row(e)).collect();
+    assert_eq!(again, rows[5..].to_vec());
+
+    // Rows projected before versions were filled (only the version an event names) verify;
+    // any other version does not.
+    let legacy: Vec<AuditRow> = rows
+        .iter()
+        .zip(&s.events)
+        .map(|(r, e)| AuditRow {
+            version: if crate::audit::version_matches(r, e, None) {
+                None
+            } else {
+                r.version.clone()
+            },
+            ..r.clone()
+        })
+        .collect();
+    assert!(legacy.iter().filter(|r| r.version.is_none()).count() > 5);
+    assert_eq!(verify(legacy.iter().zip(&s.events)), Ok(rows.len() as u64));
+    let mut forged = rows.clone();
+    forged[3].version = Some("v9".into());
+    assert_eq!(verify(forged.iter().zip(&s.events)), Err(4));
 }

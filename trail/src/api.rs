@@ -146,9 +146,63 @@ pub fn trail_rules(method: &axum::http::Method, route: &str) -> Option<Access> {
     })
 }
 
+/// What the dashboard page links to, given when trail starts (`trail serve --console-url`).
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    /// The roller's console (the roller's URL, whose `/` serves it); no link when `None`.
+    pub console_url: Option<String>,
+}
+
+impl Page {
+    /// The dashboard's HTML, with the link to the roller's console when there is one.
+    pub fn html(&self) -> String {
+        let link = self.console_url.as_deref().map_or_else(String::new, |url| {
+            format!(
+                "<a id=\"console-link\" href=\"{}\">roller console</a>",
+                escape_attribute(url)
+            )
+        });
+        include_str!("dashboard.html").replace("<!--console-link-->", &link)
+    }
+}
+
+/// A `--console-url` that is not an absolute http(s) URL.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an http:// or https:// URL, e.g. http://127.0.0.1:7878/")]
+pub struct BadConsoleUrl(pub String);
+
+/// Checks a `--console-url`: an absolute http(s) URL.
+pub fn parse_console_url(text: &str) -> Result<String, BadConsoleUrl> {
+    let ok = (text.starts_with("http://") || text.starts_with("https://"))
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(BadConsoleUrl(text.to_string()))
+    }
+}
+
+fn escape_attribute(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// Trail's API, every route behind the guard with [`trail_rules`]; `/metrics` open if
 /// `public_metrics`.
 pub fn app(trail: Arc<Trail>, auth: Arc<Authenticator>, public_metrics: bool) -> Router {
+    app_with_page(trail, auth, public_metrics, &Page::default())
+}
+
+/// As [`app`], with the dashboard linking where `page` says.
+pub fn app_with_page(
+    trail: Arc<Trail>,
+    auth: Arc<Authenticator>,
+    public_metrics: bool,
+    page: &Page,
+) -> Router {
     let metrics_trail = trail.clone();
     let guard = Guard {
         auth,
@@ -163,15 +217,16 @@ pub fn app(trail: Arc<Trail>, auth: Arc<Authenticator>, public_metrics: bool) ->
         now: Arc::new(Utc::now),
         on_refused: Arc::new(move |refused| metrics_trail.metrics.refused(refused)),
     };
-    routes(trail).route_layer(axum::middleware::from_fn_with_state(
+    routes(trail, page.html()).route_layer(axum::middleware::from_fn_with_state(
         guard,
         ionroller_auth::guard::guard,
     ))
 }
 
-fn routes(trail: Arc<Trail>) -> Router {
+fn routes(trail: Arc<Trail>, page: String) -> Router {
+    let page = axum::body::Bytes::from(page);
     Router::new()
-        .route("/", get(|| async { Html(include_str!("dashboard.html")) }))
+        .route("/", get(move || async move { Html(page) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(|| async { Json(openapi()) }))
@@ -210,6 +265,9 @@ struct AuditQuery {
     service: Option<String>,
     /// Only rows by this actor.
     actor: Option<String>,
+    /// `true`: only rows by people (tokens and OIDC subjects), not by the roller itself.
+    #[param(value_type = Option<bool>)]
+    people: Option<String>,
     /// Only this event type, e.g. `release-requested`.
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -249,9 +307,20 @@ async fn audit(
     State(trail): State<Arc<Trail>>,
     Params(q): Params<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    let people_only = match q.people.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::param(
+                "people",
+                format!("{other:?}: use true or false"),
+            ))
+        }
+    };
     let filter = AuditFilter {
         service: q.service,
         actor: q.actor,
+        people_only,
         event_type: q.event_type,
         version: q.version,
         from: parse_time("from", &q.from)?,
@@ -725,4 +794,32 @@ fn openapi() -> serde_json::Value {
         })
     });
     DOCUMENT.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_links_to_the_console_only_when_given_one_and_escapes_it() {
+        let plain = Page::default().html();
+        assert!(!plain.contains("console-link\""), "no link without a URL");
+        assert!(!plain.contains("<!--console-link-->"));
+        let linked = Page {
+            console_url: Some("http://roller.example:7878/?a=1&b=\"x\"".into()),
+        }
+        .html();
+        assert!(linked.contains(
+            "<a id=\"console-link\" href=\"http://roller.example:7878/?a=1&amp;b=&quot;x&quot;\">roller console</a>"
+        ));
+    }
+
+    #[test]
+    fn a_console_url_is_an_absolute_http_url() {
+        assert!(parse_console_url("https://roller.example/").is_ok());
+        assert!(parse_console_url("http://127.0.0.1:7878").is_ok());
+        for bad in ["javascript:alert(1)", "roller.example", "http://a b", ""] {
+            assert!(parse_console_url(bad).is_err(), "{bad}");
+        }
+    }
 }

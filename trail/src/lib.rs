@@ -47,6 +47,28 @@ pub async fn serve(
     access: Access,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_page(
+        store,
+        db,
+        anchoring,
+        listener,
+        access,
+        api::Page::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// As [`serve`], with the dashboard linking where `page` says (the roller's console).
+pub async fn serve_with_page(
+    store: Arc<dyn EventStore>,
+    db: db::TrailDb,
+    anchoring: Option<checkpoints::Anchoring>,
+    listener: ionroller_auth::tls::ServerListener,
+    access: Access,
+    page: api::Page,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let publisher = match anchoring {
         Some(anchoring) => Some(Arc::new(
@@ -63,7 +85,7 @@ pub async fn serve(
         let _ = projector_stop.wait_for(|s| *s).await;
     }));
     let mut server_stop = stop_rx;
-    let app = api::app(trail, access.auth, access.public_metrics);
+    let app = api::app_with_page(trail, access.auth, access.public_metrics, &page);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|s| *s).await;
     });

@@ -77,6 +77,9 @@ enum Command {
         /// balancer stands in front).
         #[arg(long, conflicts_with = "tls_cert")]
         insecure_http: bool,
+        /// The roller's URL, whose `/` serves its console: the dashboard links to it.
+        #[arg(long, value_parser = ionroller_trail::api::parse_console_url)]
+        console_url: Option<String>,
     },
     /// Replay the log from position zero into a fresh projection and switch over.
     Rebuild,
@@ -185,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             insecure_http,
+            console_url,
         } => {
             use ionroller_auth::tls::{check_plain_allowed, server_config, ServerListener};
             let tcp = tokio::net::TcpListener::bind(listen)
@@ -217,9 +221,20 @@ async fn main() -> anyhow::Result<()> {
                     sink.describe()
                 );
             }
-            ionroller_trail::serve(store, db, Some(anchoring), listener, access, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            let page = ionroller_trail::api::Page {
+                console_url: console_url.clone(),
+            };
+            ionroller_trail::serve_with_page(
+                store,
+                db,
+                Some(anchoring),
+                listener,
+                access,
+                page,
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            )
             .await
         }
         Command::Rebuild => {

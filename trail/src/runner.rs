@@ -152,7 +152,7 @@ impl Trail {
                 s.checkpoint = checkpoint.position.map(|p| p.to_token());
                 s.rows = checkpoint.seq;
             });
-            let mut chain = AuditChain::resume(checkpoint.seq, checkpoint.head);
+            let mut chain = self.resume_chain(&checkpoint);
             let mut subscription = self
                 .store
                 .subscribe_all(checkpoint.position, ReadFilter::all());
@@ -202,6 +202,25 @@ impl Trail {
         }
     }
 
+    /// The chain after the checkpoint's row, knowing each service's rollout in progress (from
+    /// the release history, which is folded up to the same row) so that the rows still to
+    /// come of a rollout carry its version.
+    fn resume_chain(&self, checkpoint: &Checkpoint) -> AuditChain {
+        let mut chain = AuditChain::resume(checkpoint.seq, checkpoint.head);
+        if let Ok(folds) = self.folds.read() {
+            let mut last = std::collections::BTreeMap::new();
+            for release in &folds.releases.releases {
+                last.insert(release.service.as_str(), release);
+            }
+            for (service, release) in last {
+                if release.outcome.is_none() {
+                    chain = chain.with_rollout(service, release.rollout_id, &release.to_version);
+                }
+            }
+        }
+        chain
+    }
+
     fn set_status(&self, f: impl FnOnce(&mut Status)) {
         if let Ok(mut s) = self.status.lock() {
             f(&mut s);
@@ -216,7 +235,7 @@ impl Trail {
         if batch.is_empty() {
             return Ok(());
         }
-        let start = AuditChain::resume(chain.seq, chain.head);
+        let start = chain.clone();
         let mut rows = Vec::with_capacity(batch.len());
         let mut poison = None;
         let mut projected = Vec::with_capacity(batch.len());

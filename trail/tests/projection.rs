@@ -217,10 +217,20 @@ mod suite {
                 version: text("v1"),
                 from: Some(time(5)),
                 to: Some(time(55)),
+                people_only: false,
             },
             AuditFilter {
                 service: text("hello"),
                 event_type: text("pause-requested"),
+                ..none()
+            },
+            AuditFilter {
+                people_only: true,
+                ..none()
+            },
+            AuditFilter {
+                service: text("hello"),
+                people_only: true,
                 ..none()
             },
         ]

@@ -1,6 +1,7 @@
 //! The projector against a real SQLite log: unknown event types are kept as they are, a
-//! poison event stops it at its position (nothing skipped), and a rebuild from position zero
-//! reproduces the same rows.
+//! poison event stops it at its position (nothing skipped), a rebuild from position zero
+//! reproduces the same rows, and a trail stopped mid-rollout names its version on the rows it
+//! projects after it restarts.
 
 mod support;
 
@@ -260,4 +261,75 @@ async fn the_feed_resumes_far_behind_without_missing_rows() {
         "every row after 150, in order, none twice"
     );
     runner.abort();
+}
+
+/// Runs a trail over `store` and `db` until it holds `rows` rows, then stops it.
+async fn project_until(store: Arc<dyn EventStore>, db: TrailDb, rows: u64) {
+    let trail = Trail::new(store, db);
+    let runner = tokio::spawn(trail.clone().run(std::future::pending()));
+    for _ in 0..200 {
+        if trail.status.lock().unwrap().rows == rows {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    runner.abort();
+    let _ = runner.await;
+    assert_eq!(trail.status.lock().unwrap().rows, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trail_restarted_mid_rollout_still_names_its_version_on_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(dir.path().join("events.sqlite"), SqliteOptions::default()).unwrap(),
+    );
+    let hello = StreamId::new("service:hello").unwrap();
+    let rollout = uuid::Uuid::new_v4();
+    let append = |events: Vec<NewEvent>| {
+        let (store, hello) = (store.clone(), hello.clone());
+        async move {
+            store
+                .append(&hello, ExpectedRevision::Any, events)
+                .await
+                .unwrap();
+        }
+    };
+    append(vec![
+        event(
+            "release-requested",
+            json!({ "rollout_id": rollout, "version": "v2" }),
+        ),
+        event(
+            "step-started",
+            json!({ "rollout_id": rollout, "step": 0, "percent": 10 }),
+        ),
+    ])
+    .await;
+    let open = || TrailDb::open(dir.path().join("trail.sqlite")).unwrap();
+    project_until(store.clone(), open(), 2).await;
+    // Trail stopped in the middle of the rollout; the rest happens while it is down.
+    append(vec![
+        event("promote-requested", json!({})),
+        event(
+            "step-completed",
+            json!({ "rollout_id": rollout, "step": 0 }),
+        ),
+        event("rollout-completed", json!({ "rollout_id": rollout })),
+        event("pause-requested", json!({ "reason": "after it" })),
+    ])
+    .await;
+    project_until(store.clone(), open(), 6).await;
+    let versions: Vec<Option<String>> = open()
+        .rows_after(0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    let v2 = Some("v2".to_string());
+    assert_eq!(
+        versions,
+        [v2.clone(), v2.clone(), v2.clone(), v2.clone(), v2, None]
+    );
 }

@@ -176,6 +176,11 @@ impl Statements {
                 add(&format!(" AND {column} = "), Value::Text(value.clone()));
             }
         }
+        if filter.people_only {
+            for machine in ionroller_projections::audit::MACHINE_ACTORS {
+                add(" AND actor <> ", Value::Text(machine.to_string()));
+            }
+        }
         if let Some(from) = filter.from {
             add(" AND occurred_at >= ", Value::Int(micros(from)));
         }

@@ -95,3 +95,28 @@ fn a_chain_checkpoint_is_due_every_1000_rows() {
         .collect();
     assert_eq!(due, vec![Value::Int(1000), Value::Int(2000)]);
 }
+
+#[test]
+fn people_only_leaves_out_every_machine_actor() {
+    let sqlite = Statements::new(Dialect::Sqlite, None).unwrap();
+    let people = AuditFilter {
+        people_only: true,
+        ..AuditFilter::default()
+    };
+    let (sql, args) = sqlite.query(&people, None, true, 10);
+    assert_eq!(
+        sql,
+        format!(
+            "SELECT {COLUMNS} FROM audit WHERE 1 = 1 AND actor <> ?1 AND actor <> ?2 \
+             ORDER BY seq DESC LIMIT ?3"
+        )
+    );
+    assert_eq!(
+        args,
+        vec![
+            Value::Text("roller".into()),
+            Value::Text("ionroller up".into()),
+            Value::Int(10),
+        ]
+    );
+}
