@@ -85,6 +85,19 @@ async fn a_release_runs_from_the_console_alone_and_every_action_is_authorized_an
         "{services_row}"
     );
     assert_eq!(text("trailLink"), format!("{}/", server.trail_url));
+    // And back: trail's dashboard (as `up` serves it) links to this console.
+    let dashboard = http()
+        .get(format!("{}/", server.trail_url))
+        .send()
+        .await
+        .expect("trail's page")
+        .text()
+        .await
+        .expect("its text");
+    assert!(
+        dashboard.contains(&format!("id=\"console-link\" href=\"{}/\"", server.url)),
+        "no console link on trail's page"
+    );
 
     // The release, previewed then confirmed, waits at the canary.
     let preview = text("releasePreview");

@@ -11,27 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use support::browser::browser_script;
 use support::*;
-
-fn browser_ready() -> Option<PathBuf> {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    let have_node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let ready = Path::new(&chromium).exists()
-        && have_node
-        && script.join("node_modules/playwright-core").exists();
-    if ready {
-        return Some(script.join("dashboard.mjs"));
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("the dashboard browser test needs {chromium}, node and tests/browser/node_modules in CI; scripts/test.sh installs them");
-    }
-    eprintln!("\n*** SKIPPING the dashboard browser test: Chromium, node or playwright-core is missing. Run scripts/test.sh to install them. ***\n");
-    None
-}
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -59,7 +40,7 @@ async fn trail_has_rollbacks(server: &Server, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_lanes_delivery_with_denominators_and_a_paged_filterable_audit() {
-    let Some(script) = browser_ready() else {
+    let Some(script) = browser_script("dashboard.mjs") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

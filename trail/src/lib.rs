@@ -38,29 +38,9 @@ pub struct Access {
 }
 
 /// Runs the projector and the API on `listener` until `shutdown` resolves; with `anchoring`,
-/// it also signs and publishes chain checkpoints.
+/// it also signs and publishes chain checkpoints. The dashboard links where `page` says (the
+/// roller's console).
 pub async fn serve(
-    store: Arc<dyn EventStore>,
-    db: db::TrailDb,
-    anchoring: Option<checkpoints::Anchoring>,
-    listener: ionroller_auth::tls::ServerListener,
-    access: Access,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    serve_with_page(
-        store,
-        db,
-        anchoring,
-        listener,
-        access,
-        api::Page::default(),
-        shutdown,
-    )
-    .await
-}
-
-/// As [`serve`], with the dashboard linking where `page` says (the roller's console).
-pub async fn serve_with_page(
     store: Arc<dyn EventStore>,
     db: db::TrailDb,
     anchoring: Option<checkpoints::Anchoring>,

@@ -224,17 +224,9 @@ async fn main() -> anyhow::Result<()> {
             let page = ionroller_trail::api::Page {
                 console_url: console_url.clone(),
             };
-            ionroller_trail::serve_with_page(
-                store,
-                db,
-                Some(anchoring),
-                listener,
-                access,
-                page,
-                async {
-                    let _ = tokio::signal::ctrl_c().await;
-                },
-            )
+            ionroller_trail::serve(store, db, Some(anchoring), listener, access, page, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
             .await
         }
         Command::Rebuild => {

@@ -155,6 +155,9 @@ pub async fn up(
             auth: auth.clone(),
             public_metrics: access.public_metrics,
         },
+        ionroller_trail::api::Page {
+            console_url: Some(format!("{scheme}://{addr}/")),
+        },
         stopped(stop_rx.clone()),
     ));
     let roller_task = tokio::spawn(ionroller_roller::serve(
