@@ -440,3 +440,67 @@ async fn an_edited_event_hidden_by_a_rebuild_is_named_by_trail_verify() {
         "{out}"
     );
 }
+
+/// `audit --follow` keeps to its filter after the first page: with `--service hello --people`,
+/// the live rows are hello's and people's only (the feed itself carries every row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_audit_keeps_to_its_filter() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let hello = dir.path().join("hello.json");
+    std::fs::write(&hello, example_config()).expect("write config");
+    let mut shop: serde_json::Value = serde_json::from_str(&example_config()).expect("config");
+    shop["endpoint"]["load_balancer"]["name"] = "shop-lb".into();
+    let shop_file = dir.path().join("shop.json");
+    std::fs::write(&shop_file, shop.to_string()).expect("write config");
+    server.cli_ok(&["config", "set", "hello", hello.to_str().expect("utf-8")]);
+
+    let mut follower = std::process::Command::new(binary())
+        .args(["audit", "--service", "hello", "--people", "--follow"])
+        .env("IONROLLER_URL", &server.url)
+        .env("IONROLLER_TRAIL_URL", &server.trail_url)
+        .env("IONROLLER_TOKEN", &server.token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("follow the audit");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // A release (the roller's rows), another service's config, then hello's second config.
+    let release = server.cli_spawn(&["release", "hello", "v1"]);
+    assert_eq!(
+        release.wait_with_output().expect("release").status.code(),
+        Some(0)
+    );
+    server.cli_ok(&["config", "set", "shop", shop_file.to_str().expect("utf-8")]);
+    server.cli_ok(&["config", "set", "hello", hello.to_str().expect("utf-8")]);
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("config version 2 saved"))
+    {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no hello config v2 row; saw {seen:#?}"));
+        seen.push(line);
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+    assert!(
+        seen.iter().any(|l| l.contains("release of v1 requested")),
+        "{seen:#?}"
+    );
+    for line in &seen {
+        assert!(
+            line.contains(" hello ") && line.contains("admin via token"),
+            "{line}"
+        );
+    }
+}

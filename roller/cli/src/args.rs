@@ -128,17 +128,25 @@ pub enum Command {
     Token(TokenCommand),
     /// Trail: audit rows, newest first; with --follow, then every new one.
     Audit {
+        /// Only this service's rows.
         #[arg(long)]
         service: Option<String>,
+        /// Only rows by this actor (`NAME via token ID`, `roller`, ...).
         #[arg(long)]
         actor: Option<String>,
+        /// Only rows by people (and their automation), not the roller's own.
+        #[arg(long)]
+        people: bool,
+        /// Only this event type, e.g. release-requested.
         #[arg(long = "type")]
         event_type: Option<String>,
         /// A duration back from now ("1h", "30m", "7d") or an RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
+        /// At most this many of the newest rows.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Then print every new row that matches, as it is projected.
         #[arg(long)]
         follow: bool,
     },

@@ -69,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit {
             service,
             actor,
+            people,
             event_type,
             since,
             limit,
@@ -77,6 +78,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let filter = trail::AuditFilter {
                 service,
                 actor,
+                people,
                 event_type,
                 since,
                 limit,

@@ -13,6 +13,7 @@ use crate::time_args::time_arg;
 pub struct AuditFilter {
     pub service: Option<String>,
     pub actor: Option<String>,
+    pub people: bool,
     pub event_type: Option<String>,
     pub since: Option<String>,
     pub limit: usize,
@@ -22,16 +23,19 @@ pub struct AuditFilter {
 pub async fn audit(trail: &Client, filter: AuditFilter, follow: bool) -> anyhow::Result<i32> {
     let mut query = vec![("limit", filter.limit.to_string())];
     for (k, v) in [
-        ("service", filter.service),
-        ("actor", filter.actor),
-        ("type", filter.event_type),
+        ("service", filter.service.clone()),
+        ("actor", filter.actor.clone()),
+        ("type", filter.event_type.clone()),
     ] {
         if let Some(v) = v {
             query.push((k, v));
         }
     }
-    if let Some(since) = filter.since {
-        query.push(("from", time_arg(&since, chrono::Utc::now())?));
+    if filter.people {
+        query.push(("people", "true".into()));
+    }
+    if let Some(since) = &filter.since {
+        query.push(("from", time_arg(since, chrono::Utc::now())?));
     }
     let page = trail.get_query("/v1/audit", &query).await?;
     let mut rows: Vec<Value> = page["rows"].as_array().cloned().unwrap_or_default();
@@ -41,20 +45,37 @@ pub async fn audit(trail: &Client, filter: AuditFilter, follow: bool) -> anyhow:
     }
     if follow {
         let last_seq = rows.last().and_then(|r| r["seq"].as_u64());
-        follow_feed(trail, last_seq).await?;
+        // The feed carries every row: the page's filter, by trail's own rule, picks them.
+        let wanted = ionroller_projections::audit::AuditFilter {
+            service: filter.service,
+            actor: filter.actor,
+            people_only: filter.people,
+            event_type: filter.event_type,
+            ..Default::default()
+        };
+        follow_feed(trail, last_seq, &wanted).await?;
     }
     Ok(0)
 }
 
 /// Prints trail's live audit feed from after row `seq` (its SSE id), so that no row is
 /// missed or shown twice between the page above and the feed.
-async fn follow_feed(trail: &Client, seq: Option<u64>) -> anyhow::Result<()> {
+async fn follow_feed(
+    trail: &Client,
+    seq: Option<u64>,
+    wanted: &ionroller_projections::audit::AuditFilter,
+) -> anyhow::Result<()> {
     let mut feed = trail.events("/v1/feed", seq.map(|s| s.to_string())).await?;
     while let Some(event) = feed.next().await {
         let event = event.context("read the feed")?;
         let data = event.data.as_deref().unwrap_or_default();
         let row: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-        line(render_trail::audit_line(&row))?;
+        // A row this version cannot read as a row is shown rather than hidden.
+        let matches = serde_json::from_value::<ionroller_projections::audit::AuditRow>(row.clone())
+            .map_or(true, |r| wanted.matches(&r));
+        if matches {
+            line(render_trail::audit_line(&row))?;
+        }
     }
     Ok(())
 }
