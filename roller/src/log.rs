@@ -8,6 +8,7 @@
 //! store's expected-revision check, never by luck.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ionroller_core::claims::Claims;
@@ -52,6 +53,31 @@ pub async fn catch_up(store: &dyn EventStore, state: &mut ServiceState) -> Resul
     let service = state.service.clone();
     fold_stream(store, &stream, state.revision, |event| {
         apply_recorded(state, event).map_err(|why| RollerError::Poison {
+            service: service.clone(),
+            revision: event.revision,
+            why,
+        })
+    })
+    .await
+}
+
+/// As [`catch_up`], for a fold shared behind an `Arc` (the API's cache): it is copied only
+/// when the stream holds something new, and then once, so a read of an unchanged service costs
+/// nothing however long its history.
+pub async fn catch_up_shared(
+    store: &dyn EventStore,
+    state: &mut Arc<ServiceState>,
+) -> Result<(), RollerError> {
+    let stream = service_stream(&state.service)?;
+    if state.revision.is_none() {
+        if let Some(snapshot) = crate::snapshot::load(store, &state.service).await {
+            *state = Arc::new(snapshot);
+        }
+    }
+    let service = state.service.clone();
+    let folded = state.revision;
+    fold_stream(store, &stream, folded, |event| {
+        apply_recorded(Arc::make_mut(state), event).map_err(|why| RollerError::Poison {
             service: service.clone(),
             revision: event.revision,
             why,

@@ -51,7 +51,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Folded states by service, caught up from the log on every use: a request folds only
     /// what is new, not the service's whole history.
-    pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, ServiceState>>>,
+    /// Shared, not copied: a request that finds nothing new copies nothing.
+    pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<ServiceState>>>>,
     /// The roller's counters, when it runs in this process.
     pub metrics: Arc<Metrics>,
     /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`,
@@ -184,12 +185,13 @@ fn routes(state: AppState) -> Router {
 }
 
 /// Folds a service's whole stream (from the cached fold, so only what is new).
-async fn load(state: &AppState, service: &str) -> Result<ServiceState, ApiError> {
+async fn load(state: &AppState, service: &str) -> Result<Arc<ServiceState>, ApiError> {
     validate_service_name(service)?;
     let cached = state.folds.lock().await.get(service).cloned();
-    let mut folded = cached.unwrap_or_else(|| ServiceState::new(service));
-    log::catch_up(state.store.as_ref(), &mut folded).await?;
-    if folded.revision.is_some() {
+    let mut folded = cached.unwrap_or_else(|| Arc::new(ServiceState::new(service)));
+    let before = folded.revision;
+    log::catch_up_shared(state.store.as_ref(), &mut folded).await?;
+    if folded.revision.is_some() && folded.revision != before {
         let mut folds = state.folds.lock().await;
         let newer = folds
             .get(service)
@@ -204,7 +206,7 @@ async fn load(state: &AppState, service: &str) -> Result<ServiceState, ApiError>
 pub(crate) async fn load_existing(
     state: &AppState,
     service: &str,
-) -> Result<ServiceState, ApiError> {
+) -> Result<Arc<ServiceState>, ApiError> {
     let folded = load(state, service).await?;
     if folded.revision.is_none() {
         return Err(ApiError::not_found(format!(
@@ -230,7 +232,7 @@ async fn submit(
     service: &str,
     actor: &str,
     command: &Command,
-) -> Result<(Accepted, ServiceState), ApiError> {
+) -> Result<(Accepted, Arc<ServiceState>), ApiError> {
     // Drawn once, so that every re-check names the same rollout.
     let new_rollout_id = Uuid::new_v4();
     for _ in 0..COMMAND_RETRIES {
