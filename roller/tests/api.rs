@@ -768,3 +768,45 @@ async fn attention_deadline_dry_runs_and_a_full_promote_as_the_console_uses_them
     let (status, bad) = w.call("GET", "/v1/whoami?service=Bad_Name", "").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 }
+
+/// After an alarm rollback the service still needs a person: first for the alarm that fires,
+/// then, once it is OK, for the release that was rolled back, until the next one.
+#[tokio::test]
+async fn a_firing_alarm_and_a_rolled_back_release_keep_a_service_at_the_top() {
+    use ionroller_shared::events::AlarmState;
+    let mut w = World::create();
+    w.save_config(HELLO).await;
+    w.call("POST", "/v1/services/hello/releases", r#"{"version":"v1"}"#)
+        .await;
+    tick_until(&mut w, "v1 stable", |s| s["stable_version"] == "v1").await;
+    w.call("POST", "/v1/services/hello/releases", r#"{"version":"v2"}"#)
+        .await;
+    tick_until(&mut w, "the canary waits", |s| s["attention"]["rank"] == 2).await;
+    w.sim
+        .set_alarm(
+            "hello-5xx",
+            AlarmState::Alarm,
+            Some("5xx at 9%".into()),
+            None,
+        )
+        .expect("set the alarm");
+    let firing = tick_until(&mut w, "rolled back", |s| s["rollout"].is_null()).await;
+    assert_eq!(firing["attention"]["rank"], 4, "{firing}");
+    assert!(
+        firing["attention"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("alarm hello-5xx is in ALARM: 5xx at 9%")),
+        "{firing}"
+    );
+    w.sim
+        .set_alarm("hello-5xx", AlarmState::Ok, None, None)
+        .expect("clear the alarm");
+    let after = tick_until(&mut w, "the alarm is OK", |s| s["attention"]["rank"] != 4).await;
+    assert_eq!(after["attention"]["rank"], 3, "{after}");
+    assert!(
+        after["attention"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("the last release, of v2, was rolled back: alarm")),
+        "{after}"
+    );
+}

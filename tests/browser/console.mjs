@@ -121,6 +121,13 @@ try {
     });
     return { status: r.status, body: await r.json() };
   }, viewerToken);
+  // A service outside the viewer's scope: the refusal, and nothing of hello left on screen.
+  await viewer.evaluate(() => { location.hash = "#/services/shop"; });
+  await viewer.waitForFunction(() => document.getElementById("notice").textContent.includes("needs the role"), null, { timeout: 10000 });
+  seen.viewerElsewhere = {
+    notice: await text(viewer, "#notice"),
+    serviceViewHidden: await viewer.locator("#service-view").isHidden(),
+  };
   seen.viewerStored = await viewer.evaluate(() => ({ session: !!sessionStorage.getItem("ionroller-token"), local: localStorage.length, cookies: document.cookie }));
   seen.pageErrors = seen.pageErrors || [];
   process.stdout.write(JSON.stringify(seen) + "\n");

@@ -28,6 +28,13 @@ fn configs(dir: &Path) -> (PathBuf, PathBuf) {
     (first, second)
 }
 
+fn text_at(seen: &Value, pointer: &str) -> String {
+    seen.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn secret_in(output: &str) -> String {
     output
         .split_whitespace()
@@ -114,7 +121,7 @@ async fn a_release_runs_from_the_console_alone_and_every_action_is_authorized_an
         "{seen:#}"
     );
     assert!(
-        text("canaryCurrentStep").starts_with("canary 10%"),
+        text("canaryCurrentStep").starts_with("canary 10% (1 new, 2 old)"),
         "{seen:#}"
     );
 
@@ -140,7 +147,7 @@ async fn a_release_runs_from_the_console_alone_and_every_action_is_authorized_an
         "{seen:#}"
     );
     assert!(
-        text("afterPromoteStep").starts_with("step 50%, then 1m"),
+        text("afterPromoteStep").starts_with("step 50% (1 new, 1 old), then 1m"),
         "{seen:#}"
     );
     assert_eq!(
@@ -194,6 +201,14 @@ async fn a_release_runs_from_the_console_alone_and_every_action_is_authorized_an
     assert_eq!(seen["viewerActionsHidden"], true);
     assert_eq!(seen["viewerPost"]["status"], 403, "{seen:#}");
     assert!(!text("viewerUrl").contains("ionr_"), "{seen:#}");
+    assert!(
+        text_at(&seen, "/viewerElsewhere/notice").contains("needs the role viewer on service shop"),
+        "{seen:#}"
+    );
+    assert_eq!(
+        seen["viewerElsewhere"]["serviceViewHidden"], true,
+        "no data of hello under the name shop: {seen:#}"
+    );
     assert_eq!(seen["viewerStored"]["session"], true);
     assert_eq!(seen["viewerStored"]["local"], 0);
     assert_eq!(seen["viewerStored"]["cookies"], "");

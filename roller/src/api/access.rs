@@ -30,6 +30,7 @@ fn rules(method: &Method, route: &str) -> Option<Access> {
         | "/"
         | "/console/app.js"
         | "/console/app.css"
+        | "/console/icon.svg"
         | "/console/links.json"
             if read =>
         {

@@ -11,6 +11,7 @@ use ionroller_core::Command;
 use ionroller_shared::config::{
     parse_service_config, validate_reason, validate_version, ServiceConfig,
 };
+use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::http::ErrorBody;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -50,12 +51,19 @@ fn command_accepted(accepted: Accepted, dry_run: bool) -> (StatusCode, Json<Comm
     )
 }
 
-/// The events a command would record, in the audit's words.
+/// The events a command would record, in the audit's words. A new environment is named after
+/// the rollout, whose id is drawn when the command is recorded, so a preview does not name it.
 fn would_record(accepted: &Accepted) -> Vec<String> {
     accepted
         .events
         .iter()
-        .map(ionroller_projections::audit::summary)
+        .map(|event| match event {
+            ServiceEvent::PlanComputed { plan, .. } if !plan.reuses_warm_environment => format!(
+                "plan: {} step(s) into a new environment (named when the release starts)",
+                plan.steps.len()
+            ),
+            event => ionroller_projections::audit::summary(event),
+        })
         .collect()
 }
 

@@ -12,6 +12,7 @@ use serde_json::json;
 const PAGE: &str = include_str!("console/index.html");
 const SCRIPT: &str = include_str!("console/app.js");
 const STYLE: &str = include_str!("console/app.css");
+const ICON: &str = include_str!("console/icon.svg");
 
 /// Same-origin only: scripts, styles and API calls come from this server; no framing.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -44,6 +45,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(trail_url: Option<String>) -> Ro
         .route(
             "/console/app.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/console/icon.svg",
+            get(|| async { asset("image/svg+xml", ICON) }),
         )
         .route(
             "/console/links.json",

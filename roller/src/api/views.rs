@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use ionroller_shared::config::{Pause, ServiceConfig};
-use ionroller_shared::events::{AlarmView, EnvironmentStatus, Health, Plan, RolloutId};
+use ionroller_shared::events::{AlarmState, AlarmView, EnvironmentStatus, Health, Plan, RolloutId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,9 +35,10 @@ pub struct ServiceStatus {
 }
 
 /// How much a service needs a person, worst first: 4 customers are or may be affected (nothing
-/// in service, under capacity, unknown instances, observation failing); 3 traffic is going
-/// back or cloud actions fail; 2 a rollout waits for a person (canary, test endpoint,
-/// paused); 1 a rollout moves by itself; 0 steady.
+/// in service, under capacity, unknown instances, observation failing, one of its alarms in
+/// ALARM); 3 traffic is going back, cloud actions fail, or its last rollout was rolled back
+/// (until the next one); 2 a rollout waits for a person (canary, test endpoint, paused); 1 a
+/// rollout moves by itself; 0 steady.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct Attention {
     pub rank: u8,
@@ -354,6 +355,16 @@ pub fn attention(state: &ServiceState, now: DateTime<Utc>) -> Attention {
     if let Some(warning) = warnings(state).into_iter().next() {
         return at(4, warning);
     }
+    let watched = state.latest_config().map(|c| &c.config.rollout.alarms);
+    let firing = state.alarms.values().find(|a| {
+        a.state == AlarmState::Alarm && watched.is_some_and(|names| names.contains(&a.name))
+    });
+    if let Some(alarm) = firing {
+        return at(
+            4,
+            format!("alarm {} is in ALARM: {}", alarm.name, alarm.reason),
+        );
+    }
     let failing = state.actions.values().find_map(|record| {
         let latest = state
             .last_action(&record.key)
@@ -368,7 +379,15 @@ pub fn attention(state: &ServiceState, now: DateTime<Utc>) -> Attention {
         }
     });
     let Some(rollout) = &state.rollout else {
-        return match failing {
+        let rolled_back = state.history.last().and_then(|last| match &last.outcome {
+            Outcome::RolledBack { cause } => Some(format!(
+                "the last release, of {}, was rolled back: {}",
+                last.version,
+                cause.summary()
+            )),
+            _ => None,
+        });
+        return match failing.or(rolled_back) {
             Some(why) => at(3, why),
             None => Attention::default(),
         };

@@ -50,10 +50,19 @@ async function get(path) {
   return r.body;
 }
 
-/// The server's refusal as one message: its words and each field it names.
+/// The server's refusal as one message: its words, then each field it names that the words
+/// do not already say.
 function refusal(r) {
-  const problems = (r.body.problems || []).map((p) => `${p.field}: ${p.problem}`);
-  return [`${r.status}: ${r.body.message || "refused"}`, ...problems].join("; ");
+  const message = r.body.message || `refused (HTTP ${r.status})`;
+  const problems = (r.body.problems || [])
+    .map((p) => `${p.field}: ${p.problem}`)
+    .filter((p) => !message.includes(p));
+  return [message, ...problems].join("; ");
+}
+
+/// A failed fetch (the server is down or unreachable) in words.
+function unreachable(e) {
+  return e instanceof TypeError ? "Cannot reach the roller; retrying…" : e.message;
 }
 
 // ---- small helpers --------------------------------------------------------------------------
@@ -73,6 +82,8 @@ function row(cells, attrs = {}) {
 /// A time as people read it, with its zone.
 function when(iso) {
   if (!iso) return "";
+  // The simulator's alarms that were never set carry the epoch.
+  if (new Date(iso).getUTCFullYear() < 2000) return "never";
   return new Date(iso).toLocaleString(undefined, {
     year: "numeric", month: "short", day: "numeric",
     hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
@@ -84,6 +95,7 @@ function notice(text, isError) {
   n.textContent = text;
   n.className = isError ? "error" : "muted";
 }
+/// Shows the view `id`, or none (when what it would show could not be read).
 function show(id) {
   for (const s of ["sign-in", "services-view", "service-view"]) $(s).hidden = s !== id;
 }
@@ -95,6 +107,7 @@ async function route() {
   if (current?.abort) current.abort.abort();
   current = null;
   document.body.dataset.ready = "false";
+  notice("");
   if (!token()) return signIn();
   try {
     const me = await get("/v1/whoami");
@@ -105,7 +118,9 @@ async function route() {
     else await servicesView();
   } catch (e) {
     if (e instanceof SignedOut) return signIn("That token was refused (revoked, expired or mistyped).");
-    notice(e.message, true);
+    // Nothing of an earlier view stays on screen under a name it does not belong to.
+    show(null);
+    notice(unreachable(e), true);
     ready();
   }
 }
@@ -130,6 +145,14 @@ $("sign-out").addEventListener("click", () => {
   route();
 });
 
+const STAGES = {
+  launching: "launching",
+  test_endpoint: "at its test endpoint",
+  shifting: "moving traffic",
+  step_done: "step reached",
+  reverting: "rolling back",
+};
+
 // ---- the services --------------------------------------------------------------------------
 async function servicesView() {
   show("services-view");
@@ -151,7 +174,7 @@ async function loadServices() {
     const link = el("a", { href: "#/services/" + s.service, text: s.service });
     const traffic = s.traffic.filter((t) => t.share > 0).map((t) => `${t.version ?? t.environment} ${pct(t.share)}`).join(", ") || "none";
     const r = s.rollout;
-    const rollout = r ? `${r.kind} of ${r.version}: ${r.stage}${r.step ? ` (step ${r.step} of ${r.step_count})` : ""}${r.paused ? ", paused" : ""}` : "none";
+    const rollout = r ? `${r.kind} of ${r.version}: ${STAGES[r.stage] || r.stage}${r.step ? ` (step ${r.step} of ${r.step_count})` : ""}${r.paused ? ", paused" : ""}` : "none";
     const firing = s.alarms.filter((a) => a.state !== "OK").map((a) => `${a.name} ${a.state}`).join(", ");
     const alarms = firing || (s.alarms.length ? "all OK" : "none");
     body.append(row([link, s.stable_version ?? "none", traffic, rollout, alarms, s.attention?.reason || "nothing"],
@@ -220,7 +243,7 @@ async function refreshStatus() {
 /// A background refresh failed: a refused token signs out, anything else is shown.
 function failed(e) {
   if (e instanceof SignedOut) route();
-  else notice(e.message, true);
+  else notice(unreachable(e), true);
 }
 
 function renderStatus() {
@@ -235,8 +258,12 @@ function renderStatus() {
   envs.replaceChildren(...s.environments.filter((e) => !e.terminated).map((e) => row([
     e.name, e.version, String(e.config_version), e.status ?? "not seen yet", e.health ?? "",
     `${e.healthy_instances} healthy of ${e.instances}`,
-    e.foreign ? "not created by ionroller (left alone)" : e.unused_since ? `warm since ${when(e.unused_since)}` : "",
+    e.foreign ? "not created by ionroller (left alone)"
+      : e.unused_since && served(s, e.version) ? `warm since ${when(e.unused_since)} (a rollback target)`
+      : e.unused_since ? `kept for inspection since ${when(e.unused_since)} (never served: no rollback target)`
+      : "",
   ])));
+  if (!envs.rows.length) envs.append(row(["none yet", "", "", "", "", "", ""]));
   const alarms = $("alarms").tBodies[0];
   alarms.replaceChildren(...s.alarms.map((a) => {
     const r = row([a.name, a.state, a.reason, when(a.updated_at)]);
@@ -250,6 +277,7 @@ function renderStatus() {
     r.children[2].className = "outcome-" + h.outcome;
     return r;
   }));
+  if (!history.rows.length) history.append(row(["none yet", "", "", "", ""]));
   renderActions(s);
 }
 
@@ -282,7 +310,9 @@ function renderRollout(s) {
     if (r.step === n && stage === "shifting") state = "current";
     if (r.step === n && stage === "step_done" && st.pause) state = "current";
     const pause = st.pause === "until_promoted" ? ", then waits for promote" : st.pause ? `, then ${st.pause}` : "";
-    step(`${st.label} ${st.percent}%${pause}`, state);
+    // The percent is the policy's; the instances are what it means at this size.
+    const real = st.instances ? ` (${st.instances.new} new, ${st.instances.old} old)` : "";
+    step(`${st.label} ${st.percent}%${real}${pause}`, state);
   });
   const waits = el("p", {}, el("b", { text: "Waiting for: " }), r.waiting_for);
   const deadline = el("p", { id: "deadline" });
@@ -336,7 +366,16 @@ function renderActions(s) {
     abort: !!r && !reverting,
     rollback: servedVersions(s).length > 0 || (!!r && !reverting),
   };
-  for (const b of actions.querySelectorAll("button")) b.disabled = !enabled[b.dataset.action];
+  const why = !r ? "no rollout in progress" : reverting ? "the rollout is rolling back" : r.paused ? "the rollout is paused: resume first" : "the rollout is not paused";
+  for (const b of actions.querySelectorAll("button")) {
+    b.disabled = !enabled[b.dataset.action];
+    b.title = b.disabled ? `Not now: ${why}` : "";
+  }
+}
+
+/// Whether `version` ever completed a rollout (served all traffic).
+function served(s, version) {
+  return version === s.stable_version || s.history.some((h) => h.outcome === "completed" && h.version === version);
 }
 
 /// Versions that completed a rollout before (so served), other than the stable one.
@@ -366,6 +405,7 @@ $("actions").addEventListener("click", (e) => {
 function openCommand(action) {
   pending = { action };
   $("confirm-title").textContent = `${COMMANDS[action].title} (${current.name})`;
+  $("confirm-what").textContent = explain(action, current.status);
   $("release-fields").hidden = action !== "release";
   $("rollback-fields").hidden = action !== "rollback";
   if (action === "rollback") {
@@ -382,6 +422,22 @@ function openCommand(action) {
   $("confirm-error").textContent = "";
   $("confirm-button").disabled = true;
   $("confirm").showModal();
+}
+
+/// What a command will do to this service now, in words (the preview then shows what it records).
+function explain(action, s) {
+  const r = s.rollout;
+  const back = r?.from_version || s.stable_version || "the previous version";
+  switch (action) {
+    case "release": return `A new environment for the version, then traffic by the steps of config version ${s.config_version}; ${s.stable_version || "nothing"} keeps serving until then.`;
+    case "promote": return r ? `Ends the current wait (${r.waiting_for}); the next step starts.` : "";
+    case "promote-full": return r ? `Skips every step left: the next shift sends all traffic to ${r.version}. Alarms still roll it back.` : "";
+    case "pause": return r ? `Holds ${r.version} where it is until someone resumes.` : "";
+    case "resume": return r ? `Lets ${r.version} go on from where it was paused.` : "";
+    case "abort": return r ? `Sends all traffic back to ${back}; ${r.version} is not a rollback target afterwards.` : "";
+    case "rollback": return r ? `Mid-rollout: sends traffic back to ${back}, as an abort does; or pick a version that served.` : "Back to a version that served all traffic (warm: one switch, seconds).";
+    default: return "";
+  }
 }
 
 function commandBody() {
@@ -486,7 +542,12 @@ async function follow(view) {
             else if (line.startsWith("id:")) id = line.slice(3).trim();
           }
           if (id) last = id;
-          if (name === "caught-up") { caughtUp = true; renderEvents(); continue; }
+          if (name === "caught-up") {
+            caughtUp = true;
+            renderEvents();
+            if ($("notice").className === "error") { notice(""); refreshStatus(); }
+            continue;
+          }
           if (!data.length || name === "error") continue;
           view.events.push(JSON.parse(data.join("\n")));
           if (view.events.length > 2000) view.events.splice(0, view.events.length - 2000);
@@ -500,6 +561,7 @@ async function follow(view) {
     } catch (e) {
       if (view.abort.signal.aborted) return;
     }
+    if (view === current) notice("Lost the live feed from the roller; reconnecting…", true);
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
@@ -515,7 +577,9 @@ function renderEvents() {
   const rows = [];
   for (let i = current.events.length - 1; i >= 0 && rows.length < 500; i--) {
     const e = current.events[i];
-    const sentence = e.summary || e.type;
+    const reason = e.data?.reason;
+    const said = e.summary || e.type;
+    const sentence = reason && !said.includes(reason) ? `${said}: ${reason}` : said;
     if (peopleOnly && !isPerson(e.actor)) continue;
     if (q && !`${e.actor} ${sentence} ${e.type}`.toLowerCase().includes(q)) continue;
     const raw = el("details", {}, el("summary", { text: sentence }), el("pre", { text: JSON.stringify(e, null, 2) }));
@@ -528,9 +592,14 @@ $("people-only").addEventListener("change", renderEvents);
 
 // ---- configs: versions, a side-by-side diff, the plan of a release ---------------------------
 async function loadConfigs() {
-  const { configs } = await get(`/v1/services/${current.name}/configs`);
+  const { configs: newestFirst } = await get(`/v1/services/${current.name}/configs`);
+  const configs = newestFirst.slice().sort((a, b) => a.config_version - b.config_version);
   current.configs = configs;
-  $("config-versions").tBodies[0].replaceChildren(...configs.slice().reverse().map((c) => row([String(c.config_version), c.saved_by, when(c.saved_at)])));
+  // The config the serving environment runs, beside the newest saved.
+  const live = current.status.environments.find((e) => e.version === current.status.stable_version && !e.terminated)?.config_version;
+  $("config-versions").tBodies[0].replaceChildren(...newestFirst.map((c) => row([
+    String(c.config_version) + (c.config_version === live ? " (serving)" : c === newestFirst[0] ? " (newest: the next release uses it)" : ""),
+    c.saved_by, when(c.saved_at)])));
   const options = () => configs.map((c) => el("option", { value: String(c.config_version), text: "version " + c.config_version }));
   $("diff-from").replaceChildren(...options());
   $("diff-to").replaceChildren(...options());
@@ -580,6 +649,10 @@ for (const id of ["diff-from", "diff-to", "diff-all"]) $(id).addEventListener("c
 
 $("plan-form").addEventListener("submit", async (e) => {
   e.preventDefault();
+  if (!$("plan-version").value.trim()) {
+    $("plan-out").replaceChildren(el("p", { class: "error", text: "Give the version a release would run, e.g. v2." }));
+    return;
+  }
   try {
     const plan = await get(`/v1/services/${current.name}/plan?version=${encodeURIComponent($("plan-version").value.trim())}`);
     $("plan-out").replaceChildren(planTable(plan.plan));
