@@ -3,6 +3,7 @@
 //! Nothing here reads a clock: an event's time is the `occurred_at` its writer recorded.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ionroller_shared::config::{Pause, RollbackMode, ServiceConfig};
@@ -22,7 +23,9 @@ pub struct ServiceState {
     /// The last event folded in; appends expect exactly this.
     #[serde(skip)]
     pub revision: Option<Revision>,
-    pub configs: Vec<ConfigVersion>,
+    /// Shared, so copying a fold (the API copies it once per change) costs a pointer per
+    /// config version, not the configs themselves. Serialized as the configs (snapshots).
+    pub configs: Vec<Arc<ConfigVersion>>,
     pub environments: BTreeMap<String, Environment>,
     /// Instances registered behind the endpoint's load balancer, and whether each is in service.
     pub registrations: BTreeMap<String, bool>,
@@ -287,11 +290,14 @@ impl ServiceState {
     }
 
     pub fn latest_config(&self) -> Option<&ConfigVersion> {
-        self.configs.last()
+        self.configs.last().map(Arc::as_ref)
     }
 
     pub fn config(&self, version: u32) -> Option<&ConfigVersion> {
-        self.configs.iter().find(|c| c.version == version)
+        self.configs
+            .iter()
+            .find(|c| c.version == version)
+            .map(Arc::as_ref)
     }
 
     /// The version serving all traffic, if a rollout has ever completed.
@@ -546,12 +552,12 @@ pub fn evolve(
         ServiceEvent::ConfigSaved {
             config_version,
             config,
-        } => state.configs.push(ConfigVersion {
+        } => state.configs.push(Arc::new(ConfigVersion {
             version: *config_version,
             config: (**config).clone(),
             saved_at: at,
             saved_by: actor.to_string(),
-        }),
+        })),
         ServiceEvent::ReleaseRequested {
             rollout_id,
             version,
