@@ -121,7 +121,12 @@ pub async fn config_history(
     ServicePath(service): ServicePath,
 ) -> Result<Json<views::ConfigHistory>, ApiError> {
     let folded = load_existing(&state, &service).await?;
-    let configs = folded.configs.iter().rev().map(|c| config_view(c)).collect();
+    let configs = folded
+        .configs
+        .iter()
+        .rev()
+        .map(|c| config_view(c))
+        .collect();
     Ok(Json(views::ConfigHistory { configs }))
 }
 
