@@ -65,6 +65,7 @@ fn rollout_events(service: &str, n: usize) -> Vec<ServiceEvent> {
                 action_id: Uuid::from_u128(k),
                 attempt: 1,
                 action,
+                lease: None,
             },
             ServiceEvent::ActionSucceeded {
                 action_id: Uuid::from_u128(k),

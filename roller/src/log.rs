@@ -18,9 +18,10 @@ use ionroller_core::ServiceState;
 use ionroller_shared::events::{
     load_balancer_claims_stream, service_of, service_stream, ServiceEvent, SERVICE_STREAM_PREFIX,
 };
+use ionroller_shared::store::lease::{Fence, Leases};
 use ionroller_shared::store::{
-    fold_stream, EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent, Position,
-    ReadFilter, Revision, StoreError, StreamId,
+    fold_stream, AppendResult, EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent,
+    Position, ReadFilter, Revision, StoreError, StreamId,
 };
 use uuid::Uuid;
 
@@ -39,6 +40,10 @@ pub enum RollerError {
         revision: Revision,
         why: String,
     },
+    /// This replica's lease on the service's shard has passed to another (or expired):
+    /// nothing more is recorded or executed for it here.
+    #[error("the lease on shard {shard} at epoch {epoch} is no longer this replica's")]
+    LeaseLost { shard: u32, epoch: u64 },
 }
 
 /// Folds whatever the service's stream holds beyond `state.revision` into `state`; a state
@@ -131,6 +136,53 @@ pub async fn append(
     append_at(store, &stream, state.revision, batch).await
 }
 
+/// As [`append`], for a roller replica: written only if `fence` still holds the service's
+/// shard (checked in the write's transaction), and every intent carries the fence, so the
+/// log says which replica intended each action at which epoch.
+pub async fn append_fenced(
+    leases: &dyn Leases,
+    fence: &Fence,
+    state: &ServiceState,
+    events: &[ServiceEvent],
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<Appended, StoreError> {
+    if events.is_empty() {
+        return Ok(Appended::Written);
+    }
+    let stamped: Vec<ServiceEvent> = events
+        .iter()
+        .cloned()
+        .map(|event| match event {
+            ServiceEvent::ActionIntended {
+                action_id,
+                attempt,
+                action,
+                ..
+            } => ServiceEvent::ActionIntended {
+                action_id,
+                attempt,
+                action,
+                lease: Some(fence.clone()),
+            },
+            other => other,
+        })
+        .collect();
+    let stream = service_stream(&state.service)?;
+    let correlation = |event: &ServiceEvent| correlation_id(state, &stream, event);
+    let batch = new_events(&stream, state.revision, &stamped, actor, at, correlation);
+    conflict_or(
+        leases
+            .append_fenced(
+                fence,
+                &stream,
+                ExpectedRevision::after(state.revision),
+                batch,
+            )
+            .await,
+    )
+}
+
 /// Appends claim events to the `load-balancers` stream, expecting it exactly at the revision
 /// `claims` was folded to: two services claiming one load balancer at once are serialised here.
 pub async fn append_claims(
@@ -185,10 +237,16 @@ async fn append_at(
     folded: Option<Revision>,
     batch: Vec<NewEvent>,
 ) -> Result<Appended, StoreError> {
-    match store
-        .append(stream, ExpectedRevision::after(folded), batch)
-        .await
-    {
+    conflict_or(
+        store
+            .append(stream, ExpectedRevision::after(folded), batch)
+            .await,
+    )
+}
+
+/// An append's result, with someone else's write first (a conflict) told apart from failure.
+fn conflict_or(result: Result<AppendResult, StoreError>) -> Result<Appended, StoreError> {
+    match result {
         Ok(_) => Ok(Appended::Written),
         Err(StoreError::WrongExpectedRevision { .. } | StoreError::IdConflict { .. }) => {
             Ok(Appended::Conflict)

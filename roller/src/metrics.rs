@@ -66,6 +66,15 @@ pub struct Metrics {
     actions_failed: Counter,
     pub services: Level,
     pub rollouts_in_progress: Level,
+    /// Shards of the services this replica holds the lease on (all of them for a lone roller).
+    pub lease_shards_held: Level,
+    /// Leases taken (each at a new epoch), and lost (taken over, expired, or refused).
+    pub leases_acquired: Counter,
+    pub leases_lost: Counter,
+    /// Appends refused because this replica's lease had passed to another.
+    pub fenced_appends: Counter,
+    /// Services waiting for a reconcile slot in the current pass (0 between passes).
+    pub queue_depth: Level,
     last_pass_seconds: Gauge<f64, AtomicU64>,
     pass_seconds: Histogram,
     failures_by_service: Family<ServiceLabels, Counter>,
@@ -188,6 +197,36 @@ impl Default for Metrics {
                 &mut r,
                 "ionroller_rollouts_in_progress",
                 "Services with a rollout under way",
+                Level::default(),
+            ),
+            lease_shards_held: register(
+                &mut r,
+                "ionroller_lease_shards_held",
+                "Shards of the services whose lease this replica holds (of 32)",
+                Level::default(),
+            ),
+            leases_acquired: register(
+                &mut r,
+                "ionroller_leases_acquired",
+                "Shard leases this replica took, each at a new epoch",
+                Counter::default(),
+            ),
+            leases_lost: register(
+                &mut r,
+                "ionroller_leases_lost",
+                "Shard leases this replica lost without giving them up (taken over or expired)",
+                Counter::default(),
+            ),
+            fenced_appends: register(
+                &mut r,
+                "ionroller_fenced_appends",
+                "Appends refused because the lease of the service's shard had passed to another replica",
+                Counter::default(),
+            ),
+            queue_depth: register(
+                &mut r,
+                "ionroller_reconcile_queue_depth",
+                "Services waiting for a reconcile worker in the current pass",
                 Level::default(),
             ),
             registry: r,

@@ -6,13 +6,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ionroller_shared::store::EventStore;
+use futures::StreamExt;
+use ionroller_shared::events::SERVICE_STREAM_PREFIX;
+use ionroller_shared::store::lease::Leases;
+use ionroller_shared::store::{EventStore, ReadFilter, SubscriptionMessage};
 
 use crate::api::{self, AppState};
 use crate::clock::Clock;
 use crate::cloud::sim::SimCloud;
 use crate::cloud::Cloud;
 use crate::metrics::Metrics;
+use crate::replica::Replica;
 use crate::shell::Roller;
 
 /// How the roller runs; every field is a choice the operator makes.
@@ -28,6 +32,18 @@ pub struct RollerConfig {
     pub public_metrics: bool,
     /// Trail's URL, linked from the console when known.
     pub trail_url: Option<String>,
+    /// With several roller processes on one log: this one's leases. `None` reconciles every
+    /// service (the embedded store, which one process owns).
+    pub replica: Option<ReplicaConfig>,
+}
+
+/// One replica among several on a shared log.
+pub struct ReplicaConfig {
+    pub leases: Arc<dyn Leases>,
+    /// Unique among the replicas: it is what the lease table and every intent name.
+    pub holder: String,
+    /// How long a lease lasts without renewal: a dead replica's services wait this long.
+    pub ttl: Duration,
 }
 
 /// The cloud the roller drives. The simulator also gets its `/v1/sim/*` routes, which exist
@@ -59,11 +75,32 @@ pub async fn serve(
     let cloud = driver.cloud();
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let roller = Roller::new(store.clone(), cloud.clone(), config.clock.clone())
+    let replica = config
+        .replica
+        .map(|r| Arc::new(Replica::new(r.leases, r.holder, r.ttl).with_metrics(metrics.clone())));
+    let mut roller = Roller::new(store.clone(), cloud.clone(), config.clock.clone())
         .with_metrics(metrics.clone())
         .with_concurrency(config.workers, crate::shell::DEFAULT_SERVICE_TIMEOUT);
-    let mut roller_stop = stop_rx.clone();
+    if let Some(replica) = &replica {
+        roller = roller.with_replica(replica.clone());
+    }
     let wake = Arc::new(tokio::sync::Notify::new());
+    // Leases are given up only after the loop's last pass, so no pass acts on a shard that
+    // another replica is already taking.
+    let (leases_stop_tx, leases_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Commands recorded through another replica's API wake this loop too.
+    let follower = replica.is_some().then(|| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(wake_on_commands(store.clone(), wake.clone(), async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }))
+    });
+    let lease_task = replica.map(|replica| {
+        tokio::spawn(replica.run(wake.clone(), async move {
+            let _ = leases_stop_rx.await;
+        }))
+    });
+    let mut roller_stop = stop_rx.clone();
     let roller_task = tokio::spawn(roller.run(config.interval, wake.clone(), async move {
         let _ = roller_stop.wait_for(|stopped| *stopped).await;
     }));
@@ -89,7 +126,78 @@ pub async fn serve(
     if let Err(e) = roller_task.await {
         tracing::error!(error = %e, "the reconcile loop panicked");
     }
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
+    let _ = leases_stop_tx.send(());
+    if let Some(task) = lease_task {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the lease keeper panicked");
+        }
+    }
     server_task
         .await
         .map_err(|e| std::io::Error::other(format!("the API server task failed: {e}")))?
+}
+
+/// The event types a person's command records.
+const COMMANDS: [&str; 7] = [
+    "config-saved",
+    "release-requested",
+    "rollback-requested",
+    "promote-requested",
+    "pause-requested",
+    "resume-requested",
+    "abort-requested",
+];
+
+/// Follows the log from its head and wakes the loop on every command, whichever replica's
+/// API recorded it: the replica that holds the service then acts at once, not at its next
+/// interval. On PostgreSQL the subscription wakes on `NOTIFY`, so this costs no polling.
+async fn wake_on_commands(
+    store: Arc<dyn EventStore>,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let filter = ReadFilter {
+        stream_prefix: Some(SERVICE_STREAM_PREFIX.to_string()),
+        event_types: COMMANDS.iter().map(|t| t.to_string()).collect(),
+    };
+    let mut after = loop {
+        match store.head().await {
+            Ok(head) => break head,
+            Err(e) => tracing::warn!(error = %e, "reading the log's head failed; retrying"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
+    loop {
+        let mut feed = store.subscribe_all(after, filter.clone());
+        loop {
+            let message = tokio::select! {
+                _ = &mut shutdown => return,
+                message = feed.next() => message,
+            };
+            match message {
+                Some(Ok(SubscriptionMessage::Event(event))) => {
+                    after = Some(event.position);
+                    wake.notify_one();
+                }
+                Some(Ok(SubscriptionMessage::Checkpoint(at))) => after = Some(at),
+                Some(Ok(SubscriptionMessage::CaughtUp(_))) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "following the log for commands failed; resubscribing");
+                    break;
+                }
+                None => break,
+            }
+        }
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }

@@ -16,12 +16,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ionroller_shared::events::ServiceEvent;
-use ionroller_shared::store::{EventStore, Position};
+use ionroller_shared::store::lease::Fence;
+use ionroller_shared::store::{EventStore, Position, StoreError};
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::log::{self, Appended};
 use crate::metrics::Metrics;
+use crate::replica::Replica;
 use ionroller_core::observe::observation_failed;
 use ionroller_core::{decide, observe, ServiceState};
 
@@ -49,6 +51,8 @@ struct Deps {
     cloud: Arc<dyn Cloud>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// With replicas on one log: the leases that say which services are this one's.
+    replica: Option<Arc<Replica>>,
 }
 
 /// One service's cached fold, and the revision it was last snapshotted (or loaded) at.
@@ -78,6 +82,7 @@ impl Roller {
                 cloud,
                 clock,
                 metrics: Arc::default(),
+                replica: None,
             },
             services: BTreeMap::new(),
             discovered_until: None,
@@ -89,6 +94,14 @@ impl Roller {
     /// Shares counters with the API's `/metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.deps.metrics = metrics;
+        self
+    }
+
+    /// Reconciles only the services whose shard `replica` holds the lease on, and fences
+    /// every append and action with it. Without, the roller owns every service (a lone
+    /// roller on its own log).
+    pub fn with_replica(mut self, replica: Arc<Replica>) -> Self {
+        self.deps.replica = Some(replica);
         self
     }
 
@@ -128,17 +141,29 @@ impl Roller {
         self.discover().await?;
         let deps = &self.deps;
         let timeout = self.service_timeout;
-        // Boxed as `Send` futures first: a stream mapping borrowed slots straight into async
-        // blocks trips the compiler's higher-ranked `Send` check when the pass is spawned.
-        let reconciles: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = self
+        let mine: Vec<(&String, &mut Slot, Option<Fence>)> = self
             .services
             .iter_mut()
+            .filter_map(|(name, slot)| match &deps.replica {
+                None => Some((name, slot, None)),
+                Some(replica) => replica.fence(name).map(|fence| (name, slot, Some(fence))),
+            })
+            .collect();
+        Metrics::set(&deps.metrics.queue_depth, mine.len() as u64);
+        // Boxed as `Send` futures first: a stream mapping borrowed slots straight into async
+        // blocks trips the compiler's higher-ranked `Send` check when the pass is spawned.
+        let reconciles: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = mine
+            .into_iter()
             .map(
-                |(name, slot)| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+                |(name, slot, fence)| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
                     Box::pin(async move {
+                        deps.metrics.queue_depth.dec();
                         let started = std::time::Instant::now();
-                        let result =
-                            tokio::time::timeout(timeout, reconcile(deps, name, slot)).await;
+                        let result = tokio::time::timeout(
+                            timeout,
+                            reconcile(deps, name, slot, fence.as_ref()),
+                        )
+                        .await;
                         deps.metrics.service_took(name, started.elapsed());
                         let failure = match result {
                             Ok(Ok(())) => None,
@@ -190,33 +215,46 @@ impl Roller {
     }
 
     /// One service: finish recorded intents, observe, decide, act.
+    /// With a replica, only while it holds the service's shard.
     pub async fn reconcile(&mut self, service: &str) -> Result<(), RollerError> {
+        let fence = match &self.deps.replica {
+            None => None,
+            Some(replica) => match replica.fence(service) {
+                Some(fence) => Some(fence),
+                None => return Ok(()),
+            },
+        };
         let slot = self
             .services
             .entry(service.to_string())
             .or_insert_with(|| Slot::new(service));
-        reconcile(&self.deps, service, slot).await
+        reconcile(&self.deps, service, slot, fence.as_ref()).await
     }
 }
 
 /// One service: finish recorded intents, observe, decide, act.
-async fn reconcile(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), RollerError> {
+async fn reconcile(
+    deps: &Deps,
+    service: &str,
+    slot: &mut Slot,
+    fence: Option<&Fence>,
+) -> Result<(), RollerError> {
     catch_up(deps, service, slot).await?;
-    execute_pending(deps, service, slot).await?;
+    execute_pending(deps, service, slot, fence).await?;
     let Some(config) = slot.state.latest_config().map(|c| c.config.clone()) else {
         return Ok(());
     };
     match deps.cloud.observe(service, &config).await {
         Ok(view) => {
             let changes = observe(&slot.state, &view);
-            if !append(deps, service, slot, changes).await? {
+            if !append(deps, service, slot, fence, changes).await? {
                 return Ok(());
             }
         }
         Err(e) => {
             tracing::warn!(service, error = %e, "observing the cloud failed");
             let events = observation_failed(&slot.state, &e.to_string());
-            append(deps, service, slot, events).await?;
+            append(deps, service, slot, fence, events).await?;
             return Ok(());
         }
     }
@@ -230,17 +268,22 @@ async fn reconcile(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), Ro
             || decisions
                 .iter()
                 .any(|e| matches!(e, ServiceEvent::ActionIntended { .. }));
-        if !append(deps, service, slot, decisions).await? {
+        if !append(deps, service, slot, fence, decisions).await? {
             return Ok(());
         }
         if settled {
             break;
         }
     }
-    execute_pending(deps, service, slot).await
+    execute_pending(deps, service, slot, fence).await
 }
 
-async fn execute_pending(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), RollerError> {
+async fn execute_pending(
+    deps: &Deps,
+    service: &str,
+    slot: &mut Slot,
+    fence: Option<&Fence>,
+) -> Result<(), RollerError> {
     let pending: Vec<_> = slot
         .state
         .pending_actions()
@@ -251,6 +294,13 @@ async fn execute_pending(deps: &Deps, service: &str, slot: &mut Slot) -> Result<
         return Ok(());
     };
     for (action_id, attempt, action) in pending {
+        // The last word before the cloud: a replica whose lease lapsed (or was taken over)
+        // while it was deciding or frozen stops here.
+        if let (Some(replica), Some(fence)) = (&deps.replica, fence) {
+            if !replica.holds(fence) {
+                return Err(lease_lost(fence));
+            }
+        }
         tracing::info!(service, action = %action.describe(), attempt, "executing");
         let outcome = match deps
             .cloud
@@ -276,7 +326,7 @@ async fn execute_pending(deps: &Deps, service: &str, slot: &mut Slot) -> Result<
                 }
             }
         };
-        if !append(deps, service, slot, vec![outcome]).await? {
+        if !append(deps, service, slot, fence, vec![outcome]).await? {
             return Ok(());
         }
     }
@@ -289,19 +339,46 @@ async fn append(
     deps: &Deps,
     service: &str,
     slot: &mut Slot,
+    fence: Option<&Fence>,
     events: Vec<ServiceEvent>,
 ) -> Result<bool, RollerError> {
     if events.is_empty() {
         return Ok(true);
     }
     let at = deps.clock.now();
-    let appended = log::append(deps.store.as_ref(), &slot.state, &events, ROLLER_ACTOR, at).await?;
+    let appended = match (&deps.replica, fence) {
+        (Some(replica), Some(fence)) => {
+            let written = log::append_fenced(
+                replica.store(),
+                fence,
+                &slot.state,
+                &events,
+                ROLLER_ACTOR,
+                at,
+            )
+            .await;
+            if let Err(StoreError::Fenced { .. }) = written {
+                Metrics::add(&deps.metrics.fenced_appends, 1);
+                replica.lost(fence);
+                return Err(lease_lost(fence));
+            }
+            written?
+        }
+        _ => log::append(deps.store.as_ref(), &slot.state, &events, ROLLER_ACTOR, at).await?,
+    };
     match appended {
         Appended::Written => Metrics::add(&deps.metrics.events_appended, events.len() as u64),
         Appended::Conflict => Metrics::add(&deps.metrics.append_conflicts, 1),
     }
     catch_up(deps, service, slot).await?;
     Ok(appended == Appended::Written)
+}
+
+fn lease_lost(fence: &Fence) -> RollerError {
+    RollerError::LeaseLost {
+        shard: fence.shard,
+        epoch: fence.epoch,
+    }
 }
 
 async fn catch_up(deps: &Deps, service: &str, slot: &mut Slot) -> Result<(), RollerError> {

@@ -106,6 +106,11 @@ pub enum ServiceEvent {
         action_id: ActionId,
         attempt: u32,
         action: Action,
+        /// The replica lease it was recorded under, when roller replicas share the log: which
+        /// replica intended it, at which epoch of the service's shard. Absent from a lone
+        /// roller's intents and from every intent recorded before replicas existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<crate::store::lease::Fence>,
     },
     ActionSucceeded {
         action_id: ActionId,
@@ -599,6 +604,7 @@ mod tests {
             action_id: id,
             attempt: 2,
             action,
+            lease: None,
         };
         let rolled_back = |cause| E::RolledBack {
             rollout_id: id,

@@ -88,6 +88,20 @@ pub enum Command {
         /// The PostgreSQL schema for the log's tables (created if missing).
         #[arg(long, default_value = "public")]
         postgres_schema: String,
+        /// With --postgres, several `up` processes share the services as replicas: this one's
+        /// name in the lease table and on every action it intends. Unique per process; by
+        /// default the host name, the process id and a random suffix.
+        #[arg(long, env = "IONROLLER_REPLICA_ID", requires = "postgres")]
+        replica_id: Option<String>,
+        /// With --postgres, how long a replica's shard leases last unrenewed, in milliseconds:
+        /// the services of a replica that dies wait this long for another to take them over.
+        #[arg(long, default_value_t = 10_000, requires = "postgres",
+              value_parser = clap::value_parser!(u64).range(1000..=300_000))]
+        lease_ttl_ms: u64,
+        /// The simulated cloud's file (default: sim-cloud.json in the data dir). Replicas on
+        /// one log give the same file, so that they see one cloud.
+        #[arg(long)]
+        sim_file: Option<PathBuf>,
         /// Address for the API (loopback by default).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: String,

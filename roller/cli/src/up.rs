@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ionroller_roller::clock::{Clock, SystemClock};
 use ionroller_roller::cloud::sim::SimCloud;
-use ionroller_roller::{CloudDriver, RollerConfig};
+use ionroller_roller::{CloudDriver, ReplicaConfig, RollerConfig};
 use ionroller_shared::store::EventStore;
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
@@ -62,17 +62,44 @@ pub struct Reconcile {
 pub enum StoreChoice {
     /// `events.sqlite` in the data directory.
     Embedded,
+    /// Shared by replicas: each `up` on the same database takes a share of the services.
     Postgres {
         url: String,
         schema: String,
+        replica: Replication,
     },
+}
+
+/// This process as one replica among several on a shared log.
+pub struct Replication {
+    pub id: String,
+    pub lease_ttl: Duration,
+}
+
+/// Host name, process id and a random suffix: unique even for two containers that both run
+/// as pid 1 on hosts of one name.
+pub fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "roller".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
+}
+
+/// Which cloud `up` drives, and for the simulator, which file holds it.
+pub struct CloudChoice {
+    pub kind: CloudKind,
+    pub sim_file: Option<PathBuf>,
 }
 
 /// Runs the roller and its API until Ctrl-C (or SIGTERM).
 pub async fn up(
     data_dir: PathBuf,
     store: StoreChoice,
-    cloud: CloudKind,
+    cloud: CloudChoice,
     listen: &str,
     trail_listen: &str,
     reconcile: Reconcile,
@@ -90,16 +117,38 @@ pub async fn up(
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     // Before anything in the data dir is opened; held until `up` returns.
     let _data_dir_lock = crate::data_dir_lock::lock(&data_dir)?;
-    let store: Arc<dyn EventStore> = match store {
-        StoreChoice::Embedded => Arc::new(
-            SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
-                .context("open the embedded event store")?,
+    let (store, replica): (Arc<dyn EventStore>, _) = match store {
+        StoreChoice::Embedded => (
+            Arc::new(
+                SqliteStore::open(data_dir.join("events.sqlite"), SqliteOptions::default())
+                    .context("open the embedded event store")?,
+            ),
+            None,
         ),
-        StoreChoice::Postgres { url, schema } => Arc::new(
-            PgStore::open(PgOptions::new(url).schema(schema))
-                .await
-                .context("open the PostgreSQL event store")?,
+        StoreChoice::Postgres {
+            url,
+            schema,
+            replica,
+        } => {
+            let pg = Arc::new(
+                PgStore::open(PgOptions::new(url).schema(schema))
+                    .await
+                    .context("open the PostgreSQL event store")?,
+            );
+            let replica = ReplicaConfig {
+                leases: pg.clone(),
+                holder: replica.id,
+                ttl: replica.lease_ttl,
+            };
+            (pg, Some(replica))
+        }
+    };
+    let replica_line = match &replica {
+        Some(r) => format!(
+            "{} (shares the services with every `up` on this database; leases last {:?})",
+            r.holder, r.ttl
         ),
+        None => "the only one (the embedded store belongs to this process)".into(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let auth = Arc::new(ionroller_auth::Authenticator::for_service(
@@ -107,10 +156,16 @@ pub async fn up(
         access.oidc.as_deref(),
     )?);
     let admin_token_line = bootstrap_admin_token(&auth, &data_dir, clock.now()).await?;
-    let (driver, cloud_line) = match cloud {
+    let (driver, cloud_line) = match cloud.kind {
         CloudKind::Sim => {
-            let sim = SimCloud::open(data_dir.join("sim-cloud.json"), clock.clone())
-                .context("open the simulated cloud")?;
+            let file = cloud
+                .sim_file
+                .unwrap_or_else(|| data_dir.join("sim-cloud.json"));
+            // The call record names the replica that executed each action.
+            let caller = replica.as_ref().map_or("roller", |r| r.holder.as_str());
+            let sim = SimCloud::open(file, clock.clone())
+                .context("open the simulated cloud")?
+                .with_caller(caller);
             let line = format!("simulated ({})", sim.path().display());
             (CloudDriver::Simulated(sim), line)
         }
@@ -135,10 +190,11 @@ pub async fn up(
          \x20 trail:        {scheme}://{trail_addr}/   (dashboard; API under /v1)\n\
          \x20 event store:  {}\n\
          \x20 cloud:        {cloud_line}\n\
+         \x20 replica:      {replica_line}\n\
          \x20 admin token:  {admin_token_line}\n\
          \x20 try:          {}\n",
         store.describe(),
-        suggestion(cloud),
+        suggestion(cloud.kind),
     ));
 
     // One signal stops both services; each finishes what it is doing first.
@@ -168,6 +224,7 @@ pub async fn up(
             auth,
             public_metrics: access.public_metrics,
             trail_url: Some(format!("{scheme}://{trail_addr}")),
+            replica,
         },
         store,
         driver,

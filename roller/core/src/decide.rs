@@ -487,6 +487,7 @@ fn intend(state: &ServiceState, action: Action, now: DateTime<Utc>) -> Vec<Servi
         action_id: action_id(&state.service, revision, &key, attempt),
         attempt,
         action,
+        lease: None,
     }]
 }
 

@@ -7,11 +7,13 @@
 //! - [`commands::handle`] checks a person's command against the state and returns the events
 //!   that record it (or why it is refused);
 //! - [`claims`] decides which service owns which load balancer (one each), for config saves;
+//! - [`leases`] decides which shards of the services a roller replica takes or gives up;
 //! - [`plan`] computes a release's steps and the deterministic names and ids.
 
 pub mod claims;
 pub mod commands;
 pub mod decide;
+pub mod leases;
 pub mod observe;
 pub mod plan;
 pub mod state;

@@ -659,6 +659,7 @@ pub fn evolve(
             action_id,
             attempt,
             action,
+            ..
         } => {
             if let Action::RegisterInstances { instances, .. } = action {
                 state.registered_by_us.extend(instances.iter().cloned());

@@ -47,7 +47,25 @@ struct SimState {
     failing: BTreeSet<String>,
     /// How many CreateEnvironment calls actually created something (for tests).
     creations: u64,
+    /// The last [`CALLS_KEPT`] actions executed, with who executed them: the simulator's own
+    /// record, for tests that count what each roller replica did.
+    #[serde(default)]
+    calls: std::collections::VecDeque<SimCall>,
 }
+
+/// One action the simulated cloud was asked to execute.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SimCall {
+    pub at: DateTime<Utc>,
+    /// The caller's name ([`SimCloud::with_caller`]): a replica id, or `roller`.
+    pub by: String,
+    pub service: String,
+    pub action: String,
+    /// Whether it changed anything (a create of an existing environment does not).
+    pub effective: bool,
+}
+
+const CALLS_KEPT: usize = 20_000;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct SimEnvironment {
@@ -94,56 +112,90 @@ impl SimEnvironment {
 }
 
 /// The simulated cloud. Cheap to clone; every change is saved to its file before returning.
+///
+/// Several processes may share one file, as several roller replicas share one AWS account:
+/// a change happens under an exclusive lock on `FILE.lock` after re-reading the file if
+/// another process replaced it (saves are atomic renames, so a new file means a new state),
+/// and a read re-reads a replaced file first.
 #[derive(Clone)]
 pub struct SimCloud {
     path: PathBuf,
-    state: Arc<Mutex<SimState>>,
+    state: Arc<Mutex<Loaded>>,
     clock: Arc<dyn Clock>,
+    caller: String,
+}
+
+/// The state as last read or written, and which version of the file it came from.
+struct Loaded {
+    state: SimState,
+    file: Option<FileVersion>,
 }
 
 impl SimCloud {
     /// Opens the simulation saved at `path`, or starts an empty one there.
     pub fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self, CloudError> {
         let path = path.as_ref().to_path_buf();
-        let state = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                CloudError::Unavailable(format!(
-                    "simulated cloud file {} is unreadable: {e}",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
-            Err(e) => {
-                return Err(CloudError::Unavailable(format!(
-                    "read {}: {e}",
-                    path.display()
-                )))
-            }
-        };
+        let (state, file) = read_file(&path)?;
         Ok(SimCloud {
             path,
-            state: Arc::new(Mutex::new(state)),
+            state: Arc::new(Mutex::new(Loaded { state, file })),
             clock,
+            caller: crate::log::ROLLER_ACTOR.to_string(),
         })
+    }
+
+    /// Names the actions this handle executes in the call record (a replica's id).
+    pub fn with_caller(mut self, caller: impl Into<String>) -> Self {
+        self.caller = caller.into();
+        self
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The state as the file holds it now.
+    fn fresh(&self) -> Result<std::sync::MutexGuard<'_, Loaded>, CloudError> {
+        let mut loaded = self
+            .state
+            .lock()
+            .map_err(|_| CloudError::Unavailable("simulated cloud lock poisoned".into()))?;
+        let file = file_version(&self.path);
+        if file.is_some() && file != loaded.file {
+            let (state, file) = read_file(&self.path)?;
+            *loaded = Loaded { state, file };
+        }
+        Ok(loaded)
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&SimState, DateTime<Utc>) -> T) -> Result<T, CloudError> {
+        let now = self.clock.now();
+        let loaded = self.fresh()?;
+        Ok(look(&loaded.state, now))
+    }
+
     fn with_state<T>(
         &self,
         change: impl FnOnce(&mut SimState, DateTime<Utc>) -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|e| CloudError::Unavailable(format!("lock {}: {e}", lock_path.display())))?;
         let now = self.clock.now();
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| CloudError::Unavailable("simulated cloud lock poisoned".into()))?;
-        let mut next = state.clone();
+        let mut loaded = self.fresh()?;
+        let mut next = loaded.state.clone();
         let result = change(&mut next, now)?;
         save(&self.path, &next)?;
-        *state = next;
+        *loaded = Loaded {
+            state: next,
+            file: file_version(&self.path),
+        };
+        drop(lock);
         Ok(result)
     }
 
@@ -212,33 +264,65 @@ impl SimCloud {
 
     /// How many environments were really created (not found already existing).
     pub fn creations(&self) -> u64 {
-        self.state.lock().map(|s| s.creations).unwrap_or(0)
+        self.read(|s, _| s.creations).unwrap_or(0)
+    }
+
+    /// The actions executed, oldest first (the last 20,000).
+    pub fn calls(&self) -> Vec<SimCall> {
+        self.read(|s, _| s.calls.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The secret references an environment was created with (variable name → ARN).
     pub fn environment_secrets(&self, environment: &str) -> Option<BTreeMap<String, String>> {
-        self.state
-            .lock()
-            .ok()?
-            .environments
-            .get(environment)
-            .map(|e| e.secrets.clone())
+        self.read(|s, _| s.environments.get(environment).map(|e| e.secrets.clone()))
+            .ok()
+            .flatten()
     }
 
     /// Names of the live environments of a service.
     pub fn live_environments(&self, service: &str) -> Vec<String> {
-        self.state
-            .lock()
-            .map(|s| {
-                s.environments
-                    .iter()
-                    .filter(|(_, e)| e.service == service && e.terminated_at.is_none())
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.read(|s, _| {
+            s.environments
+                .iter()
+                .filter(|(_, e)| e.service == service && e.terminated_at.is_none())
+                .map(|(n, _)| n.clone())
+                .collect()
+        })
+        .unwrap_or_default()
     }
 }
+
+fn read_file(path: &Path) -> Result<(SimState, Option<FileVersion>), CloudError> {
+    let file = file_version(path);
+    let state = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            CloudError::Unavailable(format!(
+                "simulated cloud file {} is unreadable: {e}",
+                path.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
+        Err(e) => {
+            return Err(CloudError::Unavailable(format!(
+                "read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    Ok((state, file))
+}
+
+/// Which version of the file is there: version, change time and size. The version alone is not
+/// enough, since the file system reuses a replaced file's version for the next one at once.
+fn file_version(path: &Path) -> Option<FileVersion> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.ctime(), m.ctime_nsec(), m.size()))
+}
+
+type FileVersion = (u64, i64, i64, u64);
 
 fn save(path: &Path, state: &SimState) -> Result<(), CloudError> {
     let text = serde_json::to_string_pretty(state)
@@ -286,10 +370,8 @@ impl Cloud for SimCloud {
         config: &ServiceConfig,
     ) -> Result<CloudView, CloudError> {
         let now = self.clock.now();
-        let s = self
-            .state
-            .lock()
-            .map_err(|_| CloudError::Unavailable("simulated cloud lock poisoned".into()))?;
+        let loaded = self.fresh()?;
+        let s = &loaded.state;
         let environments = s
             .environments
             .iter()
@@ -326,7 +408,7 @@ impl Cloud for SimCloud {
             .flatten()
             .map(|id| RegisteredInstance {
                 id: id.clone(),
-                in_service: owner(&s, id)
+                in_service: owner(s, id)
                     .is_some_and(|(_, e)| e.status(&s.settings, now).1 == Health::Green),
             })
             .collect();
@@ -359,65 +441,93 @@ impl Cloud for SimCloud {
         _action_id: uuid::Uuid,
         action: &Action,
     ) -> Result<String, CloudError> {
-        self.with_state(|s, now| match action {
-            Action::CreateEnvironment {
-                environment,
-                version,
-                config_version,
-                config,
-            } => {
-                if s.environments
-                    .get(environment)
-                    .is_some_and(|e| e.terminated_at.is_none())
-                {
-                    return Ok(format!("{environment} already exists"));
-                }
-                let failing = s.failing.contains(&format!("{service}/{version}"));
-                s.environments.insert(
-                    environment.clone(),
-                    SimEnvironment {
-                        service: service.to_string(),
-                        version: version.clone(),
-                        config_version: *config_version,
-                        instances: config.instances.min,
-                        created_at: now,
-                        failing,
-                        terminated_at: None,
-                        timings: Some(s.settings.clone()),
-                        secrets: config.secrets.clone(),
-                    },
-                );
-                s.creations += 1;
-                Ok(format!("created {environment}"))
+        self.with_state(|s, now| {
+            let created_before = s.creations;
+            let detail = execute(s, service, action, now)?;
+            let effective = match action {
+                Action::CreateEnvironment { .. } => s.creations > created_before,
+                _ => true,
+            };
+            if s.calls.len() >= CALLS_KEPT {
+                s.calls.pop_front();
             }
-            Action::RegisterInstances {
-                load_balancer,
-                instances,
-            } => {
-                if let Some(unknown) = instances.iter().find(|i| owner(s, i).is_none()) {
-                    return Err(CloudError::Rejected {
-                        code: "InvalidInstance".into(),
-                        message: format!("instance {unknown} is not running"),
-                    });
-                }
-                let members = s.load_balancers.entry(load_balancer.clone()).or_default();
-                members.extend(instances.iter().cloned());
-                Ok(format!("registered {} on {load_balancer}", instances.len()))
-            }
-            Action::DeregisterInstances {
-                load_balancer,
-                instances,
-            } => {
-                let members = s.load_balancers.entry(load_balancer.clone()).or_default();
-                for i in instances {
-                    members.remove(i);
-                }
-                Ok(format!(
-                    "deregistered {} from {load_balancer}",
-                    instances.len()
-                ))
-            }
-            Action::TerminateEnvironment { environment } => terminate(s, environment, now),
+            s.calls.push_back(SimCall {
+                at: now,
+                by: self.caller.clone(),
+                service: service.to_string(),
+                action: action.describe(),
+                effective,
+            });
+            Ok(detail)
         })
+    }
+}
+
+/// What an action does to the simulated cloud.
+fn execute(
+    s: &mut SimState,
+    service: &str,
+    action: &Action,
+    now: DateTime<Utc>,
+) -> Result<String, CloudError> {
+    match action {
+        Action::CreateEnvironment {
+            environment,
+            version,
+            config_version,
+            config,
+        } => {
+            if s.environments
+                .get(environment)
+                .is_some_and(|e| e.terminated_at.is_none())
+            {
+                return Ok(format!("{environment} already exists"));
+            }
+            let failing = s.failing.contains(&format!("{service}/{version}"));
+            s.environments.insert(
+                environment.clone(),
+                SimEnvironment {
+                    service: service.to_string(),
+                    version: version.clone(),
+                    config_version: *config_version,
+                    instances: config.instances.min,
+                    created_at: now,
+                    failing,
+                    terminated_at: None,
+                    timings: Some(s.settings.clone()),
+                    secrets: config.secrets.clone(),
+                },
+            );
+            s.creations += 1;
+            Ok(format!("created {environment}"))
+        }
+        Action::RegisterInstances {
+            load_balancer,
+            instances,
+        } => {
+            if let Some(unknown) = instances.iter().find(|i| owner(s, i).is_none()) {
+                return Err(CloudError::Rejected {
+                    code: "InvalidInstance".into(),
+                    message: format!("instance {unknown} is not running"),
+                });
+            }
+            let members = s.load_balancers.entry(load_balancer.clone()).or_default();
+            members.extend(instances.iter().cloned());
+            Ok(format!("registered {} on {load_balancer}", instances.len()))
+        }
+        Action::DeregisterInstances {
+            load_balancer,
+            instances,
+        } => {
+            let members = s.load_balancers.entry(load_balancer.clone()).or_default();
+            for i in instances {
+                members.remove(i);
+            }
+            Ok(format!(
+                "deregistered {} from {load_balancer}",
+                instances.len()
+            ))
+        }
+        Action::TerminateEnvironment { environment } => terminate(s, environment, now),
     }
 }

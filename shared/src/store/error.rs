@@ -28,6 +28,10 @@ pub enum StoreError {
     /// outcome is unknown: retry with the same event ids and expected revision.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// A fenced append whose shard has passed to another holder (or a later epoch): nothing
+    /// was written, and retrying cannot help; the writer has lost its lease.
+    #[error("the lease on shard {shard} at epoch {epoch} is no longer held; nothing was written")]
+    Fenced { shard: u32, epoch: u64 },
     /// Stored data that cannot be decoded. Never retried, never skipped.
     #[error("event store data is corrupt: {0}")]
     Corrupt(String),

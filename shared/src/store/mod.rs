@@ -11,11 +11,15 @@
 //! 5. subscriptions resume after an exclusive position and always emit `CaughtUp`;
 //! 6. `Ok` from `append` means durable (fsync'd).
 //!
+//! Stores that several roller processes share also implement [`lease::Leases`]: leases on
+//! shards of the services, with fenced appends.
+//!
 //! The backends are crates of their own (`stores/sqlite`, `stores/postgres`); the conformance
 //! suite in `stores/tests/tests/conformance.rs` checks all of this against each of them.
 
 mod error;
 mod fold;
+pub mod lease;
 pub mod plan;
 #[cfg(feature = "subscription")]
 pub mod subscription;

@@ -13,7 +13,7 @@
 //!   when it commits.
 //! - The schema is created by numbered migrations on open, under an advisory lock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Statement};
 use uuid::Uuid;
 
+use ionroller_shared::store::lease::{Fence, Grant, LeaseRow, LeaseTable, Leases};
 use ionroller_shared::store::plan::{self, PendingAppend, StoredEventId};
 #[cfg(feature = "testing")]
 use ionroller_shared::store::testing::{HeldAppend, HoldCommit};
@@ -39,6 +40,9 @@ use ionroller_shared::store::{
 const MAX_GROUP: usize = 512;
 const QUEUE: usize = 4096;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
+/// How long the writer's transaction may sit idle before the server ends its session. A
+/// group commit is a few pipelined statements, so only a stalled process comes near this.
+const STALLED_WRITER: Duration = Duration::from_secs(3);
 
 const COLUMNS: &str = "position, stream, revision, event_id, event_type, schema_version, \
                        data::text, actor, correlation_id, causation_id, occurred_at, recorded_at";
@@ -95,6 +99,8 @@ impl Drop for PgInner {
 
 struct WriteRequest {
     append: PendingAppend,
+    /// Written only if this lease still holds, checked in the group's transaction.
+    fence: Option<Fence>,
     reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
@@ -102,6 +108,8 @@ struct WriteRequest {
 struct Sql {
     schema: String,
     table: String,
+    leases: String,
+    replicas: String,
     channel: String,
     lock_key: i64,
 }
@@ -122,6 +130,8 @@ impl Sql {
         Ok(Sql {
             schema: schema.to_string(),
             table: format!("\"{schema}\".ionroller_events"),
+            leases: format!("\"{schema}\".ionroller_leases"),
+            replicas: format!("\"{schema}\".ionroller_replicas"),
             channel: format!("ionroller_events_{schema}"),
             lock_key: stable_key(&format!("ionroller:append:{schema}")),
         })
@@ -199,7 +209,8 @@ impl PgStore {
     }
 }
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE {table} (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE {table} (
         position       bigint      PRIMARY KEY,
         stream         text        NOT NULL,
         revision       bigint      NOT NULL,
@@ -213,7 +224,20 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE {table} (
         occurred_at    timestamptz NOT NULL,
         recorded_at    timestamptz NOT NULL,
         UNIQUE (stream, revision)
-    );"];
+    );",
+    // Leases of the roller replicas (see `ionroller_shared::store::lease`). Rows, not events:
+    // a renewal updates one row in place.
+    "CREATE TABLE {schema}.ionroller_leases (
+        shard      integer     PRIMARY KEY,
+        holder     text        NOT NULL,
+        epoch      bigint      NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE TABLE {schema}.ionroller_replicas (
+        holder     text        PRIMARY KEY,
+        seen_until timestamptz NOT NULL
+    );",
+];
 
 async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(postgres_error)?;
@@ -251,9 +275,10 @@ async fn migrate(client: &mut Client, sql: &Sql) -> Result<(), StoreError> {
         )));
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tx.batch_execute(&migration.replace("{table}", &sql.table))
-            .await
-            .map_err(postgres_error)?;
+        let migration = migration
+            .replace("{table}", &sql.table)
+            .replace("{schema}", &format!("\"{}\"", sql.schema));
+        tx.batch_execute(&migration).await.map_err(postgres_error)?;
         tx.execute(
             &format!(
                 "INSERT INTO \"{}\".ionroller_migrations (version) VALUES ($1)",
@@ -276,6 +301,7 @@ struct Statements {
     stored: Statement,
     insert: Statement,
     notify: Statement,
+    fences: Statement,
 }
 
 impl Statements {
@@ -315,6 +341,16 @@ impl Statements {
                 ))
                 .await.map_err(postgres_error)?,
             notify: client.prepare("SELECT pg_notify($1, '')").await.map_err(postgres_error)?,
+            fences: client
+                .prepare(&format!(
+                    // Rows locked in shard order, the order a renewal locks them in too.
+                    "SELECT l.shard, l.epoch FROM {} l
+                     JOIN unnest($1::int[], $2::bigint[], $3::text[]) AS f(s, e, h)
+                       ON l.shard = f.s AND l.epoch = f.e AND l.holder = f.h
+                     ORDER BY l.shard FOR SHARE OF l",
+                    sql.leases
+                ))
+                .await.map_err(postgres_error)?,
         })
     }
 }
@@ -335,12 +371,30 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        let (appends, replies): (Vec<_>, Vec<_>) =
-            group.into_iter().map(|r| (r.append, r.reply)).unzip();
+        let mut appends = Vec::with_capacity(group.len());
+        let mut fences = Vec::with_capacity(group.len());
+        let mut replies = Vec::with_capacity(group.len());
+        for request in group {
+            appends.push(request.append);
+            fences.push(request.fence);
+            replies.push(request.reply);
+        }
         let result = async {
             if client.as_ref().is_none_or(|c| c.is_closed()) {
                 statements = None;
-                client = Some(connect(&config).await?);
+                let c = connect(&config).await?;
+                // A process frozen mid-commit (SIGSTOP, a stalled VM) would otherwise hold the
+                // append lock, and its fences' lease rows, for as long as its connection
+                // lives: every other replica's appends and takeovers would wait on it. The
+                // server ends such a session instead; the frozen writer's commit then fails
+                // and nothing of it lands.
+                c.batch_execute(&format!(
+                    "SET idle_in_transaction_session_timeout = {}",
+                    STALLED_WRITER.as_millis()
+                ))
+                .await
+                .map_err(postgres_error)?;
+                client = Some(c);
             }
             let Some(c) = client.as_mut() else {
                 return Err(StoreError::Unavailable("no postgres connection".into()));
@@ -352,7 +406,7 @@ async fn run_writer(
                 return Err(StoreError::Unavailable("statements not prepared".into()));
             };
             let tx = c.transaction().await.map_err(postgres_error)?;
-            let outcomes = write_group(&tx, stmts, &sql, &appends).await?;
+            let outcomes = write_group(&tx, stmts, &sql, &appends, &fences).await?;
             tx.commit().await.map_err(postgres_error)?;
             Ok(outcomes)
         }
@@ -378,11 +432,16 @@ async fn run_writer(
 }
 
 /// Locks, plans and inserts a group inside an open transaction; the caller commits.
+///
+/// An append with a fence is written only if its lease still holds: the fences' lease rows
+/// are share-locked until commit, so a takeover (an UPDATE of the row) waits for this group,
+/// and any group after the takeover sees the new epoch and refuses the old holder.
 async fn write_group(
     tx: &tokio_postgres::Transaction<'_>,
     stmts: &Statements,
     sql: &Sql,
     appends: &[PendingAppend],
+    fences: &[Option<Fence>],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let streams: Vec<String> = plan::group_streams(appends)
         .into_iter()
@@ -392,18 +451,45 @@ async fn write_group(
         .into_iter()
         .map(|id| id.0)
         .collect();
-    // Sent together (pipelined); the server runs them in order, so the reads see the state
-    // under the lock.
+    let held: Vec<&Fence> = fences.iter().flatten().collect();
+    let shards: Vec<i32> = held.iter().map(|f| f.shard as i32).collect();
+    let epochs: Vec<i64> = held.iter().map(|f| f.epoch as i64).collect();
+    let holders: Vec<&str> = held.iter().map(|f| f.holder.as_str()).collect();
+    // Sent together (pipelined); the server runs them in order, so everything after the lock
+    // sees the state under it.
     let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sql.lock_key];
+    let fence_params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+        [&shards, &epochs, &holders];
     let head_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&streams];
     let id_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&ids];
-    let (_, last, head_rows, stored_rows) = tokio::try_join!(
+    let fence_rows = async {
+        if held.is_empty() {
+            Ok(Vec::new())
+        } else {
+            tx.query(&stmts.fences, &fence_params).await
+        }
+    };
+    let (_, fence_rows, last, head_rows, stored_rows) = tokio::try_join!(
         tx.execute(&stmts.lock, &lock_params),
+        fence_rows,
         tx.query_one(&stmts.last_position, &[]),
         tx.query(&stmts.heads, &head_params),
         tx.query(&stmts.stored, &id_params),
     )
     .map_err(postgres_error)?;
+    let mut valid = HashSet::new();
+    for row in fence_rows {
+        let shard: i32 = row.try_get(0).map_err(postgres_error)?;
+        let epoch: i64 = row.try_get(1).map_err(postgres_error)?;
+        valid.insert((shard as u32, epoch as u64));
+    }
+    let refused: Vec<bool> = fences
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .is_some_and(|f| !valid.contains(&(f.shard, f.epoch)))
+        })
+        .collect();
     let last_position: i64 = last.try_get(0).map_err(postgres_error)?;
     let mut heads = HashMap::new();
     for row in head_rows {
@@ -427,6 +513,46 @@ async fn write_group(
             },
         );
     }
+    if refused.iter().all(|r| !r) {
+        return insert_planned(tx, stmts, sql, appends, heads, stored, last_position).await;
+    }
+    // Only after a lease was lost: plan the others without the refused appends.
+    let admitted: Vec<PendingAppend> = appends
+        .iter()
+        .zip(&refused)
+        .filter(|(_, refused)| !**refused)
+        .map(|(a, _)| a.clone())
+        .collect();
+    let mut written = insert_planned(tx, stmts, sql, &admitted, heads, stored, last_position)
+        .await?
+        .into_iter();
+    Ok(fences
+        .iter()
+        .zip(refused)
+        .map(|(fence, refused)| match (fence, refused) {
+            (Some(f), true) => Err(StoreError::Fenced {
+                shard: f.shard,
+                epoch: f.epoch,
+            }),
+            _ => written.next().unwrap_or_else(|| {
+                Err(StoreError::Unavailable(
+                    "the group plan returned too few outcomes".into(),
+                ))
+            }),
+        })
+        .collect())
+}
+
+/// Plans `appends` against what the locked reads found, and inserts the rows.
+async fn insert_planned(
+    tx: &tokio_postgres::Transaction<'_>,
+    stmts: &Statements,
+    sql: &Sql,
+    appends: &[PendingAppend],
+    heads: HashMap<StreamId, Revision>,
+    stored: HashMap<EventId, StoredEventId>,
+    last_position: i64,
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let plan = plan::plan_group(appends, heads, stored, last_position as u64);
     if !plan.rows.is_empty() {
         let n = plan.rows.len();
@@ -559,21 +685,7 @@ impl EventStore for PgStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let append = plan::prepare(
-            stream,
-            expected,
-            events,
-            self.inner.options.max_append_bytes,
-        )?;
-        let (reply, outcome) = oneshot::channel();
-        self.inner
-            .writer
-            .send(WriteRequest { append, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("postgres writer task stopped".into()))?;
-        outcome
-            .await
-            .map_err(|_| StoreError::Unavailable("postgres writer task stopped".into()))?
+        self.write(stream, expected, events, None).await
     }
 
     async fn read_stream(
@@ -679,6 +791,195 @@ impl EventStore for PgStore {
     }
 }
 
+impl PgStore {
+    /// Queues one append for the group writer.
+    async fn write(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        fence: Option<Fence>,
+    ) -> Result<AppendResult, StoreError> {
+        let append = plan::prepare(
+            stream,
+            expected,
+            events,
+            self.inner.options.max_append_bytes,
+        )?;
+        let (reply, outcome) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteRequest {
+                append,
+                fence,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable("postgres writer task stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Unavailable("postgres writer task stopped".into()))?
+    }
+}
+
+/// Grants from rows of (shard, epoch).
+fn grants(rows: &[tokio_postgres::Row]) -> Result<Vec<Grant>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(Grant {
+                shard: row.try_get::<_, i32>(0).map_err(postgres_error)? as u32,
+                epoch: row.try_get::<_, i64>(1).map_err(postgres_error)? as u64,
+            })
+        })
+        .collect()
+}
+
+/// Leases are judged by the database's clock (`now()`), never a replica's.
+#[async_trait]
+impl Leases for PgStore {
+    async fn heartbeat(
+        &self,
+        holder: &str,
+        held: &[Grant],
+        ttl: Duration,
+    ) -> Result<(Vec<Grant>, LeaseTable), StoreError> {
+        let client = self.reader().await?;
+        let sql = &self.inner.sql;
+        let ttl = ttl.as_secs_f64();
+        let shards: Vec<i32> = held.iter().map(|g| g.shard as i32).collect();
+        let epochs: Vec<i64> = held.iter().map(|g| g.epoch as i64).collect();
+        let member = format!(
+            "INSERT INTO {r} (holder, seen_until) VALUES ($1, now() + $2::float8 * interval '1 second')
+             ON CONFLICT (holder) DO UPDATE SET seen_until = excluded.seen_until",
+            r = sql.replicas
+        );
+        // Rows locked in shard order, as the fenced writer locks them.
+        let renew = format!(
+            "UPDATE {l} l SET expires_at = now() + $4::float8 * interval '1 second'
+             FROM (SELECT shard FROM {l}
+                   WHERE holder = $1 AND (shard, epoch) IN
+                         (SELECT * FROM unnest($2::int[], $3::bigint[]))
+                   ORDER BY shard FOR UPDATE) AS mine
+             WHERE l.shard = mine.shard
+             RETURNING l.shard, l.epoch",
+            l = sql.leases
+        );
+        let table = format!(
+            "SELECT shard, holder, epoch, expires_at > now() FROM {} ORDER BY shard",
+            sql.leases
+        );
+        let replicas = format!(
+            "SELECT holder FROM {} WHERE seen_until > now() ORDER BY holder",
+            sql.replicas
+        );
+        client
+            .execute(&member, &[&holder, &ttl])
+            .await
+            .map_err(postgres_error)?;
+        let renewed = client
+            .query(&renew, &[&holder, &shards, &epochs, &ttl])
+            .await
+            .map_err(postgres_error)?;
+        let (rows, live) =
+            tokio::try_join!(client.query(&table, &[]), client.query(&replicas, &[]))
+                .map_err(postgres_error)?;
+        let mut leases = Vec::with_capacity(rows.len());
+        for row in &rows {
+            leases.push(LeaseRow {
+                shard: row.try_get::<_, i32>(0).map_err(postgres_error)? as u32,
+                holder: row.try_get(1).map_err(postgres_error)?,
+                epoch: row.try_get::<_, i64>(2).map_err(postgres_error)? as u64,
+                live: row.try_get(3).map_err(postgres_error)?,
+            });
+        }
+        let replicas = live
+            .iter()
+            .map(|row| row.try_get(0).map_err(postgres_error))
+            .collect::<Result<_, _>>()?;
+        let mut renewed = grants(&renewed)?;
+        renewed.sort();
+        Ok((renewed, LeaseTable { leases, replicas }))
+    }
+
+    async fn acquire(
+        &self,
+        holder: &str,
+        shards: &[u32],
+        ttl: Duration,
+    ) -> Result<Vec<Grant>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted: Vec<i32> = shards.iter().map(|s| *s as i32).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let client = self.reader().await?;
+        let acquire = format!(
+            "INSERT INTO {l} AS l (shard, holder, epoch, expires_at)
+             SELECT s, $1, 1, now() + $3::float8 * interval '1 second'
+             FROM unnest($2::int[]) AS s ORDER BY s
+             ON CONFLICT (shard) DO UPDATE
+               SET holder = excluded.holder, epoch = l.epoch + 1, expires_at = excluded.expires_at
+               WHERE l.expires_at <= now()
+             RETURNING shard, epoch",
+            l = self.inner.sql.leases
+        );
+        let rows = client
+            .query(&acquire, &[&holder, &wanted, &ttl.as_secs_f64()])
+            .await
+            .map_err(postgres_error)?;
+        let mut granted = grants(&rows)?;
+        granted.sort();
+        Ok(granted)
+    }
+
+    async fn release(
+        &self,
+        holder: &str,
+        grants: &[Grant],
+        leaving: bool,
+    ) -> Result<(), StoreError> {
+        let client = self.reader().await?;
+        let sql = &self.inner.sql;
+        let shards: Vec<i32> = grants.iter().map(|g| g.shard as i32).collect();
+        let epochs: Vec<i64> = grants.iter().map(|g| g.epoch as i64).collect();
+        let release = format!(
+            "UPDATE {l} l SET expires_at = '-infinity'
+             FROM (SELECT shard FROM {l}
+                   WHERE holder = $1 AND (shard, epoch) IN
+                         (SELECT * FROM unnest($2::int[], $3::bigint[]))
+                   ORDER BY shard FOR UPDATE) AS mine
+             WHERE l.shard = mine.shard",
+            l = sql.leases
+        );
+        client
+            .execute(&release, &[&holder, &shards, &epochs])
+            .await
+            .map_err(postgres_error)?;
+        if leaving {
+            client
+                .execute(
+                    &format!("DELETE FROM {} WHERE holder = $1", sql.replicas),
+                    &[&holder],
+                )
+                .await
+                .map_err(postgres_error)?;
+        }
+        Ok(())
+    }
+
+    async fn append_fenced(
+        &self,
+        fence: &Fence,
+        stream: &StreamId,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.write(stream, expected, events, Some(fence.clone()))
+            .await
+    }
+}
+
 #[cfg(feature = "testing")]
 #[async_trait]
 impl HoldCommit for PgStore {
@@ -699,26 +1000,27 @@ impl HoldCommit for PgStore {
         let (held, release, outcome) = HeldAppend::new();
         let (written_tx, written) = oneshot::channel();
         tokio::spawn(async move {
-            let result =
-                async {
-                    let stmts = Statements::prepare(&client, &sql).await?;
-                    let tx = client.transaction().await.map_err(postgres_error)?;
-                    let mut outcomes =
-                        write_group(&tx, &stmts, &sql, std::slice::from_ref(&append)).await?;
-                    let planned = outcomes.pop().unwrap_or_else(|| {
-                        Err(StoreError::Unavailable(
-                            "group plan returned no outcome".into(),
-                        ))
-                    });
-                    let _ =
-                        written_tx.send(planned.as_ref().map(|r| *r).map_err(|e| {
-                            StoreError::Unavailable(format!("held append failed: {e}"))
-                        }));
-                    let _ = release.await;
-                    tx.commit().await.map_err(postgres_error)?;
+            let result = async {
+                let stmts = Statements::prepare(&client, &sql).await?;
+                let tx = client.transaction().await.map_err(postgres_error)?;
+                let mut outcomes =
+                    write_group(&tx, &stmts, &sql, std::slice::from_ref(&append), &[None]).await?;
+                let planned = outcomes.pop().unwrap_or_else(|| {
+                    Err(StoreError::Unavailable(
+                        "group plan returned no outcome".into(),
+                    ))
+                });
+                let _ = written_tx.send(
                     planned
-                }
-                .await;
+                        .as_ref()
+                        .map(|r| *r)
+                        .map_err(|e| StoreError::Unavailable(format!("held append failed: {e}"))),
+                );
+                let _ = release.await;
+                tx.commit().await.map_err(postgres_error)?;
+                planned
+            }
+            .await;
             let _ = outcome.send(result);
         });
         written

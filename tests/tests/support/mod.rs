@@ -125,10 +125,11 @@ impl Server {
         let (url, trail_url) = (url.unwrap_or_default(), trail_url.unwrap_or_default());
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
+        // A replica joining a shared log that has tokens already writes none: the caller
+        // sets the first one's token.
         let token = std::fs::read_to_string(data_dir.join("admin.token"))
-            .expect("ionroller up wrote its admin token")
-            .trim()
-            .to_string();
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
         Server {
             child,
             url,

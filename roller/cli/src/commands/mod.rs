@@ -29,6 +29,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             cloud,
             postgres,
             postgres_schema,
+            replica_id,
+            lease_ttl_ms,
+            sim_file,
             listen,
             interval_ms,
             workers,
@@ -43,13 +46,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 Some(url) => StoreChoice::Postgres {
                     url,
                     schema: postgres_schema,
+                    replica: crate::up::Replication {
+                        id: replica_id.unwrap_or_else(crate::up::default_replica_id),
+                        lease_ttl: Duration::from_millis(lease_ttl_ms),
+                    },
                 },
                 None => StoreChoice::Embedded,
             };
             up(
                 data_dir,
                 store,
-                cloud,
+                crate::up::CloudChoice {
+                    kind: cloud,
+                    sim_file,
+                },
                 &listen,
                 &trail_listen,
                 crate::up::Reconcile {
