@@ -130,9 +130,7 @@ pub async fn append(
     if events.is_empty() {
         return Ok(Appended::Written);
     }
-    let stream = service_stream(&state.service)?;
-    let correlation = |event: &ServiceEvent| correlation_id(state, &stream, event);
-    let batch = new_events(&stream, state.revision, events, actor, at, correlation);
+    let (stream, batch) = service_batch(state, events, actor, at)?;
     append_at(store, &stream, state.revision, batch).await
 }
 
@@ -150,37 +148,28 @@ pub async fn append_fenced(
     if events.is_empty() {
         return Ok(Appended::Written);
     }
-    let stamped: Vec<ServiceEvent> = events
-        .iter()
-        .cloned()
-        .map(|event| match event {
-            ServiceEvent::ActionIntended {
-                action_id,
-                attempt,
-                action,
-                ..
-            } => ServiceEvent::ActionIntended {
-                action_id,
-                attempt,
-                action,
-                lease: Some(fence.clone()),
-            },
-            other => other,
-        })
-        .collect();
+    let mut stamped = events.to_vec();
+    for event in &mut stamped {
+        if let ServiceEvent::ActionIntended { lease, .. } = event {
+            *lease = Some(fence.clone());
+        }
+    }
+    let (stream, batch) = service_batch(state, &stamped, actor, at)?;
+    let expected = ExpectedRevision::after(state.revision);
+    conflict_or(leases.append_fenced(fence, &stream, expected, batch).await)
+}
+
+/// The stored form of `events` for `state`'s stream, after the revision folded.
+fn service_batch(
+    state: &ServiceState,
+    events: &[ServiceEvent],
+    actor: &str,
+    at: DateTime<Utc>,
+) -> Result<(StreamId, Vec<NewEvent>), StoreError> {
     let stream = service_stream(&state.service)?;
     let correlation = |event: &ServiceEvent| correlation_id(state, &stream, event);
-    let batch = new_events(&stream, state.revision, &stamped, actor, at, correlation);
-    conflict_or(
-        leases
-            .append_fenced(
-                fence,
-                &stream,
-                ExpectedRevision::after(state.revision),
-                batch,
-            )
-            .await,
-    )
+    let batch = new_events(&stream, state.revision, events, actor, at, correlation);
+    Ok((stream, batch))
 }
 
 /// Appends claim events to the `load-balancers` stream, expecting it exactly at the revision

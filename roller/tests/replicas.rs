@@ -48,6 +48,22 @@ struct Api {
 }
 
 impl Api {
+    /// The first admin token on the log, as the first `up` creates it, and an API on `store`.
+    async fn bootstrap(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Api {
+        let auth = ionroller_auth::Authenticator::new(store.clone());
+        let mut token = String::new();
+        auth.bootstrap_admin(clock.now(), |secret| {
+            token = secret.to_string();
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .await
+        .expect("admin token");
+        Api {
+            router: app(AppState::new(store, clock), axum::Router::new()),
+            token,
+        }
+    }
+
     async fn call(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
@@ -143,21 +159,7 @@ async fn replicas_killed_at_random_converge_with_each_action_fenced_and_done_onc
             .await
             .expect("open the log"),
     );
-    let auth = ionroller_auth::Authenticator::new(store.clone());
-    let mut token = String::new();
-    auth.bootstrap_admin(clock.now(), |secret| {
-        token = secret.to_string();
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .await
-    .expect("admin token");
-    let api = Api {
-        router: app(
-            AppState::new(store.clone(), clock.clone()),
-            axum::Router::new(),
-        ),
-        token,
-    };
+    let api = Api::bootstrap(store.clone(), clock.clone()).await;
     let names: Vec<String> = (0..SERVICES).map(|i| format!("svc-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let config: Value = serde_json::from_str(&config(i)).expect("config JSON");
@@ -302,21 +304,7 @@ async fn a_command_recorded_elsewhere_wakes_the_replica_that_holds_the_service()
             .expect("open the log"),
     );
     let store: Arc<dyn EventStore> = pg.clone();
-    let auth = ionroller_auth::Authenticator::new(store.clone());
-    let mut token = String::new();
-    auth.bootstrap_admin(clock.now(), |secret| {
-        token = secret.to_string();
-        Ok::<(), std::convert::Infallible>(())
-    })
-    .await
-    .expect("admin token");
-    let api = Api {
-        router: app(
-            AppState::new(store.clone(), clock.clone()),
-            axum::Router::new(),
-        ),
-        token,
-    };
+    let api = Api::bootstrap(store.clone(), clock.clone()).await;
     let sim = SimCloud::open(&sim_file, clock.clone())
         .expect("sim")
         .with_caller("solo");
