@@ -40,6 +40,12 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloudCallLabels {
+    api: String,
+    region: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     service: String,
     outcome: &'static str,
@@ -81,6 +87,9 @@ pub struct Metrics {
     actions_by_service: Family<ActionLabels, Counter>,
     /// One service's reconcile, within a pass (passes reconcile several at once).
     reconcile_seconds_by_service: Family<ServiceLabels, Histogram, fn() -> Histogram>,
+    /// Every attempt of every cloud API call, and those the cloud throttled.
+    cloud_attempts: Family<CloudCallLabels, Counter>,
+    cloud_throttled: Family<CloudCallLabels, Counter>,
 }
 
 /// 1 ms (the simulator) to about 65 s (past the 60 s per-service timeout).
@@ -229,6 +238,18 @@ impl Default for Metrics {
                 "Services waiting for a reconcile worker in the current pass",
                 Level::default(),
             ),
+            cloud_attempts: register(
+                &mut r,
+                "ionroller_cloud_api_attempts",
+                "Attempts of cloud API calls (retries included), by API and region",
+                Family::default(),
+            ),
+            cloud_throttled: register(
+                &mut r,
+                "ionroller_cloud_api_throttled",
+                "Attempts the cloud answered with a throttling error, by API and region",
+                Family::default(),
+            ),
             registry: r,
         }
     }
@@ -295,6 +316,27 @@ impl Metrics {
     }
 }
 
+/// The AWS driver reports its calls here.
+impl ionroller_shared::cloud::CallRecorder for Metrics {
+    fn attempt(&self, api: &str, region: &str) {
+        self.cloud_attempts
+            .get_or_create(&CloudCallLabels {
+                api: api.to_string(),
+                region: region.to_string(),
+            })
+            .inc();
+    }
+
+    fn throttled(&self, api: &str, region: &str) {
+        self.cloud_throttled
+            .get_or_create(&CloudCallLabels {
+                api: api.to_string(),
+                region: region.to_string(),
+            })
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +350,10 @@ mod tests {
         m.action_finished("hello", true);
         m.action_finished("hello", false);
         m.pass_took(Duration::from_millis(1500));
+        use ionroller_shared::cloud::CallRecorder;
+        m.attempt("DescribeEnvironments", "us-east-1");
+        m.attempt("DescribeEnvironments", "us-east-1");
+        m.throttled("DescribeEnvironments", "us-east-1");
         let text = m.render(42).expect("render");
         for line in [
             "# TYPE ionroller_reconcile_passes_total counter",
@@ -323,6 +369,8 @@ mod tests {
             "ionroller_reconcile_last_pass_seconds 1.5",
             "ionroller_reconcile_pass_duration_seconds_count 1",
             "ionroller_reconcile_pass_duration_seconds_bucket{le=\"2.56\"} 1",
+            "ionroller_cloud_api_attempts_total{api=\"DescribeEnvironments\",region=\"us-east-1\"} 2",
+            "ionroller_cloud_api_throttled_total{api=\"DescribeEnvironments\",region=\"us-east-1\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -35,6 +35,9 @@ pub struct RollerConfig {
     /// With several roller processes on one log: this one's leases. `None` reconciles every
     /// service (the embedded store, which one process owns).
     pub replica: Option<ReplicaConfig>,
+    /// What `/metrics` shows; shared with whatever else reports into it (the AWS driver's
+    /// call counts).
+    pub metrics: Arc<Metrics>,
 }
 
 /// One replica among several on a shared log.
@@ -73,7 +76,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cloud = driver.cloud();
-    let metrics = Arc::new(Metrics::default());
+    let metrics = config.metrics;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let replica = config
         .replica

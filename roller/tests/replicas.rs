@@ -326,6 +326,7 @@ async fn a_command_recorded_elsewhere_wakes_the_replica_that_holds_the_service()
                 holder: "solo".into(),
                 ttl: LEASE_TTL,
             }),
+            metrics: Arc::default(),
         },
         store.clone(),
         ionroller_roller::CloudDriver::Simulated(sim.clone()),

@@ -76,6 +76,7 @@ aws_emulators_start() {
 
   # A page of one environment: every service with two environments makes the driver follow
   # DescribeEnvironments' NextToken.
+  rm -f "$dir/eb.port"  # a stale one from an earlier start would name a dead port
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 EB_STANDIN_PAGE_SIZE=1 \
     "$v/moto/bin/python" tests/aws/eb_standin.py --port 0 --port-file "$dir/eb.port" \
     --moto "http://127.0.0.1:$moto_port" >"$dir/eb.log" 2>&1 &

@@ -19,7 +19,7 @@ pub struct CloudView {
     pub alarms: Vec<AlarmView>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum CloudError {
     /// The cloud refused the call; `code` is its error code.
     #[error("{code}: {message}")]
@@ -27,6 +27,16 @@ pub enum CloudError {
     /// The cloud could not be reached or was overloaded; retry later.
     #[error("cloud unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Where a cloud driver reports the API calls it makes, for `/metrics`: every attempt of
+/// every call, by API and account-region, and the attempts the cloud throttled (including
+/// those the SDK's own retries then absorbed, which no error ever shows).
+pub trait CallRecorder: Send + Sync + 'static {
+    /// One attempt of `api` (say `DescribeEnvironments`) in `region` was sent.
+    fn attempt(&self, api: &str, region: &str);
+    /// The cloud answered an attempt of `api` in `region` with "slow down".
+    fn throttled(&self, api: &str, region: &str);
 }
 
 #[async_trait]

@@ -351,6 +351,27 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
         "{events}"
     );
     assert!(events.contains(" observation-recovered "), "{events}");
+    // The throttled attempts are in /metrics, by API and region.
+    let metrics = server
+        .request(reqwest::Method::GET, &format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.lines().any(|l| l
+            == "ionroller_cloud_api_throttled_total{api=\"RegisterInstancesWithLoadBalancer\",region=\"us-east-1\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("ionroller_cloud_api_attempts_total{api=\"DescribeEnvironments\"")),
+        "{metrics}"
+    );
 
     // The event store is replaced: a roller on a fresh log over the same service sees the
     // environment as not its own and leaves it alone, even with a warm window of a second.

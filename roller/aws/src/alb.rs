@@ -147,7 +147,7 @@ async fn describe_listener(
     c: &Clients,
     listener: &str,
 ) -> Result<Listener, CloudError> {
-    state.count();
+    state.call(c, "DescribeListeners").await;
     let out = c
         .elbv2
         .describe_listeners()
@@ -193,7 +193,7 @@ async fn targets(
     c: &Clients,
     target_group: &str,
 ) -> Result<Vec<(String, TargetState)>, CloudError> {
-    state.count();
+    state.call(c, "DescribeTargetHealth").await;
     let out = c
         .elbv2
         .describe_target_health()
@@ -250,7 +250,7 @@ pub async fn change(
                         .await?
                 }
             };
-            state.count();
+            state.call(c, "RegisterTargets").await;
             c.elbv2
                 .register_targets()
                 .target_group_arn(&tg)
@@ -273,7 +273,7 @@ pub async fn change(
             if present.is_empty() {
                 continue;
             }
-            state.count();
+            state.call(c, "DeregisterTargets").await;
             c.elbv2
                 .deregister_targets()
                 .target_group_arn(tg)
@@ -316,7 +316,7 @@ async fn set_weights(
     actions: &[ListenerAction],
     weights: &[(String, i32)],
 ) -> Result<(), CloudError> {
-    state.count();
+    state.call(c, "ModifyListener").await;
     c.elbv2
         .modify_listener()
         .listener_arn(listener)
@@ -404,7 +404,7 @@ async fn groups_of(
 ) -> Result<BTreeMap<String, Vec<String>>, CloudError> {
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for chunk in instances.chunks(NAMES_PER_CALL) {
-        state.count();
+        state.call(c, "DescribeAutoScalingInstances").await;
         let out = c
             .asg
             .describe_auto_scaling_instances()
@@ -430,7 +430,7 @@ async fn target_group(
     c: &Clients,
     group: &str,
 ) -> Result<Option<String>, CloudError> {
-    state.count();
+    state.call(c, "DescribeTargetGroups").await;
     find_target_group(c, group).await
 }
 
@@ -461,7 +461,7 @@ async fn create_target_group(
     group: &str,
     health_check_path: &str,
 ) -> Result<String, CloudError> {
-    state.count();
+    state.call(c, "DescribeLoadBalancers").await;
     let lbs = c
         .elbv2
         .describe_load_balancers()
@@ -475,7 +475,7 @@ async fn create_target_group(
         .and_then(|l| l.vpc_id())
         .unwrap_or_default()
         .to_string();
-    state.count();
+    state.call(c, "CreateTargetGroup").await;
     // Creating a target group that exists with the same settings returns it (AWS documents
     // this), so a repeat after a crash is harmless.
     let out = c
@@ -534,7 +534,7 @@ pub async fn delete_target_groups(
         set_weights(state, c, listener, &l.actions, &rest).await?;
     }
     for tg in arns {
-        state.count();
+        state.call(c, "DeleteTargetGroup").await;
         match c
             .elbv2
             .delete_target_group()

@@ -9,7 +9,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use ionroller_shared::cloud::CloudError;
 
 /// Codes AWS uses for "slow down"; the SDK's own list, plus the classic services' spellings.
-const THROTTLING: &[&str] = &[
+pub const THROTTLING: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",

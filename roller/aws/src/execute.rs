@@ -65,7 +65,7 @@ pub async fn execute(
             load_balancer,
             instances,
         } => {
-            state.count();
+            state.call(c, "RegisterInstancesWithLoadBalancer").await;
             c.elb
                 .register_instances_with_load_balancer()
                 .load_balancer_name(load_balancer)
@@ -79,7 +79,7 @@ pub async fn execute(
             load_balancer,
             instances,
         } => {
-            state.count();
+            state.call(c, "DeregisterInstancesFromLoadBalancer").await;
             c.elb
                 .deregister_instances_from_load_balancer()
                 .load_balancer_name(load_balancer)
@@ -123,7 +123,7 @@ async fn create_environment(
     c: &Clients,
     r: &Release<'_>,
 ) -> Result<String, CloudError> {
-    let existing = describe_environments(state, c, r.service, Some(r.environment)).await?;
+    let existing = describe_environments(state, c, Some(r.service), Some(r.environment)).await?;
     if let Some(env) = existing
         .iter()
         .find(|e| e.environment_name() == Some(r.environment))
@@ -155,7 +155,7 @@ async fn create_environment(
         code: "SourceBundle".into(),
         message: format!("could not write the source bundle: {e}"),
     })?;
-    state.count();
+    state.call(c, "PutObject").await;
     c.s3.put_object()
         .bucket(bucket)
         .key(&key)
@@ -164,7 +164,7 @@ async fn create_environment(
         .send()
         .await
         .map_err(|e| classify("PutObject", e))?;
-    state.count();
+    state.call(c, "CreateApplicationVersion").await;
     let created =
         c.eb.create_application_version()
             .application_name(r.service)
@@ -190,7 +190,7 @@ async fn create_environment(
         (TAG_CONFIG_VERSION, r.config_version.to_string()),
         (TAG_ACTION_ID, r.action_id.to_string()),
     ];
-    state.count();
+    state.call(c, "CreateEnvironment").await;
     let created =
         c.eb.create_environment()
             .application_name(r.service)
@@ -251,7 +251,7 @@ async fn prune_versions(
     c: &Clients,
     service: &str,
 ) -> Result<usize, CloudError> {
-    let live: BTreeSet<String> = describe_environments(state, c, service, None)
+    let live: BTreeSet<String> = describe_environments(state, c, Some(service), None)
         .await?
         .iter()
         .filter(|e| e.status() != Some(&EbStatus::Terminated))
@@ -260,7 +260,7 @@ async fn prune_versions(
     let mut versions = Vec::new();
     let mut token = None;
     loop {
-        state.count();
+        state.call(c, "DescribeApplicationVersions").await;
         let page =
             c.eb.describe_application_versions()
                 .application_name(service)
@@ -284,7 +284,7 @@ async fn prune_versions(
     let mut deleted = 0;
     let mut first_error = None;
     for label in versions_to_prune(&versions, &live, KEEP_VERSIONS) {
-        state.count();
+        state.call(c, "DeleteApplicationVersion").await;
         match c
             .eb
             .delete_application_version()
@@ -312,7 +312,7 @@ async fn ensure_application(
     c: &Clients,
     service: &str,
 ) -> Result<(), CloudError> {
-    state.count();
+    state.call(c, "DescribeApplications").await;
     let apps =
         c.eb.describe_applications()
             .application_names(service)
@@ -326,7 +326,7 @@ async fn ensure_application(
     {
         return Ok(());
     }
-    state.count();
+    state.call(c, "CreateApplication").await;
     match c
         .eb
         .create_application()
@@ -356,7 +356,7 @@ async fn terminate_environment(
     environment: &str,
     alb: Option<&str>,
 ) -> Result<String, CloudError> {
-    let existing = describe_environments(state, c, service, Some(environment)).await?;
+    let existing = describe_environments(state, c, Some(service), Some(environment)).await?;
     let live = existing.iter().find(|e| {
         e.environment_name() == Some(environment)
             && !matches!(
@@ -379,11 +379,11 @@ async fn terminate_environment(
     // that a crash after the termination cannot leave them behind (a repeat then finds the
     // environment Terminating and stops there).
     if let (Some(listener), Some(id)) = (alb, env.environment_id()) {
-        state.count();
+        state.call(c, "DescribeEnvironmentResources").await;
         let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
         crate::alb::delete_target_groups(state, c, listener, &groups).await?;
     }
-    state.count();
+    state.call(c, "TerminateEnvironment").await;
     let mut call = c.eb.terminate_environment().terminate_resources(true);
     call = match env.environment_id() {
         Some(id) => call.environment_id(id),

@@ -17,6 +17,7 @@
 //! whether it talks to AWS or to an emulator.
 
 pub mod alb;
+mod batch;
 pub mod bundle;
 pub mod clients;
 pub mod error;
@@ -28,14 +29,22 @@ mod state;
 pub mod testkit;
 pub mod validate;
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
-use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
+use ionroller_shared::cloud::{CallRecorder, Cloud, CloudError, CloudView};
 use ionroller_shared::config::{FieldError, ServiceConfig};
 use ionroller_shared::events::Action;
 use uuid::Uuid;
 
+use batch::Batches;
 use clients::ClientCache;
 use state::DriverState;
+
+pub use batch::DEFAULT_WINDOW as DEFAULT_OBSERVATION_WINDOW;
+pub use state::DEFAULT_CALLS_PER_SECOND;
 use validate::ValidationCache;
 
 /// The AWS cloud. Cheap to share; keeps only caches, never truth: what it knows about an
@@ -43,6 +52,8 @@ use validate::ValidationCache;
 pub struct AwsCloud {
     clients: ClientCache,
     state: DriverState,
+    /// Observations shared between the services of an account-region.
+    batches: Batches,
     /// Elastic Beanstalk's solution stacks and option descriptions, for checking configs.
     validation: ValidationCache,
 }
@@ -53,13 +64,46 @@ impl AwsCloud {
         AwsCloud {
             clients: ClientCache::from_env().await,
             state: DriverState::default(),
+            batches: Batches::new(DEFAULT_OBSERVATION_WINDOW),
             validation: ValidationCache::default(),
         }
+    }
+
+    /// At most `per_second` calls of one API in one account-region (default
+    /// [`DEFAULT_CALLS_PER_SECOND`]).
+    pub fn with_calls_per_second(mut self, per_second: NonZeroU32) -> Self {
+        self.state = DriverState::new(per_second);
+        self
+    }
+
+    /// Services of one account-region share reads at most `window` old (default
+    /// [`DEFAULT_OBSERVATION_WINDOW`]; zero: every observation reads for itself).
+    pub fn with_observation_window(mut self, window: Duration) -> Self {
+        self.batches = Batches::new(window);
+        self
+    }
+
+    /// Reports every attempt and every throttled attempt to `recorder` (for `/metrics`).
+    pub fn with_recorder(mut self, recorder: Arc<dyn CallRecorder>) -> Self {
+        self.clients = self.clients.with_recorder(recorder);
+        self
+    }
+
+    /// Elastic Beanstalk at `url` (tests: a private stand-in; see `testkit::PrivateBeanstalk`).
+    #[cfg(feature = "testkit")]
+    pub fn with_beanstalk_endpoint(mut self, url: &str) -> Self {
+        self.clients = self.clients.with_beanstalk_endpoint(url);
+        self
     }
 
     /// AWS API calls made so far (each SDK operation counts once, however many attempts).
     pub fn calls(&self) -> u64 {
         self.state.calls()
+    }
+
+    /// The same, by API name.
+    pub fn calls_by_api(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.state.calls_by_api()
     }
 
     /// The region calls go to when a service names none.
@@ -85,7 +129,9 @@ impl Cloud for AwsCloud {
         config: &ServiceConfig,
     ) -> Result<CloudView, CloudError> {
         let clients = self.clients.for_service(config).await;
-        observe::observe(&self.state, &clients, service, config).await
+        self.batches
+            .observe(&self.state, &clients, service, config)
+            .await
     }
 
     async fn execute(
@@ -96,6 +142,10 @@ impl Cloud for AwsCloud {
         action: &Action,
     ) -> Result<String, CloudError> {
         let clients = self.clients.for_service(config).await;
-        execute::execute(&self.state, &clients, service, config, action_id, action).await
+        let done =
+            execute::execute(&self.state, &clients, service, config, action_id, action).await;
+        // Done or not, the action may have changed what the service looks like.
+        self.batches.acted(&clients.target, service);
+        done
     }
 }

@@ -1,13 +1,20 @@
-//! One observation of a service: its EB environments, their instances (through their Auto
+//! Reading a service's part of AWS: its EB environments, their instances (through their Auto
 //! Scaling groups), the endpoint load balancer's registrations and the configured alarms.
 //!
-//! A quiet service costs at most four calls per pass whatever its history:
-//! DescribeEnvironments, DescribeAutoScalingGroups (all live environments' groups at once),
-//! DescribeInstanceHealth (on an ALB: DescribeListeners, and DescribeTargetHealth per
-//! weighted target group) and DescribeAlarms (when it has alarms), plus one
-//! DescribeEnvironmentResources per environment until it is seen Ready. Pages are followed.
+//! Environments, instances and alarms are read for many services at once ([`read_region`]:
+//! what [`crate::batch`] shares between the services of one account-region); the load
+//! balancer is read per service ([`registrations`]), as AWS has no call that reads several,
+//! and so that one endpoint's failing read never fails another service's observation.
+//!
+//! A quiet account-region costs, per read: DescribeEnvironments (one page per 100
+//! environments), DescribeAutoScalingGroups (one per 50 live environments' groups) and
+//! DescribeAlarms (one per 100 alarms, when any service has alarms), plus one
+//! DescribeEnvironmentResources per environment until it is seen Ready; and per service
+//! DescribeInstanceHealth (on an ALB: DescribeListeners, and DescribeTargetHealth per weighted
+//! target group). Pages are followed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ionroller_shared::cloud::{CloudError, CloudView};
@@ -32,17 +39,80 @@ use crate::state::DriverState;
 /// with it the answer stays bounded, and NextToken is followed.
 const ENVIRONMENTS_PER_PAGE: i32 = 100;
 
-pub async fn observe(
+/// What one read of an account-region saw, for the services it was taken for.
+#[derive(Debug)]
+pub struct RegionRead {
+    /// When the first call of the read was sent: nothing older than this is in it.
+    pub started: Instant,
+    /// The services (EB applications) whose environments and instances it holds.
+    pub services: BTreeSet<String>,
+    /// The alarms it asked CloudWatch for.
+    pub alarm_names: BTreeSet<String>,
+    environments: HashMap<String, Vec<EnvironmentView>>,
+    alarms: HashMap<String, AlarmView>,
+}
+
+impl RegionRead {
+    /// Whether it holds everything `service` with `alarms` needs.
+    pub fn covers(&self, service: &str, alarms: &[String]) -> bool {
+        self.services.contains(service) && alarms.iter().all(|a| self.alarm_names.contains(a))
+    }
+
+    /// The service's view, with the load balancer's registrations read separately.
+    pub fn view(
+        &self,
+        service: &str,
+        config: &ServiceConfig,
+        registrations: Vec<RegisteredInstance>,
+    ) -> CloudView {
+        CloudView {
+            environments: self.environments.get(service).cloned().unwrap_or_default(),
+            load_balancer: config.endpoint.load_balancer.name.clone(),
+            registrations,
+            alarms: config
+                .rollout
+                .alarms
+                .iter()
+                .map(|name| {
+                    self.alarms
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(|| missing_alarm(name))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Which environments a read lists.
+pub enum Listing<'a> {
+    /// One application's: one call (per 100 of its environments), whatever else the region has.
+    Application(&'a str),
+    /// Every application's in the region: one call per 100 environments for all services.
+    Region,
+}
+
+/// Reads the environments (with their instances) of `services` and the alarms named.
+pub async fn read_region(
     state: &DriverState,
     c: &Clients,
-    service: &str,
-    config: &ServiceConfig,
-) -> Result<CloudView, CloudError> {
-    let described = describe_environments(state, c, service, None).await?;
-    let mut environments = Vec::new();
+    listing: Listing<'_>,
+    services: BTreeSet<String>,
+    alarm_names: BTreeSet<String>,
+) -> Result<RegionRead, CloudError> {
+    let started = Instant::now();
+    let application = match listing {
+        Listing::Application(service) => Some(service),
+        Listing::Region => None,
+    };
+    let described = describe_environments(state, c, application, None).await?;
+    let mut environments: Vec<(String, EnvironmentView)> = Vec::new();
     // (index into `environments`, EB's environment id, its Auto Scaling groups)
     let mut groups_of: Vec<(usize, &str, Vec<String>)> = Vec::new();
     for env in &described {
+        let Some(app) = env.application_name().filter(|a| services.contains(*a)) else {
+            continue; // another team's application, or one no one here asked about
+        };
         let Some(view) = environment_view(env) else {
             continue; // not one of ionroller's
         };
@@ -54,12 +124,12 @@ pub async fn observe(
                 groups_of.push((environments.len(), id, groups));
             }
         }
-        environments.push(view);
+        environments.push((app.to_string(), view));
     }
     let all_groups: Vec<String> = groups_of.iter().flat_map(|(_, _, g)| g.clone()).collect();
     let (instances, existing) = group_instances(state, c, &all_groups).await?;
     // A cached group that Auto Scaling no longer has was replaced (RebuildEnvironment keeps
-    // the environment id and makes new groups): EB is asked again on the next pass.
+    // the environment id and makes new groups): EB is asked again on the next read.
     for (_, id, groups) in &groups_of {
         if groups.iter().any(|g| !existing.contains(g)) {
             if let Ok(mut cache) = state.resources.lock() {
@@ -68,7 +138,7 @@ pub async fn observe(
         }
     }
     for (index, _, groups) in groups_of {
-        let env = &mut environments[index];
+        let env = &mut environments[index].1;
         env.instances = instances
             .iter()
             .filter(|(group, _)| groups.contains(group))
@@ -76,34 +146,49 @@ pub async fn observe(
             .collect();
         env.instances.sort_by(|a, b| a.id.cmp(&b.id));
     }
-    let load_balancer = config.endpoint.load_balancer.name.clone();
-    let registrations = match config.endpoint.load_balancer.kind {
-        LoadBalancerKind::Classic => registrations(state, c, &load_balancer).await?,
-        LoadBalancerKind::Alb => crate::alb::registrations(state, c, &load_balancer).await?,
-    };
-    let alarms = alarms(state, c, &config.rollout.alarms).await?;
-    Ok(CloudView {
-        environments,
-        load_balancer,
-        registrations,
-        alarms,
+    let names: Vec<String> = alarm_names.iter().cloned().collect();
+    let alarms = alarms(state, c, &names).await?;
+    let mut by_service: HashMap<String, Vec<EnvironmentView>> = HashMap::new();
+    for (app, view) in environments {
+        by_service.entry(app).or_default().push(view);
+    }
+    Ok(RegionRead {
+        started,
+        services,
+        alarm_names,
+        environments: by_service,
+        alarms: alarms.into_iter().map(|a| (a.name.clone(), a)).collect(),
     })
 }
 
-/// The application's environments (or the named one), every page, deleted ones left out.
+/// The endpoint load balancer's registrations, classic or ALB.
+pub async fn registrations(
+    state: &DriverState,
+    c: &Clients,
+    config: &ServiceConfig,
+) -> Result<Vec<RegisteredInstance>, CloudError> {
+    let load_balancer = &config.endpoint.load_balancer.name;
+    match config.endpoint.load_balancer.kind {
+        LoadBalancerKind::Classic => classic_registrations(state, c, load_balancer).await,
+        LoadBalancerKind::Alb => crate::alb::registrations(state, c, load_balancer).await,
+    }
+}
+
+/// The application's environments (or the named one; or, with no application, the region's),
+/// every page, deleted ones left out.
 pub async fn describe_environments(
     state: &DriverState,
     c: &Clients,
-    service: &str,
+    application: Option<&str>,
     name: Option<&str>,
 ) -> Result<Vec<EnvironmentDescription>, CloudError> {
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        state.count();
+        state.call(c, "DescribeEnvironments").await;
         let page =
             c.eb.describe_environments()
-                .application_name(service)
+                .set_application_name(application.map(str::to_string))
                 .set_environment_names(name.map(|n| vec![n.to_string()]))
                 .include_deleted(false)
                 .max_records(ENVIRONMENTS_PER_PAGE)
@@ -170,7 +255,7 @@ async fn groups(
             None => {}
         }
     }
-    state.count();
+    state.call(c, "DescribeEnvironmentResources").await;
     let groups = environment_groups(c, EnvironmentRef::Id(id)).await?;
     if ready && !groups.is_empty() {
         if let Ok(mut cache) = state.resources.lock() {
@@ -226,7 +311,7 @@ async fn group_instances(
     for chunk in groups.chunks(NAMES_PER_CALL) {
         let mut token = None;
         loop {
-            state.count();
+            state.call(c, "DescribeAutoScalingGroups").await;
             let page = c
                 .asg
                 .describe_auto_scaling_groups()
@@ -260,13 +345,13 @@ async fn group_instances(
     Ok((out, existing))
 }
 
-/// The endpoint load balancer's registered instances and whether each is InService.
-async fn registrations(
+/// The classic load balancer's registered instances and whether each is InService.
+async fn classic_registrations(
     state: &DriverState,
     c: &Clients,
     load_balancer: &str,
 ) -> Result<Vec<RegisteredInstance>, CloudError> {
-    state.count();
+    state.call(c, "DescribeInstanceHealth").await;
     let out = c
         .elb
         .describe_instance_health()
@@ -302,8 +387,8 @@ pub fn classic_registration(
     })
 }
 
-/// The configured alarms, metric and composite. One that CloudWatch does not have is
-/// reported as INSUFFICIENT_DATA with a reason saying so, never as OK.
+/// The named alarms CloudWatch has, metric and composite. One it does not have is left out
+/// here and reported by [`RegionRead::view`] as INSUFFICIENT_DATA, never as OK.
 async fn alarms(
     state: &DriverState,
     c: &Clients,
@@ -313,7 +398,7 @@ async fn alarms(
     for chunk in names.chunks(NAMES_PER_CALL) {
         let mut token = None;
         loop {
-            state.count();
+            state.call(c, "DescribeAlarms").await;
             // Without AlarmTypes, DescribeAlarms answers metric alarms only.
             let page = c
                 .cloudwatch
@@ -349,22 +434,18 @@ async fn alarms(
             }
         }
     }
-    Ok(names
-        .iter()
-        .map(|name| {
-            found
-                .iter()
-                .find(|a| &a.name == name)
-                .cloned()
-                .unwrap_or_else(|| AlarmView {
-                    name: name.clone(),
-                    state: AlarmState::InsufficientData,
-                    reason: format!("alarm {name} does not exist in CloudWatch"),
-                    value: None,
-                    updated_at: DateTime::<Utc>::UNIX_EPOCH,
-                })
-        })
-        .collect())
+    Ok(found)
+}
+
+/// An alarm the config names but CloudWatch does not have: never OK, and the reason says so.
+fn missing_alarm(name: &str) -> AlarmView {
+    AlarmView {
+        name: name.to_string(),
+        state: AlarmState::InsufficientData,
+        reason: format!("alarm {name} does not exist in CloudWatch"),
+        value: None,
+        updated_at: DateTime::<Utc>::UNIX_EPOCH,
+    }
 }
 
 /// A metric or composite alarm as the roller sees it: its state, the reason CloudWatch gives,

@@ -708,3 +708,62 @@ fn http() -> Result<reqwest::Client, String> {
         .build()
         .map_err(|e| format!("HTTP client: {e}"))
 }
+
+/// An Elastic Beanstalk stand-in of the test's own, over the shared moto: a test that counts
+/// region-wide calls then sees only its own environments, whatever other tests run beside it.
+/// Stopped when dropped.
+pub struct PrivateBeanstalk {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl PrivateBeanstalk {
+    /// Starts tests/aws/eb_standin.py with the moto venv's python (where
+    /// scripts/lib/aws_emulators.sh installs it), answering up to `page_size` environments
+    /// per DescribeEnvironments page.
+    pub async fn start(page_size: u32) -> Result<PrivateBeanstalk, String> {
+        let venv = std::env::var_os("IONROLLER_AWS_VENV")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| std::path::PathBuf::from(h).join(".cache/ionroller/aws-emulators"))
+            })
+            .ok_or("neither IONROLLER_AWS_VENV nor HOME is set")?;
+        let moto = std::env::var("AWS_ENDPOINT_URL").map_err(|_| "AWS_ENDPOINT_URL is not set")?;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/aws/eb_standin.py");
+        let port_file = std::env::temp_dir().join(format!("eb-standin-{}.port", random_id()));
+        let child = std::process::Command::new(venv.join("moto/bin/python"))
+            .arg(script)
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--moto")
+            .arg(&moto)
+            .env("EB_STANDIN_PAGE_SIZE", page_size.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start the EB stand-in: {e}"))?;
+        let mut standin = PrivateBeanstalk {
+            child,
+            url: String::new(),
+        };
+        for _ in 0..200 {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                let _ = std::fs::remove_file(&port_file);
+                standin.url = format!("http://127.0.0.1:{}", port.trim());
+                return Ok(standin);
+            }
+            if let Ok(Some(status)) = standin.child.try_wait() {
+                return Err(format!("the EB stand-in exited: {status}"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Err("the EB stand-in did not start within 10 s".into())
+    }
+}
+
+impl Drop for PrivateBeanstalk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -119,7 +119,7 @@ pub async fn validate(
     let offered = match cached(&cache.stacks, &region) {
         Some(stacks) => stacks,
         None => {
-            state.count();
+            state.call(clients, "ListAvailableSolutionStacks").await;
             let out = clients
                 .eb
                 .list_available_solution_stacks()
@@ -148,7 +148,7 @@ pub async fn validate(
     let described = match cached(&cache.options, &key) {
         Some(options) => options,
         None => {
-            state.count();
+            state.call(clients, "DescribeConfigurationOptions").await;
             let out = clients
                 .eb
                 .describe_configuration_options()

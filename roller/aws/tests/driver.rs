@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_cloudwatch::types::StateValue;
 use ionroller_aws::testkit::{
     emulators_or_skip, hold_launching, rebuild_environment, set_environment_health, Fixture,
+    PrivateBeanstalk,
 };
 use ionroller_aws::AwsCloud;
 use ionroller_shared::cloud::{Cloud, CloudError, CloudView};
@@ -30,6 +31,14 @@ fn create(environment: &str, version: &str, config: &ServiceConfig) -> Action {
         config_version: 1,
         config: Box::new(config.clone()),
     }
+}
+
+/// A driver whose every observation reads AWS afresh: these tests change the emulators
+/// behind its back and look at once (sharing reads is tested on its own, below).
+async fn fresh_reads() -> AwsCloud {
+    AwsCloud::from_env()
+        .await
+        .with_observation_window(Duration::ZERO)
 }
 
 async fn observe_until(
@@ -61,7 +70,7 @@ async fn environments_are_created_once_observed_registered_and_terminated() {
     let f = Fixture::new().await.expect("fixture");
     let service = format!("drv{}", f.id);
     let config = config(&f, &[]);
-    let cloud = AwsCloud::from_env().await;
+    let cloud = fresh_reads().await;
     let env = format!("{service}-v1-aaaaaa");
     let action_id = Uuid::new_v4();
 
@@ -224,7 +233,7 @@ async fn alarms_report_state_reason_and_the_quoted_datapoint() {
             composite.clone(),
         ],
     );
-    let cloud = AwsCloud::from_env().await;
+    let cloud = fresh_reads().await;
 
     let view = cloud.observe(&service, &config).await.expect("observe");
     let names: Vec<&str> = view.alarms.iter().map(|a| a.name.as_str()).collect();
@@ -278,7 +287,7 @@ async fn refusals_keep_the_aws_error_code() {
     let f = Fixture::new().await.expect("fixture");
     let service = format!("err{}", f.id);
     let mut config = config(&f, &[]);
-    let cloud = AwsCloud::from_env().await;
+    let cloud = fresh_reads().await;
     let mut elsewhere = config.clone();
     elsewhere.endpoint.load_balancer.name = format!("no-such-lb-{}", f.id);
     let observed = cloud.observe(&service, &elsewhere).await.map(|_| ());
@@ -325,7 +334,7 @@ async fn old_application_versions_are_pruned_with_their_bundles() {
     let f = Fixture::new().await.expect("fixture");
     let service = format!("ver{}", f.id);
     let config = config(&f, &[]);
-    let cloud = AwsCloud::from_env().await;
+    let cloud = fresh_reads().await;
     // Earlier releases left KEEP_VERSIONS + 3 versions no environment runs, and one that is
     // another tool's.
     let keep = ionroller_aws::spec::KEEP_VERSIONS;
@@ -380,7 +389,7 @@ async fn on_an_alb_traffic_follows_target_group_weights() {
     config.endpoint.load_balancer.kind = ionroller_shared::config::LoadBalancerKind::Alb;
     config.endpoint.load_balancer.name = alb.listener.clone();
     assert!(ionroller_aws::spec::check_config(&config).is_empty());
-    let cloud = AwsCloud::from_env().await;
+    let cloud = fresh_reads().await;
     let (v1, v2) = (
         format!("{service}-v1-cccccc"),
         format!("{service}-v2-dddddd"),
@@ -516,7 +525,7 @@ async fn configs_are_checked_against_elastic_beanstalk_naming_the_field() {
     let f = Fixture::new().await.expect("fixture");
     let service = format!("val{}", f.id);
     let good = config(&f, &[]);
-    let cloud = AwsCloud::from_env().await;
+    let cloud = fresh_reads().await;
     let problems = cloud.validate_config(&good).await.expect("validate");
     assert!(problems.is_empty(), "{problems:#?}");
     let calls = cloud.calls();
@@ -576,4 +585,155 @@ async fn configs_are_checked_against_elastic_beanstalk_naming_the_field() {
             other => panic!("{field}: CreateEnvironment should refuse it: {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn observations_in_one_account_region_share_their_reads() {
+    if !emulators_or_skip("observations_in_one_account_region_share_their_reads") {
+        return;
+    }
+    const SERVICES: usize = 10;
+    const WINDOW: Duration = Duration::from_secs(2);
+    let f = Fixture::new().await.expect("fixture");
+    // Its own EB stand-in: a region-wide listing sees this test's environments only.
+    let eb = PrivateBeanstalk::start(100).await.expect("EB stand-in");
+    let cloud = AwsCloud::from_env()
+        .await
+        .with_beanstalk_endpoint(&eb.url)
+        .with_observation_window(WINDOW);
+    let mut services = Vec::new();
+    for i in 0..SERVICES {
+        let service = format!("bat{i}{}", f.id);
+        let alarm = format!("{service}-errors");
+        f.create_alarm(&alarm, &format!("errors{i}"), 5.0)
+            .await
+            .expect("alarm");
+        let mut config = config(&f, &[alarm]);
+        config.instances.min = 1;
+        let env = format!("{service}-v1-aaaaaa");
+        cloud
+            .execute(
+                &service,
+                &config,
+                Uuid::new_v4(),
+                &create(&env, "v1", &config),
+            )
+            .await
+            .expect("create");
+        services.push((service, config));
+    }
+    // Launched and Ready, as a driver that reads afresh every time sees it.
+    let fresh = fresh_reads().await.with_beanstalk_endpoint(&eb.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (service, config) in &services {
+        loop {
+            let view = fresh.observe(service, config).await.expect("observe");
+            if view.environments.len() == 1
+                && view.environments[0].status == EnvironmentStatus::Ready
+                && view.environments[0].instances.len() == 1
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not Ready: {view:#?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let pass = || {
+        futures::future::join_all(
+            services
+                .iter()
+                .map(|(service, config)| cloud.observe(service, config)),
+        )
+    };
+    // The roller's first pass makes the driver know which services this region has; from
+    // the next pass on (the window has passed by then) one read serves them all.
+    pass().await;
+    tokio::time::sleep(WINDOW + Duration::from_millis(100)).await;
+
+    // A pass observes every service at once: one read of the region for all of them, and
+    // each service's own load-balancer read.
+    let before = cloud.calls_by_api();
+    let views = pass().await;
+    let calls = since(&before, &cloud.calls_by_api());
+    assert_eq!(
+        calls,
+        [
+            ("DescribeAlarms", 1),
+            ("DescribeAutoScalingGroups", 1),
+            ("DescribeEnvironments", 1),
+            ("DescribeInstanceHealth", SERVICES as u64),
+        ]
+        .into_iter()
+        .collect(),
+        "calls for {SERVICES} services in one pass"
+    );
+    // Each service sees its own environment and its own alarm, nothing of the others'.
+    for ((service, config), view) in services.iter().zip(&views) {
+        let view = view.as_ref().expect("observed");
+        assert_eq!(view.environments.len(), 1);
+        assert!(view.environments[0].name.starts_with(service.as_str()));
+        assert_eq!(view.alarms.len(), 1);
+        assert_eq!(view.alarms[0].name, config.rollout.alarms[0]);
+        assert_eq!(view.alarms[0].state, AlarmState::InsufficientData);
+    }
+
+    // Within the window, the read is shared; a service that acted since reads afresh, so
+    // the roller always sees its own actions.
+    let before = cloud.calls_by_api();
+    let (quiet, quiet_config) = &services[1];
+    cloud.observe(quiet, quiet_config).await.expect("observe");
+    assert_eq!(
+        since(&before, &cloud.calls_by_api()),
+        [("DescribeInstanceHealth", 1)].into_iter().collect(),
+        "a recent read is shared"
+    );
+    let (acting, acting_config) = &services[0];
+    let deregister = Action::DeregisterInstances {
+        load_balancer: f.load_balancer.clone(),
+        instances: views[0].as_ref().expect("observed").environments[0]
+            .instances
+            .iter()
+            .map(|i| i.id.clone())
+            .collect(),
+    };
+    // Whether ELB accepts it (the instance was never registered) does not matter: an action
+    // was attempted.
+    let _ = cloud
+        .execute(acting, acting_config, Uuid::new_v4(), &deregister)
+        .await;
+    let before = cloud.calls_by_api();
+    cloud.observe(acting, acting_config).await.expect("observe");
+    let after_acting = since(&before, &cloud.calls_by_api());
+    assert_eq!(
+        after_acting.get("DescribeEnvironments"),
+        Some(&1),
+        "{after_acting:?}"
+    );
+
+    // A service whose config names a new alarm is not answered from a read without it.
+    let mut more = quiet_config.clone();
+    more.rollout.alarms.push(format!("{quiet}-latency"));
+    let before = cloud.calls_by_api();
+    let view = cloud.observe(quiet, &more).await.expect("observe");
+    assert_eq!(
+        since(&before, &cloud.calls_by_api()).get("DescribeAlarms"),
+        Some(&1)
+    );
+    assert_eq!(view.alarms[1].state, AlarmState::InsufficientData);
+    assert!(
+        view.alarms[1].reason.contains("does not exist"),
+        "{:?}",
+        view.alarms[1]
+    );
+}
+
+fn since(
+    before: &std::collections::BTreeMap<&'static str, u64>,
+    after: &std::collections::BTreeMap<&'static str, u64>,
+) -> std::collections::BTreeMap<&'static str, u64> {
+    after
+        .iter()
+        .map(|(api, n)| (*api, n - before.get(api).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }

@@ -102,6 +102,11 @@ pub enum Command {
         /// one log give the same file, so that they see one cloud.
         #[arg(long)]
         sim_file: Option<PathBuf>,
+        /// With --cloud aws, at most this many calls per second of one AWS API in one account
+        /// and region (AWS throttles from roughly 10-20); calls beyond wait their turn.
+        #[arg(long, default_value_t = ionroller_aws::DEFAULT_CALLS_PER_SECOND,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        aws_calls_per_second: u32,
         /// Address for the API (loopback by default).
         #[arg(long, default_value = DEFAULT_LISTEN)]
         listen: String,

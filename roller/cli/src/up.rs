@@ -93,6 +93,8 @@ pub fn default_replica_id() -> String {
 pub struct CloudChoice {
     pub kind: CloudKind,
     pub sim_file: Option<PathBuf>,
+    /// The AWS driver's client-side rate limit per API and account-region.
+    pub aws_calls_per_second: u32,
 }
 
 /// Runs the roller and its API until Ctrl-C (or SIGTERM).
@@ -156,6 +158,7 @@ pub async fn up(
         access.oidc.as_deref(),
     )?);
     let admin_token_line = bootstrap_admin_token(&auth, &data_dir, clock.now()).await?;
+    let metrics = Arc::new(ionroller_roller::metrics::Metrics::default());
     let (driver, cloud_line) = match cloud.kind {
         CloudKind::Sim => {
             let file = cloud
@@ -170,7 +173,16 @@ pub async fn up(
             (CloudDriver::Simulated(sim), line)
         }
         CloudKind::Aws => {
-            let aws = ionroller_aws::AwsCloud::from_env().await;
+            let per_second = std::num::NonZeroU32::new(cloud.aws_calls_per_second)
+                .context("--aws-calls-per-second must be at least 1")?;
+            // A pass's observations share reads of their account-region; a read at most half
+            // an interval old means every pass starts from a fresh one.
+            let window = ionroller_aws::DEFAULT_OBSERVATION_WINDOW.min(reconcile.interval / 2);
+            let aws = ionroller_aws::AwsCloud::from_env()
+                .await
+                .with_calls_per_second(per_second)
+                .with_observation_window(window)
+                .with_recorder(metrics.clone());
             let region = aws.default_region().unwrap_or_else(|| "none set".into());
             let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into());
             let line = format!("AWS (default region {region}, endpoint {endpoint})");
@@ -225,6 +237,7 @@ pub async fn up(
             public_metrics: access.public_metrics,
             trail_url: Some(format!("{scheme}://{trail_addr}")),
             replica,
+            metrics,
         },
         store,
         driver,

@@ -32,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             replica_id,
             lease_ttl_ms,
             sim_file,
+            aws_calls_per_second,
             listen,
             interval_ms,
             workers,
@@ -59,6 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::up::CloudChoice {
                     kind: cloud,
                     sim_file,
+                    aws_calls_per_second,
                 },
                 &listen,
                 &trail_listen,
