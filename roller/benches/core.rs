@@ -170,23 +170,11 @@ fn config_saved(stream: &StreamId) -> Vec<RecordedEvent> {
     )
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let write = report::write_target();
 
     // 1. 10,000 services, each serving a version with the next release mid-shift.
-    let before = rss_kib();
+    let before = report::rss_kib();
     let mut states = Vec::with_capacity(10_000);
     for s in 0..10_000 {
         let name = format!("svc-{s}");
@@ -204,7 +192,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         states.push(state);
     }
-    let rss_mib = (rss_kib().saturating_sub(before)) as f64 / 1024.0;
+    let rss_mib = (report::rss_kib() - before).max(0.0) / 1024.0;
     let now = t0() + Duration::seconds(100);
     let views: Vec<CloudView> = states
         .iter()

@@ -92,11 +92,6 @@ async fn call(s: &Setup, method: &str, path: &str, body: String) -> StatusCode {
     }
 }
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
-}
-
 struct Figures {
     read_p50: Duration,
     read_p99: Duration,
@@ -104,18 +99,6 @@ struct Figures {
     save_p50: Duration,
     rss_before_mib: f64,
     rss_after_mib: f64,
-}
-
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn measure(versions: u32) -> Result<Figures, Box<dyn std::error::Error>> {
@@ -132,7 +115,7 @@ async fn measure(versions: u32) -> Result<Figures, Box<dyn std::error::Error>> {
         reads.push(started.elapsed());
         assert_eq!(status, StatusCode::OK);
     }
-    let rss_before_mib = rss_mib();
+    let rss_before_mib = report::rss_kib() / 1024.0;
     let until = Instant::now() + CONCURRENT_FOR;
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENT {
@@ -153,7 +136,7 @@ async fn measure(versions: u32) -> Result<Figures, Box<dyn std::error::Error>> {
     for t in tasks {
         total += t.await?;
     }
-    let rss_after_mib = rss_mib();
+    let rss_after_mib = report::rss_kib() / 1024.0;
     let mut saves = Vec::with_capacity(SAVES);
     for _ in 0..SAVES {
         let started = Instant::now();
@@ -162,10 +145,10 @@ async fn measure(versions: u32) -> Result<Figures, Box<dyn std::error::Error>> {
         assert_eq!(status, StatusCode::OK);
     }
     Ok(Figures {
-        read_p50: percentile(&mut reads, 0.5),
-        read_p99: percentile(&mut reads, 0.99),
+        read_p50: report::percentile(&mut reads, 0.5),
+        read_p99: report::percentile(&mut reads, 0.99),
         reads_per_sec: total as f64 / CONCURRENT_FOR.as_secs_f64(),
-        save_p50: percentile(&mut saves, 0.5),
+        save_p50: report::percentile(&mut saves, 0.5),
         rss_before_mib,
         rss_after_mib,
     })

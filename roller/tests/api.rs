@@ -234,6 +234,41 @@ async fn a_config_with_an_unknown_field_is_refused_naming_it() {
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
 }
 
+/// A log from before claims existed: `legacy` saved its config with no claim. Its balancer is
+/// still its own (read once per process), until it saves a config naming another one.
+#[tokio::test]
+async fn a_load_balancer_named_before_claims_existed_stays_its_services() {
+    let w = World::create();
+    let config = ionroller_shared::config::parse_service_config(HELLO).expect("config");
+    let legacy = ionroller_core::ServiceState::new("legacy");
+    ionroller_roller::log::append(
+        w.store.as_ref(),
+        &legacy,
+        &[ionroller_shared::events::ServiceEvent::ConfigSaved {
+            config_version: 1,
+            config: Box::new(config),
+        }],
+        "someone@example.com",
+        start(),
+    )
+    .await
+    .expect("append");
+    let (status, body) = w.call("PUT", "/v1/services/shop/config", HELLO).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("service legacy")),
+        "{body}"
+    );
+    // legacy moves to another balancer (and so claims it): the old one is free.
+    let moved = HELLO.replace("hello-lb", "legacy-lb-2");
+    let (status, body) = w.call("PUT", "/v1/services/legacy/config", &moved).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = w.call("PUT", "/v1/services/shop/config", HELLO).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 #[tokio::test]
 async fn a_load_balancer_serves_one_service_and_a_second_is_refused_naming_the_owner() {
     let w = World::create();

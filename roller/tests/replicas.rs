@@ -1,9 +1,11 @@
 //! Three roller replicas on one real PostgreSQL log and one simulated cloud (a shared file,
 //! each replica through its own handle, as each would reach AWS), with replicas killed at
 //! random moments (their tasks dropped mid-await: no goodbye, leases left to expire) and
-//! replaced. Every rollout converges; every environment is created exactly once; an action
-//! is executed again only where a kill cut it off before its outcome was recorded; and the
-//! log proves the fencing: per shard, the epochs on recorded intents never go back.
+//! replaced, over 50 services releasing twice, a fifth of them hit by their alarm during the
+//! second release. Every rollout converges (alarmed ones back on v1); no acknowledged release
+//! is lost; every environment is created exactly once; an action is executed again only
+//! where a kill cut it off before its outcome was recorded; and the log proves the fencing:
+//! per shard, the epochs on recorded intents never go back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,14 +19,16 @@ use ionroller_roller::clock::{Clock, SystemClock};
 use ionroller_roller::cloud::sim::{SimCloud, SimSettings};
 use ionroller_roller::replica::Replica;
 use ionroller_roller::shell::Roller;
-use ionroller_shared::events::{service_of, ServiceEvent};
+use ionroller_shared::events::{service_of, AlarmState, ServiceEvent};
 use ionroller_shared::store::lease::{shard_of, Leases};
 use ionroller_shared::store::{EventStore, ReadFilter};
 use ionroller_store_postgres::{PgOptions, PgStore};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const SERVICES: usize = 12;
+const SERVICES: usize = 50;
+/// Every this-many-th service's alarm fires during the second release: it rolls back.
+const ALARMED_EVERY: usize = 5;
 const LEASE_TTL: Duration = Duration::from_millis(1500);
 const KILLS: usize = 8;
 
@@ -134,6 +138,7 @@ fn config(i: usize) -> String {
     include_str!("../../examples/hello.json")
         .replace("hello-lb", &format!("lb-{i}"))
         .replace("hello.example.com", &format!("svc-{i}.example.com"))
+        .replace("hello-5xx", &format!("svc-{i}-5xx"))
         .replace("\"until_promoted\"", "\"1s\"")
         .replace("\"3s\"", "\"1s\"")
 }
@@ -179,6 +184,9 @@ async fn replicas_killed_at_random_converge_with_each_action_fenced_and_done_onc
         let id = start(&mut next_id);
         running.push(Running::start(&url, &schema, &sim_file, id).await);
     }
+    let alarmed = |i: usize| i.is_multiple_of(ALARMED_EVERY);
+    // Every release the API acknowledged, by service: none may be lost.
+    let mut acknowledged: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for version in ["v1", "v2"] {
         for name in &names {
             let (status, body) = api
@@ -189,6 +197,19 @@ async fn replicas_killed_at_random_converge_with_each_action_fenced_and_done_onc
                 )
                 .await;
             assert_eq!(status, StatusCode::ACCEPTED, "{name} {version}: {body}");
+            let id = body["rollout_id"].as_str().expect("a rollout id");
+            acknowledged
+                .entry(name.clone())
+                .or_default()
+                .push(id.to_string());
+        }
+        if version == "v2" {
+            // Alarms fire while v2 rolls out and replicas are being killed.
+            let sim = SimCloud::open(&sim_file, clock.clone()).expect("sim");
+            for i in (0..SERVICES).filter(|i| alarmed(*i)) {
+                sim.set_alarm(&format!("svc-{i}-5xx"), AlarmState::Alarm, None, Some(9.0))
+                    .expect("alarm");
+            }
         }
         // Kills while these releases roll out: a random replica, at a random moment.
         for k in 0..KILLS / 2 {
@@ -199,13 +220,19 @@ async fn replicas_killed_at_random_converge_with_each_action_fenced_and_done_onc
             let id = start(&mut next_id);
             running.push(Running::start(&url, &schema, &sim_file, id).await);
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(90);
-        for name in &names {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        for (i, name) in names.iter().enumerate() {
+            // An alarmed service rolls back to v1; every other one finishes its release.
+            let expected = if version == "v2" && alarmed(i) {
+                "v1"
+            } else {
+                version
+            };
             loop {
                 let (_, s) = api
                     .call("GET", &format!("/v1/services/{name}"), Value::Null)
                     .await;
-                if s["stable_version"] == version && s["rollout"].is_null() {
+                if s["stable_version"] == expected && s["rollout"].is_null() {
                     break;
                 }
                 assert!(
@@ -215,6 +242,30 @@ async fn replicas_killed_at_random_converge_with_each_action_fenced_and_done_onc
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+    // No acknowledged release was lost: each one has its outcome in the service's history,
+    // and an alarmed service's v2 was rolled back.
+    for (i, name) in names.iter().enumerate() {
+        let (_, s) = api
+            .call("GET", &format!("/v1/services/{name}"), Value::Null)
+            .await;
+        let history = s["history"].as_array().expect("history");
+        for id in &acknowledged[name] {
+            assert!(
+                history.iter().any(|r| r["id"] == id.as_str()),
+                "{name}: release {id} was acknowledged but has no outcome: {history:?}"
+            );
+        }
+        let v2 = history
+            .iter()
+            .find(|r| r["version"] == "v2")
+            .expect("v2's outcome");
+        let outcome = if alarmed(i) {
+            "rolled_back"
+        } else {
+            "completed"
+        };
+        assert_eq!(v2["outcome"], outcome, "{name}: {v2}");
     }
     let live: Vec<String> = running.iter().map(|r| r.id.clone()).collect();
     for r in running {
@@ -231,7 +282,12 @@ async fn replicas_killed_at_random_converge_with_each_action_fenced_and_done_onc
     {
         *creates.entry(call.action.clone()).or_default() += 1;
     }
-    assert_eq!(creates.len(), 2 * SERVICES, "{creates:?}");
+    // (An alarmed service may roll back before its v2 environment was asked for.)
+    let unalarmed = (0..SERVICES).filter(|i| !alarmed(*i)).count();
+    assert!(
+        (SERVICES + unalarmed..=2 * SERVICES).contains(&creates.len()),
+        "{creates:?}"
+    );
     assert!(creates.values().all(|n| *n == 1), "{creates:?}");
     // A repeat of an action is an action a kill cut off before its outcome was recorded,
     // so there are at most as many repeats as kills.

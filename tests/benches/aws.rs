@@ -3,6 +3,11 @@
 //! 5-second observation interval, and how many AWS calls one reconcile pass of a quiet service
 //! makes, early and after more history.
 //!
+//! Then, through the driver itself against a private EB stand-in (so that the region holds only
+//! the bench's environments): AWS calls per quiet pass of 1, 10 and 100 services in one
+//! account-region, each service with one environment and one alarm, read shared (as `up` does)
+//! and each service on its own (the driver before shared reads).
+//!
 //! `cargo bench -p ionroller-e2e --bench aws -- [--trials N] [--write BENCHMARKS.md]`
 //! (needs the `ionroller` binary built in the same profile: `cargo build --bin ionroller`).
 
@@ -17,7 +22,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::StateValue;
 use chrono::Utc;
-use ionroller_aws::testkit::Fixture;
+use ionroller_aws::testkit::{Fixture, PrivateBeanstalk};
+use ionroller_aws::AwsCloud;
+use ionroller_shared::cloud::Cloud;
+use ionroller_shared::config::ServiceConfig;
+use ionroller_shared::events::{Action, EnvironmentStatus};
 use serde_json::json;
 use support::fault_proxy::FaultProxy;
 use support::{environment_of, Server};
@@ -72,6 +81,123 @@ async fn release_to_canary(server: &Server, service: &str, version: &str) {
         .await;
 }
 
+/// One pass: every service observed at once; the driver's calls made, by API.
+async fn pass_calls(
+    cloud: &AwsCloud,
+    services: &[(String, ServiceConfig)],
+) -> Result<BTreeMap<String, u64>, String> {
+    let before = cloud.calls_by_api();
+    let views = futures::future::join_all(services.iter().map(|(s, c)| cloud.observe(s, c))).await;
+    for v in views {
+        v.map_err(|e| e.to_string())?;
+    }
+    Ok(cloud
+        .calls_by_api()
+        .into_iter()
+        .map(|(api, n)| (api.to_string(), n - before.get(api).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect())
+}
+
+/// Calls per quiet pass at 1, 10 and 100 services, shared and not: the section's table.
+async fn calls_per_pass(f: &Fixture) -> Result<String, String> {
+    let eb = PrivateBeanstalk::start(100).await?;
+    let window = ionroller_aws::DEFAULT_OBSERVATION_WINDOW;
+    let shared = AwsCloud::from_env()
+        .await
+        .with_beanstalk_endpoint(&eb.url)
+        .with_calls_per_second(std::num::NonZeroU32::new(1000).ok_or("1000")?);
+    let alone = AwsCloud::from_env()
+        .await
+        .with_beanstalk_endpoint(&eb.url)
+        .with_observation_window(Duration::ZERO)
+        .with_calls_per_second(std::num::NonZeroU32::new(1000).ok_or("1000")?);
+    let mut services: Vec<(String, ServiceConfig)> = Vec::new();
+    let mut rows = String::new();
+    for target in [1usize, 10, 100] {
+        while services.len() < target {
+            let i = services.len();
+            let service = format!("calls{i}{}", f.id);
+            let alarm = format!("{service}-errors");
+            f.create_alarm(&alarm, &format!("errors{i}"), 1000.0)
+                .await?;
+            let mut config: ServiceConfig =
+                serde_json::from_str(&support::example_config()).map_err(|e| e.to_string())?;
+            f.configure(&mut config);
+            config.instances.min = 1;
+            config.rollout.alarms = vec![alarm];
+            let create = Action::CreateEnvironment {
+                environment: format!("{service}-v1-aaaaaa"),
+                version: "v1".into(),
+                config_version: 1,
+                config: Box::new(config.clone()),
+            };
+            alone
+                .execute(&service, &config, uuid::Uuid::new_v4(), &create)
+                .await
+                .map_err(|e| e.to_string())?;
+            services.push((service, config));
+        }
+        // Wait until every environment is Ready with its instance.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        for (service, config) in &services {
+            loop {
+                let view = alone
+                    .observe(service, config)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if view
+                    .environments
+                    .first()
+                    .is_some_and(|e| e.status == EnvironmentStatus::Ready && e.instances.len() == 1)
+                {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{service} never became Ready"));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        // Shared: a first pass tells the driver which services the region has; the next,
+        // once the window has passed, is what every later pass costs.
+        pass_calls(&shared, &services).await?;
+        tokio::time::sleep(window + Duration::from_millis(100)).await;
+        let with = pass_calls(&shared, &services).await?;
+        let without = pass_calls(&alone, &services).await?;
+        let total = |m: &BTreeMap<String, u64>| m.values().sum::<u64>();
+        let ops = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(op, n)| format!("{op} ×{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{target} services: {} calls shared ({}), {} each on its own",
+            total(&with),
+            ops(&with),
+            total(&without)
+        );
+        rows.push_str(&format!(
+            "| {target} | {} | {} | {:.2} | {} |\n",
+            total(&with),
+            total(&without),
+            total(&with) as f64 / total(&without).max(1) as f64,
+            ops(&with)
+        ));
+    }
+    Ok(format!(
+        "Measured {} on {}; `cargo bench -p ionroller-e2e --bench aws` (this table first), the \
+         driver's own count of SDK operations against moto, ministack and a private EB stand-in \
+         (pages of 100), one account-region, each service with one Ready environment of one \
+         instance and one alarm, every service observed at once as a pass does.\n\n\
+         | services | calls per pass, shared reads | each service on its own (before) | ratio | shared, by API |\n\
+         |---:|---:|---:|---:|---|\n{rows}",
+        Utc::now().format("%Y-%m-%d"),
+        report::machine(),
+    ))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
@@ -95,6 +221,14 @@ async fn main() -> Result<(), String> {
         eb: FaultProxy::start(&var("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK")?).await,
     };
     let f = Fixture::new().await?;
+    let calls = calls_per_pass(&f).await?;
+    println!("{calls}");
+    if let Some(path) = &write {
+        report::replace_section(path, "aws-calls", &calls).map_err(|e| e.to_string())?;
+    }
+    if std::env::args().any(|a| a == "--calls-only") {
+        return Ok(());
+    }
     let service = format!("bench{}", f.id);
     let alarm = format!("{}-errors", f.id);
     f.create_alarm(&alarm, "errors", 1000.0).await?;

@@ -150,18 +150,19 @@ async fn a_frozen_leader_past_its_lease_acts_no_more_and_a_graceful_stop_hands_o
         calls(&sim).iter().all(|(_, by, _, _)| by == "a"),
         "a leads hello so far"
     );
-    // The promote wakes a's loop at once; freeze a in the middle of acting on it.
-    let (status, body) = a
+    // Freeze a while it leads hello's canary (idle between passes: frozen mid-action, it
+    // could hold the simulated cloud's file lock, which no AWS has), then promote through
+    // b's API: the command is recorded, and a, frozen, cannot act on it.
+    signal(&a, "-STOP");
+    let frozen_at = Utc::now();
+    let frozen = Instant::now();
+    let (status, body) = b
         .post(
             "/v1/services/hello/promote",
             json!({ "reason": "canary is fine" }),
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    signal(&a, "-STOP");
-    let frozen_at = Utc::now();
-    let frozen = Instant::now();
 
     // b takes every shard once a's leases and membership expire, and carries the release on.
     wait_metric(&b, "ionroller_lease_shards_held", "b takes over", |v| {

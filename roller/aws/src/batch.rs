@@ -2,7 +2,7 @@
 //! service on its own (so that each one's pass stays independent), but AWS answers most of
 //! what an observation needs for many services in one call: DescribeEnvironments lists every
 //! application's environments, DescribeAutoScalingGroups takes 50 groups and DescribeAlarms
-//! 100 alarms. So concurrent observations in one account-region wait for one read
+//! 50 alarms. So concurrent observations in one account-region wait for one read
 //! ([`read_region`]) and each takes its part; calls per pass grow with the region's
 //! environments / 100 and groups / 50, plus one load-balancer read per service, instead of
 //! with services × calls.
@@ -62,7 +62,8 @@ struct Interest {
 }
 
 impl Batches {
-    /// Reads are shared for at most `window` (zero: every observation reads afresh).
+    /// Reads are shared for at most `window` (zero: every observation reads afresh, for its
+    /// own service only, as a driver without sharing would).
     pub fn new(window: Duration) -> Self {
         Batches {
             window,
@@ -120,8 +121,16 @@ impl Batches {
             match usable {
                 Some(read) => read.clone(),
                 None => {
-                    let (services, alarm_names) = region.wanted();
-                    // One service here: its own application's listing is the cheaper one.
+                    // Reads shared with no one (a zero window, or one service here) list the
+                    // service's own application: the cheaper listing for one.
+                    let (services, alarm_names) = if self.window.is_zero() {
+                        (
+                            BTreeSet::from([service.to_string()]),
+                            alarms.iter().cloned().collect(),
+                        )
+                    } else {
+                        region.wanted()
+                    };
                     let listing = if services.len() > 1 {
                         Listing::Region
                     } else {

@@ -8,7 +8,7 @@
 //!
 //! A quiet account-region costs, per read: DescribeEnvironments (one page per 100
 //! environments), DescribeAutoScalingGroups (one per 50 live environments' groups) and
-//! DescribeAlarms (one per 100 alarms, when any service has alarms), plus one
+//! DescribeAlarms (one per 50 alarms, when any service has alarms), plus one
 //! DescribeEnvironmentResources per environment until it is seen Ready; and per service
 //! DescribeInstanceHealth (on an ALB: DescribeListeners, and DescribeTargetHealth per weighted
 //! target group). Pages are followed.

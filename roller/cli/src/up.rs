@@ -169,7 +169,10 @@ pub async fn up(
             let sim = SimCloud::open(file, clock.clone())
                 .context("open the simulated cloud")?
                 .with_caller(caller);
-            let line = format!("simulated ({})", sim.path().display());
+            let line = match sim.path() {
+                Some(path) => format!("simulated ({})", path.display()),
+                None => "simulated (in memory)".into(),
+            };
             (CloudDriver::Simulated(sim), line)
         }
         CloudKind::Aws => {

@@ -33,6 +33,11 @@ impl Claims {
         self.owners.get(key).map(String::as_str)
     }
 
+    /// Whether `service` owns any load balancer.
+    pub fn holds_any(&self, service: &str) -> bool {
+        self.owners.values().any(|owner| owner == service)
+    }
+
     /// Folds one event of the claims stream; other event types only advance the revision.
     pub fn evolve(&mut self, event: &ServiceEvent, revision: Revision) {
         self.revision = Some(revision);
@@ -66,13 +71,15 @@ impl Claims {
 
 /// What saving `config` for `service` needs on the claims stream: `Ok(None)` when the service
 /// already owns its load balancer, `Ok(Some(claim))` to append first, or the refusal when
-/// another service owns it. `in_use` lists other services' current configs: a load balancer one
-/// of them names without a claim (saved before claims existed) counts as theirs.
+/// another service owns it. `legacy` lists (service, claim key) of configs saved before claims
+/// existed: a load balancer one of them names counts as theirs, unless that service has
+/// claimed anything since (then it saved a config after claims existed, and its claims are
+/// the whole truth about it).
 pub fn claim(
     claims: &Claims,
     service: &str,
     config: &ServiceConfig,
-    in_use: &[(String, ServiceConfig)],
+    legacy: &[(String, String)],
 ) -> Result<Option<ServiceEvent>, Refusal> {
     let lb = &config.endpoint.load_balancer;
     let key = lb.claim_key();
@@ -83,10 +90,9 @@ pub fn claim(
     match claims.owner(&key) {
         Some(owner) if owner == service => Ok(None),
         Some(owner) => Err(refuse(owner)),
-        None => match in_use
-            .iter()
-            .find(|(other, c)| other != service && c.endpoint.load_balancer.claim_key() == key)
-        {
+        None => match legacy.iter().find(|(other, legacy_key)| {
+            other != service && *legacy_key == key && !claims.holds_any(other)
+        }) {
             Some((other, _)) => Err(refuse(other)),
             None => Ok(Some(ServiceEvent::LoadBalancerClaimed {
                 load_balancer: key,
@@ -175,13 +181,20 @@ mod tests {
 
     #[test]
     fn a_load_balancer_named_by_a_config_saved_before_claims_existed_is_its_services() {
-        let in_use = [("hello".to_string(), config("hello-lb"))];
+        let legacy = [("hello".to_string(), "classic/hello-lb".to_string())];
         let refusal =
-            claim(&Claims::default(), "shop", &config("hello-lb"), &in_use).expect_err("refused");
+            claim(&Claims::default(), "shop", &config("hello-lb"), &legacy).expect_err("refused");
         assert!(matches!(refusal, Refusal::LoadBalancerOwned { owner, .. } if owner == "hello"));
         // ... and hello itself claims it on its next save.
-        let got = claim(&Claims::default(), "hello", &config("hello-lb"), &in_use);
+        let got = claim(&Claims::default(), "hello", &config("hello-lb"), &legacy);
         assert_eq!(got, Ok(Some(claimed("hello-lb", "hello"))));
+        // Once hello has claimed something (it saved a config naming another balancer since),
+        // its old config no longer speaks for it: the balancer is free.
+        let claims = folded(&[claimed("hello-lb-2", "hello")]);
+        assert_eq!(
+            claim(&claims, "shop", &config("hello-lb"), &legacy),
+            Ok(Some(claimed("hello-lb", "shop")))
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct AppState {
     /// what is new, not the service's whole history.
     /// Shared, not copied: a request that finds nothing new copies nothing.
     pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<ServiceState>>>>,
+    /// Load balancers of configs saved before claims existed, read once (`ownership`).
+    legacy_claims: Arc<tokio::sync::OnceCell<Vec<(String, String)>>>,
     /// The roller's counters, when it runs in this process.
     pub metrics: Arc<Metrics>,
     /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`,
@@ -79,6 +81,7 @@ impl AppState {
             store,
             clock,
             folds: Arc::default(),
+            legacy_claims: Arc::default(),
             metrics: Arc::default(),
             cloud: None,
         }

@@ -19,11 +19,12 @@ pub(super) async fn claim(
     for _ in 0..COMMAND_RETRIES {
         let claims = folded_claims(state).await?;
         // Configs saved before claims existed: read only when the balancer is unclaimed.
-        let in_use = match claims.owner(&config.endpoint.load_balancer.claim_key()) {
-            Some(_) => Vec::new(),
-            None => other_configs(state, service).await?,
-        };
-        let claim = claims::claim(&claims, service, config, &in_use).map_err(|refusal| {
+        let legacy: &[(String, String)] =
+            match claims.owner(&config.endpoint.load_balancer.claim_key()) {
+                Some(_) => &[],
+                None => legacy_claims(state).await?,
+            };
+        let claim = claims::claim(&claims, service, config, legacy).map_err(|refusal| {
             let mut error = ApiError::conflict(refusal.to_string());
             error.problems.push(FieldError {
                 field: "endpoint.load_balancer.name".into(),
@@ -80,17 +81,28 @@ async fn folded_claims(state: &AppState) -> Result<Claims, ApiError> {
     Ok(claims)
 }
 
-/// Every other service's current config.
-async fn other_configs(
-    state: &AppState,
-    service: &str,
-) -> Result<Vec<(String, ServiceConfig)>, ApiError> {
-    let (names, _) = log::discover_services(state.store.as_ref(), None).await?;
-    let mut configs = Vec::new();
-    for name in names.iter().filter(|n| n.as_str() != service) {
-        if let Some(latest) = load(state, name).await?.latest_config() {
-            configs.push((name.clone(), latest.config.clone()));
-        }
-    }
-    Ok(configs)
+/// The load balancers of configs saved before claims existed, as (service, claim key): the
+/// services that held no claim when this process first looked. Read once per process: every
+/// config saved since claims exist claims its balancer, so no service joins this set later,
+/// and one that saves again is known by its claims from then on (see `claims::claim`). So a
+/// save costs the same with 10 services as with 10,000.
+async fn legacy_claims(state: &AppState) -> Result<&[(String, String)], ApiError> {
+    let legacy = state
+        .legacy_claims
+        .get_or_try_init(|| async {
+            let claims = folded_claims(state).await?;
+            let (names, _) = log::discover_services(state.store.as_ref(), None).await?;
+            let mut legacy = Vec::new();
+            for name in names.iter().filter(|n| !claims.holds_any(n)) {
+                if let Some(latest) = load(state, name).await?.latest_config() {
+                    legacy.push((
+                        name.clone(),
+                        latest.config.endpoint.load_balancer.claim_key(),
+                    ));
+                }
+            }
+            Ok::<_, ApiError>(legacy)
+        })
+        .await?;
+    Ok(legacy)
 }

@@ -117,9 +117,12 @@ impl SimEnvironment {
 /// a change happens under an exclusive lock on `FILE.lock` after re-reading the file if
 /// another process replaced it (saves are atomic renames, so a new file means a new state),
 /// and a read re-reads a replaced file first.
+///
+/// [`SimCloud::in_memory`] keeps no file (benchmarks with thousands of services, where
+/// rewriting the file on every change would be what is measured).
 #[derive(Clone)]
 pub struct SimCloud {
-    path: PathBuf,
+    path: Option<PathBuf>,
     state: Arc<Mutex<Loaded>>,
     clock: Arc<dyn Clock>,
     caller: String,
@@ -137,11 +140,24 @@ impl SimCloud {
         let path = path.as_ref().to_path_buf();
         let (state, file) = read_file(&path)?;
         Ok(SimCloud {
-            path,
+            path: Some(path),
             state: Arc::new(Mutex::new(Loaded { state, file })),
             clock,
             caller: crate::log::ROLLER_ACTOR.to_string(),
         })
+    }
+
+    /// An empty simulation kept in this process only, shared by its clones.
+    pub fn in_memory(clock: Arc<dyn Clock>) -> Self {
+        SimCloud {
+            path: None,
+            state: Arc::new(Mutex::new(Loaded {
+                state: SimState::default(),
+                file: None,
+            })),
+            clock,
+            caller: crate::log::ROLLER_ACTOR.to_string(),
+        }
     }
 
     /// Names the actions this handle executes in the call record (a replica's id).
@@ -150,8 +166,9 @@ impl SimCloud {
         self
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Its file; `None` in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The state as the file holds it now.
@@ -160,10 +177,12 @@ impl SimCloud {
             .state
             .lock()
             .map_err(|_| CloudError::Unavailable("simulated cloud lock poisoned".into()))?;
-        let file = file_version(&self.path);
-        if file.is_some() && file != loaded.file {
-            let (state, file) = read_file(&self.path)?;
-            *loaded = Loaded { state, file };
+        if let Some(path) = &self.path {
+            let file = file_version(path);
+            if file.is_some() && file != loaded.file {
+                let (state, file) = read_file(path)?;
+                *loaded = Loaded { state, file };
+            }
         }
         Ok(loaded)
     }
@@ -178,22 +197,29 @@ impl SimCloud {
         &self,
         change: impl FnOnce(&mut SimState, DateTime<Utc>) -> Result<T, CloudError>,
     ) -> Result<T, CloudError> {
-        let lock_path = self.path.with_extension("lock");
-        let lock = std::fs::OpenOptions::new()
+        let Some(path) = &self.path else {
+            // In memory: nothing to save, so nothing can fail half-way; change in place.
+            let now = self.clock.now();
+            let mut loaded = self.fresh()?;
+            return change(&mut loaded.state, now);
+        };
+        let lock_path = path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .and_then(|f| f.lock().map(|_| f))
+            .map_err(|e| CloudError::Unavailable(format!("lock {}: {e}", lock_path.display())))?;
+        let lock = lock_within(file, LOCK_WAIT)
             .map_err(|e| CloudError::Unavailable(format!("lock {}: {e}", lock_path.display())))?;
         let now = self.clock.now();
         let mut loaded = self.fresh()?;
         let mut next = loaded.state.clone();
         let result = change(&mut next, now)?;
-        save(&self.path, &next)?;
+        save(path, &next)?;
         *loaded = Loaded {
             state: next,
-            file: file_version(&self.path),
+            file: file_version(path),
         };
         drop(lock);
         Ok(result)
@@ -293,6 +319,30 @@ impl SimCloud {
     }
 }
 
+/// How long a change waits for another process's change to finish. A change holds the lock
+/// for milliseconds; only a stopped process holds it longer, and then the caller gets
+/// `Unavailable` (and retries later) instead of a runtime thread blocked for as long.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the exclusive lock on `file`, trying for at most `wait`.
+fn lock_within(file: std::fs::File, wait: std::time::Duration) -> std::io::Result<std::fs::File> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::other(format!(
+                    "held by another process for over {wait:?}"
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
 fn read_file(path: &Path) -> Result<(SimState, Option<FileVersion>), CloudError> {
     let file = file_version(path);
     let state = match std::fs::read_to_string(path) {
@@ -355,11 +405,14 @@ fn terminate(
     Ok(format!("terminated {environment}"))
 }
 
-/// Which live environment an instance belongs to, with its health.
+/// Which live environment an instance belongs to, with its health. Instance ids are
+/// `i-<environment>-<n>`, so the environment is looked up, not searched for.
 fn owner<'a>(s: &'a SimState, instance: &str) -> Option<(&'a String, &'a SimEnvironment)> {
-    s.environments.iter().find(|(name, e)| {
-        e.terminated_at.is_none() && e.instance_ids(name).iter().any(|i| i == instance)
-    })
+    let (name, n) = instance.strip_prefix("i-")?.rsplit_once('-')?;
+    let n: u32 = n.parse().ok()?;
+    s.environments
+        .get_key_value(name)
+        .filter(|(_, e)| e.terminated_at.is_none() && n < e.instances)
 }
 
 #[async_trait]

@@ -38,6 +38,8 @@ use ionroller_shared::store::{
 };
 
 const MAX_GROUP: usize = 512;
+/// A replica row unrenewed for this many lease times to live is deleted by the next heartbeat.
+const FORGET_REPLICA_AFTER_TTLS: u32 = 10;
 const QUEUE: usize = 4096;
 const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// How long the writer's transaction may sit idle before the server ends its session. A
@@ -848,8 +850,15 @@ impl Leases for PgStore {
         let ttl = ttl.as_secs_f64();
         let shards: Vec<i32> = held.iter().map(|g| g.shard as i32).collect();
         let epochs: Vec<i64> = held.iter().map(|g| g.epoch as i64).collect();
+        // Every restart of a replica under a new id leaves a row behind: rows that went
+        // unrenewed for `FORGET_REPLICA_AFTER_TTLS` times the time to live are deleted, so
+        // the table holds the replicas of the last few minutes, not of the cluster's life.
         let member = format!(
-            "INSERT INTO {r} (holder, seen_until) VALUES ($1, now() + $2::float8 * interval '1 second')
+            "WITH forgotten AS (
+                 DELETE FROM {r}
+                 WHERE seen_until < now() - {FORGET_REPLICA_AFTER_TTLS} * $2::float8 * interval '1 second'
+                   AND holder <> $1)
+             INSERT INTO {r} (holder, seen_until) VALUES ($1, now() + $2::float8 * interval '1 second')
              ON CONFLICT (holder) DO UPDATE SET seen_until = excluded.seen_until",
             r = sql.replicas
         );
@@ -977,6 +986,27 @@ impl Leases for PgStore {
     ) -> Result<AppendResult, StoreError> {
         self.write(stream, expected, events, Some(fence.clone()))
             .await
+    }
+}
+
+#[cfg(feature = "testing")]
+impl PgStore {
+    /// Every replica row, renewed or not (`LeaseTable::replicas` has only the live ones).
+    pub async fn replica_rows(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.reader().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT holder FROM {} ORDER BY holder",
+                    self.inner.sql.replicas
+                ),
+                &[],
+            )
+            .await
+            .map_err(postgres_error)?;
+        rows.iter()
+            .map(|row| row.try_get(0).map_err(postgres_error))
+            .collect()
     }
 }
 

@@ -51,3 +51,22 @@ pub fn machine() -> String {
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     format!("{cores} cores ({cpu}), {mem_gib:.0} GiB RAM, virtual disk")
 }
+
+/// This process's resident memory, in KiB (0 where /proc is not there).
+pub fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// The `p` quantile (0 to 1) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [std::time::Duration], p: f64) -> std::time::Duration {
+    samples.sort();
+    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
+}

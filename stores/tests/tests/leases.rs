@@ -206,3 +206,29 @@ async fn replicas_racing_for_every_shard_get_disjoint_sets_and_a_leaver_disappea
     let (_, table) = store.heartbeat("a", &[], TTL).await.expect("heartbeat");
     assert_eq!(table.replicas, ["a", "c"].map(String::from).to_vec());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_gone_for_ten_lease_times_are_forgotten() {
+    let Some(fixture) = PgFixture::new() else {
+        return;
+    };
+    let store = fixture.open().await;
+    let ttl = Duration::from_millis(100);
+    store.heartbeat("gone", &[], ttl).await.expect("heartbeat");
+    store.heartbeat("live", &[], ttl).await.expect("heartbeat");
+    // Expired but recent: still known.
+    tokio::time::sleep(ttl * 3).await;
+    store.heartbeat("live", &[], ttl).await.expect("heartbeat");
+    assert_eq!(
+        store.replica_rows().await.expect("rows"),
+        vec!["gone".to_string(), "live".to_string()]
+    );
+    // Ten times to live later, the next heartbeat deletes it; the live one stays.
+    tokio::time::sleep(ttl * 10).await;
+    let (_, table) = store.heartbeat("live", &[], ttl).await.expect("heartbeat");
+    assert_eq!(table.replicas, vec!["live".to_string()]);
+    assert_eq!(
+        store.replica_rows().await.expect("rows"),
+        vec!["live".to_string()]
+    );
+}
