@@ -11,6 +11,8 @@ trap 'aws_emulators_stop "$work/aws"; pg_stop "$work/pg"; rm -rf "$work"' EXIT
 pg_start "$work/pg"
 cargo bench -p ionroller-store-tests --bench store -- --pg "$IONROLLER_TEST_PG_URL" --write "$PWD/BENCHMARKS.md"
 cargo bench -p ionroller-roller --bench core -- --write "$PWD/BENCHMARKS.md"
+cargo bench -p ionroller-roller --bench reads -- --write "$PWD/BENCHMARKS.md"
+cargo bench -p ionroller-roller --bench scale -- --write "$PWD/BENCHMARKS.md"
 cargo bench -p ionroller-trail --bench trail -- --write "$PWD/BENCHMARKS.md"
 # Against the emulators the times are the observation interval's and the emulators', not the
 # code's: the debug build (the one the tests use) measures the same and saves a release
@@ -19,3 +21,4 @@ aws_emulators_install
 aws_emulators_start "$work/aws"
 cargo build --workspace
 cargo bench --profile dev -p ionroller-e2e --bench aws -- --write "$PWD/BENCHMARKS.md"
+cargo bench --profile dev -p ionroller-e2e --bench failover -- --write "$PWD/BENCHMARKS.md"

@@ -9,7 +9,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,6 +19,10 @@ use serde_json::{json, Value};
 use support::*;
 
 const LEASE_TTL_MS: &str = "5000";
+
+fn replica(dir: &Path, name: &str, url: &str, schema: &str, sim: &Path) -> Server {
+    support::replica(dir, name, url, schema, sim, LEASE_TTL_MS)
+}
 
 fn pg_url() -> Option<String> {
     match std::env::var("IONROLLER_TEST_PG_URL") {
@@ -32,63 +35,6 @@ fn pg_url() -> Option<String> {
             eprintln!("*** SKIPPING: IONROLLER_TEST_PG_URL is not set ***");
             None
         }
-    }
-}
-
-fn replica(dir: &Path, name: &str, url: &str, schema: &str, sim: &Path) -> Server {
-    let data = dir.join(name);
-    Server::start_with(
-        &data,
-        &[
-            "--interval-ms",
-            "200",
-            "--postgres",
-            url,
-            "--postgres-schema",
-            schema,
-            "--replica-id",
-            name,
-            "--lease-ttl-ms",
-            LEASE_TTL_MS,
-            "--sim-file",
-            sim.to_str().expect("utf-8 path"),
-        ],
-        &[],
-    )
-}
-
-fn signal(server: &Server, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &server.child.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {sig}");
-}
-
-/// A gauge or counter from `/metrics` (0 when the series is absent).
-async fn metric(server: &Server, name: &str) -> f64 {
-    let text = server
-        .request(reqwest::Method::GET, &format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn wait_metric(server: &Server, name: &str, what: &str, done: impl Fn(f64) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let value = metric(server, name).await;
-        if done(value) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {name} is {value}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

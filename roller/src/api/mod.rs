@@ -55,6 +55,8 @@ pub struct AppState {
     pub folds: Arc<tokio::sync::Mutex<std::collections::HashMap<String, Arc<ServiceState>>>>,
     /// Load balancers of configs saved before claims existed, read once (`ownership`).
     legacy_claims: Arc<tokio::sync::OnceCell<Vec<(String, String)>>>,
+    /// The claims stream as last folded (`ownership`).
+    claims: Arc<tokio::sync::Mutex<ionroller_core::claims::Claims>>,
     /// The roller's counters, when it runs in this process.
     pub metrics: Arc<Metrics>,
     /// The cloud the roller drives, for its own config requirements (`Cloud::check_config`,
@@ -82,6 +84,7 @@ impl AppState {
             clock,
             folds: Arc::default(),
             legacy_claims: Arc::default(),
+            claims: Arc::default(),
             metrics: Arc::default(),
             cloud: None,
         }

@@ -75,9 +75,18 @@ pub(super) async fn release_others(
     }
 }
 
+/// The claims stream folded up to now: from this process's last fold, so a save reads only
+/// what was claimed since (not the whole stream, which grows with the number of services).
 async fn folded_claims(state: &AppState) -> Result<Claims, ApiError> {
-    let mut claims = Claims::default();
+    let mut claims = state.claims.lock().await.clone();
+    let before = claims.revision;
     log::catch_up_claims(state.store.as_ref(), &mut claims).await?;
+    if claims.revision != before {
+        let mut cached = state.claims.lock().await;
+        if cached.revision < claims.revision {
+            *cached = claims.clone();
+        }
+    }
     Ok(claims)
 }
 

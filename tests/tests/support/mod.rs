@@ -310,3 +310,71 @@ pub fn environment_of(status: &Value, version: &str) -> String {
         .unwrap_or_else(|| panic!("no live environment for {version}: {status:#}"))
         .to_string()
 }
+
+/// An `ionroller up` replica on a shared PostgreSQL log and simulated cloud file, its data dir
+/// `dir/name`, reconciling every 200 ms with leases of `lease_ttl_ms`.
+pub fn replica(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    schema: &str,
+    sim: &Path,
+    lease_ttl_ms: &str,
+) -> Server {
+    let data = dir.join(name);
+    Server::start_with(
+        &data,
+        &[
+            "--interval-ms",
+            "200",
+            "--postgres",
+            url,
+            "--postgres-schema",
+            schema,
+            "--replica-id",
+            name,
+            "--lease-ttl-ms",
+            lease_ttl_ms,
+            "--sim-file",
+            sim.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    )
+}
+
+/// Sends `sig` (as `kill` takes it: `-STOP`, `-TERM`, ...) to the server's process.
+pub fn signal(server: &Server, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {sig}");
+}
+
+/// A gauge or counter from `/metrics` (0 when the series is absent).
+pub async fn metric(server: &Server, name: &str) -> f64 {
+    let text = server
+        .request(reqwest::Method::GET, &format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits (up to 30 s) until `done` holds for the metric `name`.
+pub async fn wait_metric(server: &Server, name: &str, what: &str, done: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = metric(server, name).await;
+        if done(value) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {name} is {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
