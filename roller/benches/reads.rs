@@ -1,8 +1,8 @@
 //! What a request costs as a service's history grows: `GET /v1/services/{name}` and a config
 //! save against a service with 10 config versions and one with 10,000, through the real router
 //! (guard, fold cache, views) on a real SQLite log, in process. Reads are measured one at a
-//! time (latency) and 32 at once (throughput); the process's resident memory is read before
-//! and after the concurrent reads on the long history.
+//! time (latency) and 32 at once for a minute (throughput); the process's resident memory is
+//! read before, every second during (its peak) and after those concurrent reads.
 //!
 //! `cargo bench -p ionroller-roller --bench reads -- [--write "$PWD/BENCHMARKS.md"]`
 
@@ -28,7 +28,8 @@ use tower::ServiceExt;
 const CONFIG: &str = include_str!("../../examples/hello.json");
 const READS: usize = 400;
 const CONCURRENT: usize = 32;
-const CONCURRENT_FOR: Duration = Duration::from_secs(3);
+/// A minute, as long as it takes a leak or an unbounded cache to show in resident memory.
+const CONCURRENT_FOR: Duration = Duration::from_secs(60);
 const SAVES: usize = 20;
 
 struct Setup {
@@ -98,6 +99,7 @@ struct Figures {
     reads_per_sec: f64,
     save_p50: Duration,
     rss_before_mib: f64,
+    rss_peak_mib: f64,
     rss_after_mib: f64,
 }
 
@@ -132,6 +134,12 @@ async fn measure(versions: u32) -> Result<Figures, Box<dyn std::error::Error>> {
             n
         }));
     }
+    // Resident memory once a second while the reads run: flat, or growing with them.
+    let mut rss_peak_mib = rss_before_mib;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss_peak_mib = rss_peak_mib.max(report::rss_kib() / 1024.0);
+    }
     let mut total = 0;
     for t in tasks {
         total += t.await?;
@@ -150,6 +158,7 @@ async fn measure(versions: u32) -> Result<Figures, Box<dyn std::error::Error>> {
         reads_per_sec: total as f64 / CONCURRENT_FOR.as_secs_f64(),
         save_p50: report::percentile(&mut saves, 0.5),
         rss_before_mib,
+        rss_peak_mib,
         rss_after_mib,
     })
 }
@@ -163,19 +172,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let row = |name: &str, f: &Figures| {
         format!(
-            "| {name} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} → {:.0} |\n",
+            "| {name} | {:.2} | {:.2} | {:.0} | {:.1} | {:.0} → {:.0} (peak {:.0}) |\n",
             ms(f.read_p50),
             ms(f.read_p99),
             f.reads_per_sec,
             ms(f.save_p50),
             f.rss_before_mib,
-            f.rss_after_mib
+            f.rss_after_mib,
+            f.rss_peak_mib
         )
     };
     let section = format!(
         "Measured {} on {}, `bench` profile (optimized).\n\
          Reproduce: `cargo bench -p ionroller-roller --bench reads -- --write \"$PWD/BENCHMARKS.md\"`.\n\n\
-         | service history | GET p50 (ms) | GET p99 (ms) | GET req/s at {CONCURRENT} at once | config save p50 (ms) | RSS before → after {}s of concurrent reads (MiB) |\n\
+         | service history | GET p50 (ms) | GET p99 (ms) | GET req/s at {CONCURRENT} at once | config save p50 (ms) | RSS before → after {} s of concurrent reads (MiB) |\n\
          |---|---|---|---|---|---|\n{}{}\n\
          Ratio of GET req/s, 10,000 versions to 10 (target ≥ 0.8): **{:.2}**. Ratio of config \
          save p50, 10,000 to 10: {:.1}.\n",

@@ -9,13 +9,16 @@
 mod support;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use ionroller_roller::clock::SystemClock;
+use ionroller_roller::cloud::sim::SimCloud;
 use ionroller_shared::events::{service_stream, ServiceEvent};
 use ionroller_shared::store::{EventStore, StreamRead};
 use ionroller_store_postgres::{PgOptions, PgStore};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::*;
 
 const LEASE_TTL_MS: &str = "5000";
@@ -24,36 +27,15 @@ fn replica(dir: &Path, name: &str, url: &str, schema: &str, sim: &Path) -> Serve
     support::replica(dir, name, url, schema, sim, LEASE_TTL_MS)
 }
 
-fn pg_url() -> Option<String> {
-    match std::env::var("IONROLLER_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "IONROLLER_TEST_PG_URL is not set in CI: run the tests through scripts/test.sh"
-            );
-            eprintln!("*** SKIPPING: IONROLLER_TEST_PG_URL is not set ***");
-            None
-        }
-    }
-}
+use ionroller_store_postgres::test_server_url as pg_url;
 
 /// The simulator's record of executed actions: (when, by whom, for which service, what).
 fn calls(sim: &Path) -> Vec<(DateTime<Utc>, String, String, String)> {
-    let state: Value =
-        serde_json::from_str(&std::fs::read_to_string(sim).expect("sim file")).expect("JSON");
-    state["calls"]
-        .as_array()
+    SimCloud::open(sim, Arc::new(SystemClock))
+        .expect("the simulated cloud's file")
+        .calls()
         .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["at"].as_str().and_then(|t| t.parse().ok()).expect("at"),
-                c["by"].as_str().unwrap_or_default().to_string(),
-                c["service"].as_str().unwrap_or_default().to_string(),
-                c["action"].as_str().unwrap_or_default().to_string(),
-            )
-        })
+        .map(|c| (c.at, c.by, c.service, c.action))
         .collect()
 }
 

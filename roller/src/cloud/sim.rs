@@ -51,6 +51,35 @@ struct SimState {
     /// record, for tests that count what each roller replica did.
     #[serde(default)]
     calls: std::collections::VecDeque<SimCall>,
+    /// Each service's environment names, rebuilt on load: observing a service costs its own
+    /// environments, not every service's (quadratic in services otherwise).
+    #[serde(skip)]
+    by_service: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl SimState {
+    fn indexed(mut self) -> Self {
+        self.by_service.clear();
+        for (name, e) in &self.environments {
+            self.by_service
+                .entry(e.service.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        self
+    }
+
+    /// The service's environments, by name.
+    fn environments_of<'a>(
+        &'a self,
+        service: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a SimEnvironment)> + 'a {
+        self.by_service
+            .get(service)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.environments.get_key_value(name))
+    }
 }
 
 /// One action the simulated cloud was asked to execute.
@@ -309,9 +338,8 @@ impl SimCloud {
     /// Names of the live environments of a service.
     pub fn live_environments(&self, service: &str) -> Vec<String> {
         self.read(|s, _| {
-            s.environments
-                .iter()
-                .filter(|(_, e)| e.service == service && e.terminated_at.is_none())
+            s.environments_of(service)
+                .filter(|(_, e)| e.terminated_at.is_none())
                 .map(|(n, _)| n.clone())
                 .collect()
         })
@@ -346,12 +374,14 @@ fn lock_within(file: std::fs::File, wait: std::time::Duration) -> std::io::Resul
 fn read_file(path: &Path) -> Result<(SimState, Option<FileVersion>), CloudError> {
     let file = file_version(path);
     let state = match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            CloudError::Unavailable(format!(
-                "simulated cloud file {} is unreadable: {e}",
-                path.display()
-            ))
-        })?,
+        Ok(text) => serde_json::from_str::<SimState>(&text)
+            .map_err(|e| {
+                CloudError::Unavailable(format!(
+                    "simulated cloud file {} is unreadable: {e}",
+                    path.display()
+                ))
+            })?
+            .indexed(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => SimState::default(),
         Err(e) => {
             return Err(CloudError::Unavailable(format!(
@@ -426,9 +456,7 @@ impl Cloud for SimCloud {
         let loaded = self.fresh()?;
         let s = &loaded.state;
         let environments = s
-            .environments
-            .iter()
-            .filter(|(_, e)| e.service == service)
+            .environments_of(service)
             .map(|(name, e)| {
                 let (status, health) = e.status(&s.settings, now);
                 let instances = if status == EnvironmentStatus::Terminated {
@@ -551,6 +579,10 @@ fn execute(
                     secrets: config.secrets.clone(),
                 },
             );
+            s.by_service
+                .entry(service.to_string())
+                .or_default()
+                .insert(environment.clone());
             s.creations += 1;
             Ok(format!("created {environment}"))
         }

@@ -106,24 +106,8 @@ impl World {
         self.send(request).await
     }
 
-    /// Sends `request` to the router; returns the status and the JSON body (or its text).
     async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("router answers");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        send(&self.router, request).await
     }
 
     /// Calls the API in-process with raw bytes and the Content-Type given (none if `None`).
@@ -164,3 +148,22 @@ impl World {
 }
 
 pub const HELLO: &str = include_str!("../../../examples/hello.json");
+
+/// Sends `request` to `router`; returns the status and the JSON body (or its text).
+pub async fn send(router: &axum::Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}

@@ -989,6 +989,28 @@ impl Leases for PgStore {
     }
 }
 
+/// The PostgreSQL server the test command started (`IONROLLER_TEST_PG_URL`, which
+/// scripts/test.sh sets), if any. In CI (`CI=true`) its absence fails the test, so a green CI
+/// run means the PostgreSQL tests ran; elsewhere the test is skipped, loudly.
+#[cfg(feature = "testing")]
+pub fn test_server_url() -> Option<String> {
+    match std::env::var("IONROLLER_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+                "IONROLLER_TEST_PG_URL is not set in CI: the PostgreSQL tests cannot be skipped \
+                 there; run them through scripts/test.sh"
+            );
+            eprintln!(
+                "\n*** SKIPPING a PostgreSQL test: IONROLLER_TEST_PG_URL is not set. Run \
+                 scripts/test.sh to start a throwaway PostgreSQL. ***\n"
+            );
+            None
+        }
+    }
+}
+
 #[cfg(feature = "testing")]
 impl PgStore {
     /// Every replica row, renewed or not (`LeaseTable::replicas` has only the live ones).

@@ -6,7 +6,8 @@
 //!   sixteen concurrent appenders cost about one fsync, not sixteen.
 //! - `BEGIN IMMEDIATE` takes SQLite's write lock before positions are allocated, so positions
 //!   commit in order even with several processes on one file.
-//! - Readers use their own connections from a small pool on the blocking thread pool.
+//! - Readers use their own connections, at most eight at once (a semaphore), kept open in a pool
+//!   and run on the blocking thread pool.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,8 +35,11 @@ use ionroller_shared::store::{
 const MAX_GROUP: usize = 512;
 /// How long a writer waits for another process's write lock before reporting `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Reader connections kept open between reads.
-const MAX_IDLE_READERS: usize = 4;
+/// Reads running at once, each on its own connection, kept open between reads. More would
+/// only queue on two to eight cores' blocking threads; fewer idle than running would open and
+/// close a connection (parsing the schema each time) for every read beyond them, which at
+/// 64 reconcile workers cost more CPU than the reads themselves.
+const MAX_READERS: usize = 8;
 
 const COLUMNS: &str = "position, stream, revision, event_id, event_type, schema_version, data, \
                        actor, correlation_id, causation_id, occurred_at, recorded_at";
@@ -66,6 +70,8 @@ struct Inner {
     writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per reader connection: at most [`MAX_READERS`] reads at once.
+    reading: Arc<tokio::sync::Semaphore>,
     /// The writer thread holds a clone; this one is for the held append of the conformance
     /// suite, which commits on a thread of its own.
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -104,6 +110,7 @@ impl SqliteStore {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(writer_thread)),
                 readers: Mutex::new(Vec::new()),
+                reading: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
                 wake_tx,
                 wake_rx,
             }),
@@ -120,8 +127,17 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        // Held by the blocking task, so a read whose caller gave up still counts until done.
+        let permit = self
+            .inner
+            .reading
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("sqlite readers closed".into()))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = inner.take_reader()?;
             let result = f(&conn);
             inner.return_reader(conn);
@@ -151,7 +167,7 @@ impl Inner {
 
     fn return_reader(&self, conn: Connection) {
         if let Ok(mut pool) = self.readers.lock() {
-            if pool.len() < MAX_IDLE_READERS {
+            if pool.len() < MAX_READERS {
                 pool.push(conn);
             }
         }

@@ -39,20 +39,7 @@ pub fn events(n: usize, first: usize) -> Vec<NewEvent> {
         .collect()
 }
 
-/// The PostgreSQL server the test command started, if any. In CI its absence fails the test;
-/// elsewhere the test is skipped, loudly.
-pub fn pg_url() -> Option<String> {
-    match std::env::var("IONROLLER_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-                panic!("IONROLLER_TEST_PG_URL is not set in CI: the PostgreSQL tests cannot be skipped there; run them through scripts/test.sh");
-            }
-            eprintln!("\n*** SKIPPING PostgreSQL test: IONROLLER_TEST_PG_URL is not set. Run scripts/test.sh to start a throwaway PostgreSQL. ***\n");
-            None
-        }
-    }
-}
+pub use ionroller_store_postgres::test_server_url as pg_url;
 
 /// A fresh SQLite log in its own temporary directory; `open` may be called again to reopen it.
 pub struct SqliteFixture {
