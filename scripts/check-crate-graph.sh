@@ -14,13 +14,15 @@ must_not() {
     fail=1
   fi
 }
-io='tokio|axum|hyper|rusqlite|tokio-postgres|postgres|aws-.*|reqwest'
+# The AWS SDK's crates (not aws-lc-rs, the TLS crypto library the KurrentDB client links).
+sdk='aws-(sdk|config|smithy|types|runtime|sigv4|credential)[a-z0-9-]*'
+io="tokio|axum|hyper|rusqlite|tokio-postgres|postgres|kurrentdb|tonic|$sdk|reqwest"
 must_not ionroller-core "$io" "the core must do no I/O"
 must_not ionroller-projections "$io" "projections are pure folds"
-must_not ionroller-shared "axum|hyper|rusqlite|tokio-postgres|postgres|aws-.*|reqwest|tokio" "shared is contracts only"
-must_not ionroller-roller "ionroller-trail|ionroller-cli|ionroller-aws|aws-.*" "the roller must not know trail or a concrete cloud"
-must_not ionroller-trail "ionroller-roller|ionroller-core|ionroller-cli|aws-.*" "trail must not know the roller"
-must_not ionroller-auth "ionroller-roller|ionroller-core|ionroller-trail|ionroller-cli|aws-.*|rusqlite|tokio-postgres" "identity is shared by both services and knows neither"
+must_not ionroller-shared "axum|hyper|rusqlite|tokio-postgres|postgres|kurrentdb|tonic|$sdk|reqwest|tokio" "shared is contracts only"
+must_not ionroller-roller "ionroller-trail|ionroller-cli|ionroller-aws|$sdk" "the roller must not know trail or a concrete cloud"
+must_not ionroller-trail "ionroller-roller|ionroller-core|ionroller-cli|$sdk" "trail must not know the roller"
+must_not ionroller-auth "ionroller-roller|ionroller-core|ionroller-trail|ionroller-cli|$sdk|rusqlite|tokio-postgres" "identity is shared by both services and knows neither"
 must_not ionroller-aws "ionroller-roller|ionroller-core|ionroller-trail|rusqlite|tokio-postgres" "the AWS driver depends only on shared"
 [ "$fail" = 0 ] && echo "crate graph: arrows run one way"
 exit "$fail"

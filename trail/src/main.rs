@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ionroller_shared::store::EventStore;
+use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore};
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use ionroller_trail::checkpoints::{self, CheckpointSink, DirSink};
@@ -24,6 +25,13 @@ struct Cli {
     /// Read a PostgreSQL event log instead.
     #[arg(long, global = true, env = "IONROLLER_POSTGRES_URL")]
     postgres: Option<String>,
+    /// Read a KurrentDB event log instead (`kurrentdb://...` or `kurrentdb+discover://...`,
+    /// as `ionroller up --kurrentdb` takes it; the user must be allowed to read `$all`).
+    #[arg(long, global = true, conflicts_with = "postgres")]
+    kurrentdb: Option<String>,
+    /// With --kurrentdb, the stream prefix `ionroller up --kurrentdb-namespace` was given.
+    #[arg(long, global = true, default_value = "")]
+    kurrentdb_namespace: String,
     /// Trail's own projection file.
     #[arg(long, global = true, default_value = ".ionroller/trail.sqlite")]
     db: PathBuf,
@@ -89,6 +97,13 @@ enum Command {
 }
 
 async fn open_store(cli: &Cli) -> anyhow::Result<Arc<dyn EventStore>> {
+    if let Some(url) = &cli.kurrentdb {
+        return Ok(Arc::new(
+            KurrentStore::open(KurrentOptions::new(url).namespace(&cli.kurrentdb_namespace))
+                .await
+                .context("open the KurrentDB log")?,
+        ));
+    }
     Ok(match &cli.postgres {
         Some(url) => Arc::new(
             PgStore::open(PgOptions::new(url))

@@ -70,6 +70,9 @@ pub enum CloudKind {
     Aws,
 }
 
+// `Up` carries every server option; the command is parsed once per process, so its size
+// costs nothing worth boxing it for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the roller and trail on the embedded event store, on the simulated cloud or AWS.
@@ -88,6 +91,16 @@ pub enum Command {
         /// The PostgreSQL schema for the log's tables (created if missing).
         #[arg(long, default_value = "public")]
         postgres_schema: String,
+        /// Keep the event log in KurrentDB, given as its clients take it:
+        /// `kurrentdb://user:password@host:2113?tls=true` for one node,
+        /// `kurrentdb+discover://...` for a cluster (`nodePreference=leader` by default).
+        /// One roller per log: replicas need --postgres.
+        #[arg(long, conflicts_with = "postgres")]
+        kurrentdb: Option<String>,
+        /// With --kurrentdb, a prefix for every stream ionroller writes (several
+        /// installations, or environments, on one cluster).
+        #[arg(long, default_value = "", requires = "kurrentdb")]
+        kurrentdb_namespace: String,
         /// With --postgres, several `up` processes share the services as replicas: this one's
         /// name in the lease table and on every action it intends. Unique per process; by
         /// default the host name, the process id and a random suffix.

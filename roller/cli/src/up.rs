@@ -12,6 +12,7 @@ use ionroller_roller::clock::{Clock, SystemClock};
 use ionroller_roller::cloud::sim::SimCloud;
 use ionroller_roller::{CloudDriver, ReplicaConfig, RollerConfig};
 use ionroller_shared::store::EventStore;
+use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore};
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -68,6 +69,9 @@ pub enum StoreChoice {
         schema: String,
         replica: Replication,
     },
+    /// A KurrentDB node or cluster, with one roller: KurrentDB has no fenced append across
+    /// streams, so shard leases (and so replicas) need PostgreSQL.
+    Kurrent { url: String, namespace: String },
 }
 
 /// This process as one replica among several on a shared log.
@@ -144,12 +148,23 @@ pub async fn up(
             };
             (pg, Some(replica))
         }
+        StoreChoice::Kurrent { url, namespace } => (
+            Arc::new(
+                KurrentStore::open(KurrentOptions::new(url).namespace(namespace))
+                    .await
+                    .context("open the KurrentDB event store")?,
+            ),
+            None,
+        ),
     };
     let replica_line = match &replica {
         Some(r) => format!(
             "{} (shares the services with every `up` on this database; leases last {:?})",
             r.holder, r.ttl
         ),
+        None if store.describe().starts_with("KurrentDB") => {
+            "the only one (run one `up` per KurrentDB log: replicas need PostgreSQL)".into()
+        }
         None => "the only one (the embedded store belongs to this process)".into(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -32,6 +32,10 @@ pub enum StoreError {
     /// was written, and retrying cannot help; the writer has lost its lease.
     #[error("the lease on shard {shard} at epoch {epoch} is no longer held; nothing was written")]
     Fenced { shard: u32, epoch: u64 },
+    /// The backend refused the call for a reason retrying cannot change: credentials,
+    /// permissions, a server-side limit.
+    #[error("event store refused: {0}")]
+    Refused(String),
     /// Stored data that cannot be decoded. Never retried, never skipped.
     #[error("event store data is corrupt: {0}")]
     Corrupt(String),

@@ -135,6 +135,11 @@ impl Position {
         self.commit
     }
 
+    /// The prepare part (KurrentDB's; 0 on the SQL backends).
+    pub fn prepare(self) -> u64 {
+        self.prepare
+    }
+
     /// A stable text form, safe in URLs and `Last-Event-ID` headers.
     pub fn to_token(self) -> String {
         format!("{}-{}", self.commit, self.prepare)

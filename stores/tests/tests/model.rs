@@ -233,3 +233,25 @@ proptest! {
         }
     }
 }
+
+/// One KurrentDB (the stand-in, or the real server) for every case, each case in a namespace
+/// of its own: starting a node per case would cost more than the cases.
+#[test]
+fn kurrentdb_agrees_with_the_model() {
+    let Some(server) = KurrentFixture::new() else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    });
+    let outcome = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+        runtime().block_on(async {
+            let store = server.open_fresh().await;
+            run(&store, &ops).await
+        })
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+}

@@ -29,6 +29,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             cloud,
             postgres,
             postgres_schema,
+            kurrentdb,
+            kurrentdb_namespace,
             replica_id,
             lease_ttl_ms,
             sim_file,
@@ -52,7 +54,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                         lease_ttl: Duration::from_millis(lease_ttl_ms),
                     },
                 },
-                None => StoreChoice::Embedded,
+                None => match kurrentdb {
+                    Some(url) => StoreChoice::Kurrent {
+                        url,
+                        namespace: kurrentdb_namespace,
+                    },
+                    None => StoreChoice::Embedded,
+                },
             };
             up(
                 data_dir,

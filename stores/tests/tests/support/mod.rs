@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use ionroller_shared::store::{EventId, EventMetadata, NewEvent, StreamId};
+use ionroller_store_kurrentdb::testing::{test_server, StandIn};
+use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore};
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
@@ -93,5 +95,48 @@ impl PgFixture {
         })
         .await
         .expect("open the PostgreSQL store")
+    }
+}
+
+/// A KurrentDB (the real one at `IONROLLER_KURRENTDB_URL`, or the stand-in) and a namespace
+/// of its own, so tests sharing a server do not see each other's streams.
+pub struct KurrentFixture {
+    url: String,
+    namespace: String,
+    pub standin: Option<StandIn>,
+    _dir: tempfile::TempDir,
+}
+
+impl KurrentFixture {
+    pub fn new() -> Option<Self> {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let (url, standin) = test_server(dir.path())?;
+        Some(KurrentFixture {
+            url,
+            namespace: format!("t{}.", Uuid::new_v4().simple()),
+            standin,
+            _dir: dir,
+        })
+    }
+
+    pub async fn open(&self) -> KurrentStore {
+        self.open_with_limit(ionroller_shared::store::DEFAULT_MAX_APPEND_BYTES)
+            .await
+    }
+
+    /// A store in a namespace no other call has used: an empty log on the same server.
+    pub async fn open_fresh(&self) -> KurrentStore {
+        let namespace = format!("t{}.", Uuid::new_v4().simple());
+        KurrentStore::open(KurrentOptions::new(&self.url).namespace(namespace))
+            .await
+            .expect("open the KurrentDB store")
+    }
+
+    pub async fn open_with_limit(&self, max_append_bytes: usize) -> KurrentStore {
+        let mut options = KurrentOptions::new(&self.url).namespace(&self.namespace);
+        options.max_append_bytes = max_append_bytes;
+        KurrentStore::open(options)
+            .await
+            .expect("open the KurrentDB store")
     }
 }

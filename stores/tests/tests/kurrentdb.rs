@@ -1,0 +1,136 @@
+//! What only the KurrentDB backend has to get right, beyond the shared suites: a subscription
+//! and a store handle that outlive a server restart (the subscription ends with a retryable
+//! error and resumes from the last position handled, skipping and repeating nothing), and the
+//! server's refusals kept apart from its absences. These restart the node, so they run against
+//! the stand-in only; with `IONROLLER_KURRENTDB_URL` set they are skipped, saying so.
+
+mod support;
+
+use futures::StreamExt;
+use ionroller_shared::store::*;
+use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore};
+use support::*;
+
+/// A fixture whose node this test may restart.
+fn restartable() -> Option<KurrentFixture> {
+    let fixture = KurrentFixture::new()?;
+    if fixture.standin.is_none() {
+        eprintln!("*** SKIPPING: a real KurrentDB server cannot be restarted by the test ***");
+        return None;
+    }
+    Some(fixture)
+}
+
+async fn next_message(
+    sub: &mut futures::stream::BoxStream<'static, Result<SubscriptionMessage, StoreError>>,
+) -> Option<Result<SubscriptionMessage, StoreError>> {
+    tokio::time::timeout(std::time::Duration::from_secs(20), sub.next())
+        .await
+        .expect("the subscription answered within 20 s")
+}
+
+/// Events until `CaughtUp` (checkpoints ignored).
+async fn until_caught_up(
+    sub: &mut futures::stream::BoxStream<'static, Result<SubscriptionMessage, StoreError>>,
+) -> Vec<RecordedEvent> {
+    let mut events = Vec::new();
+    loop {
+        match next_message(sub).await {
+            Some(Ok(SubscriptionMessage::Event(e))) => events.push(*e),
+            Some(Ok(SubscriptionMessage::CaughtUp(_))) => return events,
+            Some(Ok(SubscriptionMessage::Checkpoint(_))) => {}
+            other => panic!("before catching up: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_resumes_across_a_server_restart_without_gaps_or_repeats() {
+    let Some(mut fixture) = restartable() else {
+        return;
+    };
+    let store = fixture.open().await;
+    let s = stream("svc-restart");
+    let first = store
+        .append(&s, ExpectedRevision::NoStream, events(3, 0))
+        .await
+        .expect("append before the restart");
+    let mut sub = store.subscribe_all(None, ReadFilter::all());
+    let before = until_caught_up(&mut sub).await;
+    assert_eq!(before.len(), 3);
+    let handled = before[2].position;
+
+    fixture
+        .standin
+        .as_mut()
+        .expect("a stand-in")
+        .restart()
+        .expect("restart the node");
+    // The open subscription notices, with an error a caller may retry, and ends.
+    match next_message(&mut sub).await {
+        Some(Err(e)) => assert!(e.is_retryable(), "not retryable: {e}"),
+        other => panic!("expected the subscription to fail with the node: {other:?}"),
+    }
+    assert!(
+        next_message(&mut sub).await.is_none(),
+        "it ends after its error"
+    );
+
+    // The same handle reaches the restarted node, whose log survived.
+    let mut appended = None;
+    for _ in 0..50 {
+        match store
+            .append(
+                &s,
+                ExpectedRevision::Exact(first.last_revision),
+                events(2, 3),
+            )
+            .await
+        {
+            Ok(r) => {
+                appended = Some(r);
+                break;
+            }
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("append after the restart: {e}"),
+        }
+    }
+    let appended = appended.expect("the store reached the restarted node");
+    assert_eq!(appended.last_revision, Revision(4));
+
+    // Resubscribed from the last position handled: exactly the two new events.
+    let mut again = store.subscribe_all(Some(handled), ReadFilter::all());
+    let after = until_caught_up(&mut again).await;
+    let revisions: Vec<u64> = after.iter().map(|e| e.revision.0).collect();
+    assert_eq!(revisions, vec![3, 4]);
+    assert!(after[0].position > handled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_refused_and_a_missing_node_is_unavailable() {
+    let Some(fixture) = restartable() else {
+        return;
+    };
+    let url = fixture
+        .standin
+        .as_ref()
+        .expect("a stand-in")
+        .url
+        .replace("admin:changeit", "admin:wrong");
+    match KurrentStore::open(KurrentOptions::new(url)).await {
+        Err(e @ StoreError::Refused(_)) => assert!(!e.is_retryable()),
+        Err(other) => panic!("wrong credentials gave {other}"),
+        Ok(_) => panic!("wrong credentials were accepted"),
+    }
+    let store = fixture.open().await;
+    drop(fixture); // stops the node
+    let gone = store
+        .append(&stream("svc-gone"), ExpectedRevision::Any, events(1, 0))
+        .await;
+    assert!(
+        matches!(&gone, Err(e) if e.is_retryable()),
+        "a stopped node gave {gone:?}"
+    );
+}
