@@ -1,21 +1,25 @@
 //! The append-only event log that roller and trail are folds over.
 //!
-//! One trait, [`EventStore`], with the same guarantees from every backend:
+//! One trait, [`EventStore`], with these guarantees from every backend (KurrentDB's
+//! exceptions are marked; ARCHITECTURE's guarantees table says how each backend keeps each):
 //! 1. a batch appended to one stream is atomic;
 //! 2. expected-revision checks are exact and revisions are dense from 0;
 //! 3. a retry with the same event ids (and the same `Exact` revision) is a no-op success,
-//!    while a reused id with another payload is an [`StoreError::IdConflict`];
+//!    while a reused id with another payload is an [`StoreError::IdConflict`] (not on
+//!    KurrentDB, which answers a reused id with the first write's result);
 //! 4. `read_all` and subscriptions follow commit order with strictly increasing positions and
 //!    never reveal a position lower than one already revealed (appends are serialised, and a
 //!    position is allocated inside the lock that is held through commit);
 //! 5. subscriptions resume after an exclusive position and always emit `CaughtUp`;
-//! 6. `Ok` from `append` means durable (fsync'd).
+//! 6. `Ok` from `append` means durable (fsync'd; on KurrentDB, acknowledged by a quorum);
+//! 7. `recorded_at` is kept to the microsecond (to the second on KurrentDB).
 //!
 //! Stores that several roller processes share also implement [`lease::Leases`]: leases on
 //! shards of the services, with fenced appends.
 //!
-//! The backends are crates of their own (`stores/sqlite`, `stores/postgres`); the conformance
-//! suite in `stores/tests/tests/conformance.rs` checks all of this against each of them.
+//! The backends are crates of their own (`stores/sqlite`, `stores/postgres`,
+//! `stores/kurrentdb`); the conformance suite in `stores/tests/tests/conformance.rs` checks
+//! all of this against each of them.
 
 mod error;
 mod fold;

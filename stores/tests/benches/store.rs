@@ -2,6 +2,9 @@
 //!
 //! `scripts/bench.sh` runs it with a throwaway PostgreSQL; by hand:
 //! `cargo bench -p ionroller-store-tests --bench store -- [--pg URL] [--write BENCHMARKS.md]`.
+//! KurrentDB is measured against the server at `IONROLLER_KURRENTDB_URL` when one is given,
+//! otherwise against the protocol stand-in (a Python gRPC server: that row measures the
+//! client path, the stand-in's speed, not KurrentDB's), when scripts/bench.sh set it up.
 //! With `--write`, the figures replace the section between the `store-bench` markers.
 
 #[path = "report.rs"]
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ionroller_shared::store::*;
+use ionroller_store_kurrentdb::testing::test_server;
+use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore};
 use ionroller_store_postgres::{PgOptions, PgStore};
 use ionroller_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
@@ -179,6 +184,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         rows.push(row("PostgreSQL", &pg_figures, fsync));
     } else {
         eprintln!("no --pg URL: PostgreSQL not measured");
+    }
+    // `test_server` never skips silently: without a server or the stand-in it says so.
+    if let Some((url, standin)) = test_server(&dir) {
+        let label = if standin.is_some() {
+            "KurrentDB protocol stand-in (client path only)"
+        } else {
+            "KurrentDB"
+        };
+        let namespace = format!("bench{}.", Uuid::new_v4().simple());
+        let kurrent = KurrentStore::open(KurrentOptions::new(url).namespace(namespace)).await?;
+        let figures = measure(Arc::new(kurrent)).await;
+        eprintln!("{}", row(label, &figures, fsync));
+        rows.push(row(label, &figures, fsync));
+        drop(standin);
     }
 
     let section = format!(
