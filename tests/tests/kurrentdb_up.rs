@@ -2,7 +2,8 @@
 //! protocol stand-in, or the real server at `IONROLLER_KURRENTDB_URL`) in a namespace of its
 //! own; a release with its canary and promote goes through, trail audits it from the same log,
 //! and a restarted `up` finds everything where it was left, because nothing lives in its data
-//! dir but the admin token.
+//! dir but the admin token. Restarted as the production topology runs it: trail as a service
+//! of its own (`trail --kurrentdb … serve`) and `up --external-trail` pointing at it.
 
 mod support;
 
@@ -54,9 +55,43 @@ async fn a_release_on_a_kurrentdb_log_survives_a_restart_of_up() {
     );
     server.kill();
 
-    let again = Server::start_with(&data, &args, &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let trail_url = format!("http://127.0.0.1:{port}");
+    let _trail = Trail(
+        std::process::Command::new(trail_binary())
+            .args(["--kurrentdb", &url, "--kurrentdb-namespace", &namespace])
+            .arg("--db")
+            .arg(dir.path().join("trail.sqlite"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start trail"),
+    );
+    let mut separate = args.to_vec();
+    separate.extend(["--external-trail", &trail_url]);
+    let again = Server::start_with(&data, &separate, &[]);
+    assert_eq!(again.trail_url, trail_url, "up links to the separate trail");
     let status = again.get("/v1/services/hello").await;
     assert_eq!(status["stable_version"], "v2", "{status}");
     let history = status["history"].as_array().expect("history");
     assert_eq!(history.len(), 2, "{status}");
+    // The separate trail projects the same log from the start.
+    let audit = again.trail_rows("hello", 30).await;
+    assert!(
+        audit.iter().any(|r| r["event_type"] == "promote-requested"),
+        "the separate trail audits the log"
+    );
+}
+
+/// A standalone trail process, killed with the test.
+struct Trail(std::process::Child);
+
+impl Drop for Trail {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -132,6 +132,10 @@ pub enum Command {
         /// Address for trail's API and dashboard.
         #[arg(long, default_value = "127.0.0.1:7879")]
         trail_listen: String,
+        /// Trail runs as a service of its own (`trail serve` on the same log) at this URL:
+        /// start none here (`--trail-listen` is then unused), and link the console to it.
+        #[arg(long)]
+        external_trail: Option<String>,
         /// Also accept bearer JWTs from the OpenID Connect issuers this JSON file names, with
         /// the rules that map their groups to roles (see README, "Identity").
         #[arg(long)]

@@ -74,6 +74,14 @@ pub enum StoreChoice {
     Kurrent { url: String, namespace: String },
 }
 
+/// Where trail runs.
+pub enum TrailChoice {
+    /// In this process, on its own listener, stopped with the roller.
+    InProcess { listen: String },
+    /// As a service of its own (`trail serve` on the same log), at this URL.
+    External { url: String },
+}
+
 /// This process as one replica among several on a shared log.
 pub struct Replication {
     pub id: String,
@@ -107,7 +115,7 @@ pub async fn up(
     store: StoreChoice,
     cloud: CloudChoice,
     listen: &str,
-    trail_listen: &str,
+    trail: TrailChoice,
     reconcile: Reconcile,
     access: Access,
 ) -> anyhow::Result<()> {
@@ -115,11 +123,17 @@ pub async fn up(
     // `up` before it writes anything, such as a first admin token.
     let listener = self::listen(listen, "the roller", &access).await?;
     let addr = listener.local_addr().context("read the bound address")?;
-    let trail_listener = self::listen(trail_listen, "trail", &access).await?;
-    let trail_addr = trail_listener
-        .local_addr()
-        .context("read trail's bound address")?;
     let scheme = listener.scheme();
+    let (trail_listener, trail_url) = match &trail {
+        TrailChoice::InProcess { listen } => {
+            let trail_listener = self::listen(listen, "trail", &access).await?;
+            let trail_addr = trail_listener
+                .local_addr()
+                .context("read trail's bound address")?;
+            (Some(trail_listener), format!("{scheme}://{trail_addr}"))
+        }
+        TrailChoice::External { url } => (None, url.trim_end_matches('/').to_string()),
+    };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     // Before anything in the data dir is opened; held until `up` returns.
     let _data_dir_lock = crate::data_dir_lock::lock(&data_dir)?;
@@ -207,22 +221,20 @@ pub async fn up(
             (CloudDriver::Real(Arc::new(aws)), line)
         }
     };
-    let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
-        .context("open trail's projection")?;
-    // Trail signs its chain checkpoints with a key kept in the data dir and publishes them
-    // to `checkpoints/` there (ARCHITECTURE.md, "Trail").
-    let trail_anchoring = ionroller_trail::checkpoints::Anchoring::beside(&data_dir)
-        .context("set up trail's signed checkpoints")?;
     say(&format!(
         "ionroller is up\n\
          \x20 console:      {scheme}://{addr}/   (`ionroller console` prints a signed-in link)\n\
          \x20 API:          {scheme}://{addr}/v1   (OpenAPI: {scheme}://{addr}/v1/openapi.json)\n\
-         \x20 trail:        {scheme}://{trail_addr}/   (dashboard; API under /v1)\n\
+         \x20 trail:        {trail_url}/   ({})\n\
          \x20 event store:  {}\n\
          \x20 cloud:        {cloud_line}\n\
          \x20 replica:      {replica_line}\n\
          \x20 admin token:  {admin_token_line}\n\
          \x20 try:          {}\n",
+        match trail {
+            TrailChoice::InProcess { .. } => "dashboard; API under /v1",
+            TrailChoice::External { .. } => "a service of its own, not started here",
+        },
         store.describe(),
         suggestion(cloud.kind),
     ));
@@ -232,20 +244,31 @@ pub async fn up(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let trail_task = tokio::spawn(ionroller_trail::serve(
-        store.clone(),
-        trail_db,
-        Some(trail_anchoring),
-        trail_listener,
-        ionroller_trail::Access {
-            auth: auth.clone(),
-            public_metrics: access.public_metrics,
-        },
-        ionroller_trail::api::Page {
-            console_url: Some(format!("{scheme}://{addr}/")),
-        },
-        stopped(stop_rx.clone()),
-    ));
+    let trail_task = match trail_listener {
+        Some(trail_listener) => {
+            let trail_db = ionroller_trail::db::TrailDb::open(data_dir.join("trail.sqlite"))
+                .context("open trail's projection")?;
+            // Trail signs its chain checkpoints with a key kept in the data dir and publishes
+            // them to `checkpoints/` there (ARCHITECTURE.md, "Trail").
+            let trail_anchoring = ionroller_trail::checkpoints::Anchoring::beside(&data_dir)
+                .context("set up trail's signed checkpoints")?;
+            Some(tokio::spawn(ionroller_trail::serve(
+                store.clone(),
+                trail_db,
+                Some(trail_anchoring),
+                trail_listener,
+                ionroller_trail::Access {
+                    auth: auth.clone(),
+                    public_metrics: access.public_metrics,
+                },
+                ionroller_trail::api::Page {
+                    console_url: Some(format!("{scheme}://{addr}/")),
+                },
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
     let roller_task = tokio::spawn(ionroller_roller::serve(
         RollerConfig {
             interval: reconcile.interval,
@@ -253,7 +276,7 @@ pub async fn up(
             clock,
             auth,
             public_metrics: access.public_metrics,
-            trail_url: Some(format!("{scheme}://{trail_addr}")),
+            trail_url: Some(trail_url),
             replica,
             metrics,
         },
@@ -265,10 +288,12 @@ pub async fn up(
     shutdown_signal().await;
     say("ionroller: stopping\n");
     let _ = stop_tx.send(true);
-    match trail_task.await {
-        Ok(Err(e)) => complain(&format!("ionroller: trail stopped: {e:#}")),
-        Err(e) => complain(&format!("ionroller: trail task: {e}")),
-        Ok(Ok(())) => {}
+    if let Some(task) = trail_task {
+        match task.await {
+            Ok(Err(e)) => complain(&format!("ionroller: trail stopped: {e:#}")),
+            Err(e) => complain(&format!("ionroller: trail task: {e}")),
+            Ok(Ok(())) => {}
+        }
     }
     roller_task
         .await

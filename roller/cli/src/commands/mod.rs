@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             interval_ms,
             workers,
             trail_listen,
+            external_trail,
             oidc,
             public_metrics,
             tls_cert,
@@ -71,7 +72,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     aws_calls_per_second,
                 },
                 &listen,
-                &trail_listen,
+                match external_trail {
+                    Some(url) => crate::up::TrailChoice::External { url },
+                    None => crate::up::TrailChoice::InProcess {
+                        listen: trail_listen,
+                    },
+                },
                 crate::up::Reconcile {
                     interval: Duration::from_millis(interval_ms),
                     workers: usize::from(workers),
