@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/postgres.sh
 source scripts/lib/aws_emulators.sh
 source scripts/lib/kurrentdb_standin.sh
+source scripts/lib/topology_tools.sh
 
 work=$(mktemp -d /tmp/ionroller-test.XXXXXX)
 chmod 755 "$work"
@@ -42,6 +43,14 @@ if ! kurrentdb_standin_install; then
     exit 1
   fi
   echo "*** KurrentDB stand-in unavailable: the KurrentDB tests will be SKIPPED (loudly) ***" >&2
+fi
+
+if ! topology_tools_install; then
+  if [ "${CI:-}" = true ]; then
+    echo "docker-compose and hadolint could not be installed; CI cannot run without them." >&2
+    exit 1
+  fi
+  echo "*** docker-compose/hadolint unavailable: the topology test will be SKIPPED (loudly) ***" >&2
 fi
 
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

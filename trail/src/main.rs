@@ -23,20 +23,41 @@ struct Cli {
     #[arg(long, global = true, default_value = ".ionroller/events.sqlite")]
     events: PathBuf,
     /// Read a PostgreSQL event log instead.
-    #[arg(long, global = true, env = "IONROLLER_POSTGRES_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_POSTGRES_URL",
+        hide_env_values = true
+    )]
     postgres: Option<String>,
     /// Read a KurrentDB event log instead (`kurrentdb://...` or `kurrentdb+discover://...`,
     /// as `ionroller up --kurrentdb` takes it; the user must be allowed to read `$all`).
-    #[arg(long, global = true, conflicts_with = "postgres")]
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_KURRENTDB_CONNECTION_STRING",
+        hide_env_values = true,
+        conflicts_with = "postgres"
+    )]
     kurrentdb: Option<String>,
     /// With --kurrentdb, the stream prefix `ionroller up --kurrentdb-namespace` was given.
-    #[arg(long, global = true, default_value = "")]
+    #[arg(
+        long,
+        global = true,
+        env = "IONROLLER_KURRENTDB_NAMESPACE",
+        default_value = ""
+    )]
     kurrentdb_namespace: String,
     /// Trail's own projection file.
     #[arg(long, global = true, default_value = ".ionroller/trail.sqlite")]
     db: PathBuf,
     /// Keep the projection in PostgreSQL instead (schema `--projection-schema`).
-    #[arg(long, global = true, env = "TRAIL_PROJECTION_POSTGRES_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRAIL_PROJECTION_POSTGRES_URL",
+        hide_env_values = true
+    )]
     projection_postgres: Option<String>,
     #[arg(long, global = true, default_value = "trail")]
     projection_schema: String,

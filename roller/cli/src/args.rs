@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CloudKind::Sim)]
         cloud: CloudKind,
         /// Keep the event log in PostgreSQL (a libpq URL) instead of the embedded SQLite file.
-        #[arg(long, env = "IONROLLER_POSTGRES_URL")]
+        #[arg(long, env = "IONROLLER_POSTGRES_URL", hide_env_values = true)]
         postgres: Option<String>,
         /// The PostgreSQL schema for the log's tables (created if missing).
         #[arg(long, default_value = "public")]
@@ -95,11 +95,21 @@ pub enum Command {
         /// `kurrentdb://user:password@host:2113?tls=true` for one node,
         /// `kurrentdb+discover://...` for a cluster (`nodePreference=leader` by default).
         /// One roller per log: replicas need --postgres.
-        #[arg(long, conflicts_with = "postgres")]
+        #[arg(
+            long,
+            env = "IONROLLER_KURRENTDB_CONNECTION_STRING",
+            hide_env_values = true,
+            conflicts_with = "postgres"
+        )]
         kurrentdb: Option<String>,
         /// With --kurrentdb, a prefix for every stream ionroller writes (several
         /// installations, or environments, on one cluster).
-        #[arg(long, default_value = "", requires = "kurrentdb")]
+        #[arg(
+            long,
+            env = "IONROLLER_KURRENTDB_NAMESPACE",
+            default_value = "",
+            requires = "kurrentdb"
+        )]
         kurrentdb_namespace: String,
         /// With --postgres, several `up` processes share the services as replicas: this one's
         /// name in the lease table and on every action it intends. Unique per process; by
