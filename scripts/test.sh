@@ -36,7 +36,6 @@ if ! { aws_emulators_install && aws_emulators_start "$work/aws"; }; then
   echo "*** AWS emulators unavailable: the AWS tests will be SKIPPED (loudly) ***" >&2
 fi
 
-# Trail's dashboard test drives Debian's Chromium with playwright-core (no browser download).
 if ! kurrentdb_standin_install; then
   if [ "${CI:-}" = true ]; then
     echo "The KurrentDB stand-in could not be installed; CI cannot run without it." >&2
@@ -53,6 +52,7 @@ if ! topology_tools_install; then
   echo "*** docker-compose/hadolint unavailable: the topology test will be SKIPPED (loudly) ***" >&2
 fi
 
+# Trail's dashboard test drives Debian's Chromium with playwright-core (no browser download).
 if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "== installing Chromium (Debian package)" >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2 || true

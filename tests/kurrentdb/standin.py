@@ -460,7 +460,10 @@ def main():
             if p.commit_position != p.prepare_position or p.commit_position not in log.by_position:
                 if for_subscription and p.commit_position == p.prepare_position and p.commit_position >= log.next_position:
                     return len(log.records), None
-                refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "Trying to read from an invalid position.")
+                # A real node answers a read from no record's position with UNKNOWN (its
+                # client calls that a server error), a subscription with INVALID_ARGUMENT.
+                code = grpc.StatusCode.INVALID_ARGUMENT if for_subscription else grpc.StatusCode.UNKNOWN
+                refuse(context, code, "Trying to read from an invalid position.")
             return log.by_position[p.commit_position], p.commit_position
 
     def read_all(o, backwards, matches, uuid_option, context):

@@ -60,7 +60,8 @@ fn compose_config(compose: &Path, python: &Path, profile: &str) -> Value {
         .current_dir(dir.path())
         .args(["--profile", profile, "config"])
         .env("POSTGRES_PASSWORD", "pg-secret")
-        .env("KURRENTDB_ADMIN_PASSWORD", "kdb-secret")
+        .env("KURRENTDB_ADMIN_PASSWORD", "kdbsecret")
+        .env("KURRENTDB_OPS_PASSWORD", "opssecret")
         .env("AWS_REGION", "us-east-1")
         .output()
         .expect("run docker-compose");

@@ -344,7 +344,8 @@ impl ReadFilter {
     }
 }
 
-/// What a subscription yields: history in commit order, one `CaughtUp`, then live events.
+/// What a subscription yields: history in commit order, a `CaughtUp`, then live events (on
+/// KurrentDB a subscription that fell behind and caught up again yields another `CaughtUp`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum SubscriptionMessage {
     Event(Box<RecordedEvent>),

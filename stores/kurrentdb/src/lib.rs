@@ -1,9 +1,12 @@
 //! The KurrentDB (formerly EventStoreDB) backend, for a log replicated across a cluster and
 //! acknowledged by a quorum, through the `kurrentdb` gRPC client.
 //!
-//! - A stream of ours is a KurrentDB stream named `{namespace}{stream}`; the namespace (empty
-//!   by default) lets several ionroller installations, or test runs, share one cluster, as a
-//!   PostgreSQL schema does.
+//! - A stream of ours is the KurrentDB stream `{namespace}#{stream}`, or `{stream}` in the
+//!   default, empty namespace. `#` appears in no stream id of ours and in no namespace, so
+//!   namespaces that are prefixes of each other (`p`, `p2`) still name different streams, and
+//!   several ionroller installations, or test runs, share one cluster as PostgreSQL schemas
+//!   share a database. Each event's metadata also names its namespace, and only events of
+//!   this store's namespace are read as its own.
 //! - Expected revisions map one to one (`NoStream`, `StreamExists`, `Exact(n)` as
 //!   `StreamRevision(n)`, `Any`), and a wrong one comes back with the stream's actual revision.
 //!   A retry with the same event ids at the same place is answered by the server with the
@@ -37,11 +40,15 @@ use ionroller_shared::store::plan;
 use ionroller_shared::store::{
     AppendResult, Direction, EventId, EventMetadata, EventStore, ExpectedRevision, NewEvent,
     Position, ReadFilter, RecordedEvent, Revision, StoreError, StreamId, StreamRead,
-    SubscriptionMessage, DEFAULT_MAX_APPEND_BYTES,
+    SubscriptionMessage,
 };
 
 /// How many events one `$all` page asks the server for when the caller wants "all of them".
 const PAGE: usize = 512;
+/// KurrentDB refuses appends over 1 MiB up to 25.0 (its default `MaxAppendSize`), counting
+/// its own framing too; checked here first, an append over it is `TooLarge` (a 413 at the
+/// API) rather than a refusal from the server.
+pub const DEFAULT_KURRENTDB_MAX_APPEND_BYTES: usize = 1024 * 1024 - 64 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct KurrentOptions {
@@ -49,7 +56,7 @@ pub struct KurrentOptions {
     /// `kurrentdb://admin:changeit@localhost:2113?tls=false` or
     /// `kurrentdb+discover://admin:changeit@cluster.example.com:2113?nodePreference=leader`.
     pub url: String,
-    /// Prefix of every stream this store writes and reads (default empty).
+    /// Names this installation's streams apart from others on the cluster (default empty).
     pub namespace: String,
     pub max_append_bytes: usize,
 }
@@ -59,7 +66,7 @@ impl KurrentOptions {
         KurrentOptions {
             url: url.into(),
             namespace: String::new(),
-            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
+            max_append_bytes: DEFAULT_KURRENTDB_MAX_APPEND_BYTES,
         }
     }
 
@@ -79,13 +86,16 @@ struct Inner {
     settings: ClientSettings,
     /// Replaced when the client reports itself closed: a client whose first connection
     /// failed never connects again, and a server restarted later must still be reached.
-    client: RwLock<Client>,
+    client: RwLock<Arc<Client>>,
     options: KurrentOptions,
 }
 
 /// What ionroller keeps beside each event, as the event's custom metadata (JSON).
 #[derive(Serialize, Deserialize)]
 struct StoredMetadata {
+    /// The namespace the event was written in, so that an event another writer put under a
+    /// name of ours is not taken for one of ours.
+    ionroller_namespace: String,
     #[serde(default = "first_schema")]
     schema_version: u32,
     actor: String,
@@ -102,10 +112,17 @@ fn first_schema() -> u32 {
 impl KurrentStore {
     /// Connects and checks that the server answers.
     pub async fn open(options: KurrentOptions) -> Result<Self, StoreError> {
-        if options.namespace.starts_with('$') {
+        let ns = &options.namespace;
+        if ns.starts_with('$')
+            || ns
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || "-_.:/@".contains(c)))
+        {
             return Err(StoreError::InvalidStreamId {
-                name: options.namespace,
-                why: "a namespace must not start with '$' (KurrentDB's system streams)".into(),
+                name: ns.clone(),
+                why: "a namespace takes ASCII letters, digits and -_.:/@ and must not start \
+                      with '$' (KurrentDB's system streams)"
+                    .into(),
             });
         }
         let settings: ClientSettings = options.url.parse().map_err(|e| {
@@ -116,7 +133,7 @@ impl KurrentStore {
         let store = KurrentStore {
             inner: Arc::new(Inner {
                 settings,
-                client: RwLock::new(client),
+                client: RwLock::new(Arc::new(client)),
                 options,
             }),
         };
@@ -124,7 +141,7 @@ impl KurrentStore {
         Ok(store)
     }
 
-    fn client(&self) -> Result<Client, StoreError> {
+    fn client(&self) -> Result<Arc<Client>, StoreError> {
         self.inner
             .client
             .read()
@@ -132,34 +149,53 @@ impl KurrentStore {
             .map_err(|_| StoreError::Unavailable("KurrentDB client lock poisoned".into()))
     }
 
-    /// Maps a client error, renewing the client when it has closed for good.
-    fn failed(&self, e: kurrentdb::Error) -> StoreError {
+    /// Maps an error of `used`, replacing that client when it cannot recover by itself: one
+    /// whose first connection failed never connects again, and one whose node went away keeps
+    /// calling that node (the client only moves on a not-leader answer, which a dead node
+    /// never gives), so a fresh client, which asks the cluster again, takes its place. Only
+    /// the client that failed is replaced, never one another call already renewed.
+    fn failed(&self, used: &Arc<Client>, e: kurrentdb::Error) -> StoreError {
         if matches!(
             e,
-            kurrentdb::Error::ConnectionClosed | kurrentdb::Error::GrpcConnectionError(_)
+            kurrentdb::Error::ConnectionClosed
+                | kurrentdb::Error::GrpcConnectionError(_)
+                | kurrentdb::Error::ServerError(_)
         ) {
-            if let (Ok(fresh), Ok(mut client)) = (
-                Client::new(self.inner.settings.clone()),
-                self.inner.client.write(),
-            ) {
-                *client = fresh;
+            if let Ok(mut client) = self.inner.client.write() {
+                if Arc::ptr_eq(&client, used) {
+                    match Client::new(self.inner.settings.clone()) {
+                        Ok(fresh) => *client = Arc::new(fresh),
+                        Err(why) => tracing::warn!(error = %why, "renewing the KurrentDB client"),
+                    }
+                }
             }
         }
         store_error(e)
     }
 
+    /// The server's name for our `stream`.
     fn stored_name(&self, stream: &StreamId) -> String {
-        format!("{}{}", self.inner.options.namespace, stream.as_str())
+        match self.inner.options.namespace.as_str() {
+            "" => stream.as_str().to_string(),
+            ns => format!("{ns}#{}", stream.as_str()),
+        }
+    }
+
+    /// Our name for the server's stream `name`, if it is in this store's namespace.
+    fn our_name<'a>(&self, name: &'a str) -> Option<&'a str> {
+        match self.inner.options.namespace.as_str() {
+            "" => (!name.contains('#')).then_some(name),
+            ns => name.strip_prefix(ns)?.strip_prefix('#'),
+        }
     }
 
     /// The server-side filter every `$all` read and subscription uses: by stream name, so
     /// the server's `$`-streams and other namespaces never reach us.
     fn server_filter(&self, filter: &ReadFilter) -> SubscriptionFilter {
-        let prefix = format!(
-            "{}{}",
-            self.inner.options.namespace,
-            filter.stream_prefix.as_deref().unwrap_or("")
-        );
+        let prefix = match self.inner.options.namespace.as_str() {
+            "" => filter.stream_prefix.clone().unwrap_or_default(),
+            ns => format!("{ns}#{}", filter.stream_prefix.as_deref().unwrap_or("")),
+        };
         if prefix.is_empty() {
             SubscriptionFilter::on_stream_name().exclude_system_events()
         } else {
@@ -167,21 +203,29 @@ impl KurrentStore {
         }
     }
 
-    /// Our event, if `resolved` is one of this store's (in the namespace) that `filter` takes.
+    /// Our event, if `recorded` is one of this store's that `filter` takes. Streams of the
+    /// server (`$`), records it keeps under a stream's own name (such as a deletion's
+    /// `$streamDeleted`), other applications' events and other namespaces' events (their
+    /// metadata names another namespace, or is not ionroller's) are not ours, and skipped.
     fn ours(
         &self,
         recorded: &kurrentdb::RecordedEvent,
         filter: &ReadFilter,
     ) -> Result<Option<RecordedEvent>, StoreError> {
-        let Some(name) = recorded
-            .stream_id()
-            .strip_prefix(self.inner.options.namespace.as_str())
-        else {
+        let namespace = self.inner.options.namespace.as_str();
+        let Some(name) = self.our_name(recorded.stream_id()) else {
             return Ok(None);
         };
-        if name.starts_with('$') {
+        if name.starts_with('$') || recorded.event_type.starts_with('$') {
             return Ok(None);
         }
+        let written_in = serde_json::from_slice::<serde_json::Value>(&recorded.custom_metadata)
+            .ok()
+            .and_then(|m| m.get("ionroller_namespace")?.as_str().map(str::to_string));
+        if written_in.as_deref() != Some(namespace) {
+            return Ok(None);
+        }
+        // Ours: from here on, anything undecodable is corrupt, never skipped.
         let event = decode(name, recorded)?;
         Ok(filter.matches(&event).then_some(event))
     }
@@ -205,6 +249,18 @@ fn start_of(after: Option<Position>) -> StreamPosition<kurrentdb::Position> {
         None => StreamPosition::Start,
         Some(p) if p == Position::START => StreamPosition::Start,
         Some(p) => StreamPosition::Position(to_kurrent(p)),
+    }
+}
+
+/// A position this log can have given out: KurrentDB's commit is never below its prepare
+/// (the SQL backends' positions, `(sequence, 0)`, pass; a real server answers anything else
+/// with an error its client reports as retryable, so it is refused here instead).
+fn checked(after: Option<Position>) -> Result<Option<Position>, StoreError> {
+    match after {
+        Some(p) if p.commit() < p.prepare() => Err(StoreError::InvalidPosition {
+            token: p.to_token(),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -237,7 +293,7 @@ fn store_error(e: kurrentdb::Error) -> StoreError {
         } => StoreError::Unavailable(format!("KurrentDB: {e}")),
         K::AccessDenied => StoreError::Refused(
             "KurrentDB denied access: check the user and password in the connection string \
-             (reading $all needs an admin or ops user)"
+             (reading $all needs an admin user, or one granted read on $all)"
                 .into(),
         ),
         other => StoreError::Refused(format!("KurrentDB: {other}")),
@@ -273,8 +329,9 @@ fn decode(name: &str, recorded: &kurrentdb::RecordedEvent) -> Result<RecordedEve
     })
 }
 
-fn encode(event: &NewEvent) -> Result<EventData, StoreError> {
+fn encode(namespace: &str, event: &NewEvent) -> Result<EventData, StoreError> {
     let meta = StoredMetadata {
+        ionroller_namespace: namespace.to_string(),
         schema_version: event.schema_version,
         actor: event.metadata.actor.clone(),
         correlation_id: event.metadata.correlation_id,
@@ -305,7 +362,11 @@ impl EventStore for KurrentStore {
             events.clone(),
             self.inner.options.max_append_bytes,
         )?;
-        let data = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let namespace = self.inner.options.namespace.as_str();
+        let data = events
+            .iter()
+            .map(|e| encode(namespace, e))
+            .collect::<Result<Vec<_>, _>>()?;
         let options = AppendToStreamOptions::default().stream_state(state_of(expected));
         let client = self.client()?;
         match client
@@ -326,7 +387,7 @@ impl EventStore for KurrentStore {
                     },
                 })
             }
-            Err(e) => Err(self.failed(e)),
+            Err(e) => Err(self.failed(&client, e)),
         }
     }
 
@@ -353,7 +414,7 @@ impl EventStore for KurrentStore {
             Err(kurrentdb::Error::ResourceNotFound) => {
                 return Err(StoreError::StreamNotFound(stream.clone()))
             }
-            Err(e) => return Err(self.failed(e)),
+            Err(e) => return Err(self.failed(&client, e)),
         };
         let mut events = Vec::new();
         loop {
@@ -365,7 +426,7 @@ impl EventStore for KurrentStore {
                 Err(kurrentdb::Error::ResourceNotFound) => {
                     return Err(StoreError::StreamNotFound(stream.clone()))
                 }
-                Err(e) => return Err(self.failed(e)),
+                Err(e) => return Err(self.failed(&client, e)),
             }
         }
         if events.is_empty() && read.from.is_none() {
@@ -381,7 +442,7 @@ impl EventStore for KurrentStore {
         filter: &ReadFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut events = Vec::new();
-        let mut from = after;
+        let mut from = checked(after)?;
         let client = self.client()?;
         while events.len() < limit {
             // One more than wanted: a read from a position includes the event there.
@@ -394,9 +455,9 @@ impl EventStore for KurrentStore {
             let mut page = client
                 .read_all(&options)
                 .await
-                .map_err(|e| self.failed(e))?;
+                .map_err(|e| self.failed(&client, e))?;
             let mut got = 0;
-            while let Some(resolved) = page.next().await.map_err(|e| self.failed(e))? {
+            while let Some(resolved) = page.next().await.map_err(|e| self.failed(&client, e))? {
                 let recorded = resolved.get_original_event();
                 let position = position_of(recorded.position);
                 got += 1;
@@ -424,6 +485,10 @@ impl EventStore for KurrentStore {
         filter: ReadFilter,
     ) -> BoxStream<'static, Result<SubscriptionMessage, StoreError>> {
         let store = self.clone();
+        let after = match checked(after) {
+            Ok(after) => after,
+            Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
+        };
         let client = match self.client() {
             Ok(client) => client,
             Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),
@@ -435,7 +500,7 @@ impl EventStore for KurrentStore {
             .filter(store.server_filter(&filter));
         struct State {
             store: KurrentStore,
-            client: Client,
+            client: Arc<Client>,
             options: SubscribeToAllOptions,
             subscription: Option<kurrentdb::Subscription>,
             filter: ReadFilter,
@@ -488,7 +553,7 @@ impl EventStore for KurrentStore {
                         Ok(SubscriptionMessage::CaughtUp(st.last))
                     }
                     Ok(_) => continue,
-                    Err(e) => Err(st.store.failed(e)),
+                    Err(e) => Err(st.store.failed(&st.client, e)),
                 };
                 st.failed = message.is_err();
                 return Some((message, st));
@@ -507,19 +572,25 @@ impl EventStore for KurrentStore {
         let mut page = client
             .read_all(&options)
             .await
-            .map_err(|e| self.failed(e))?;
-        let last = page.next().await.map_err(|e| self.failed(e))?;
+            .map_err(|e| self.failed(&client, e))?;
+        let last = page.next().await.map_err(|e| self.failed(&client, e))?;
         Ok(last.map(|resolved| position_of(resolved.get_original_event().position)))
     }
 
     fn describe(&self) -> String {
         // The connection string without its user and password.
         let url = &self.inner.options.url;
-        let shown = match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}{}", &url[..scheme + 3], &url[at + 1..])
+        // The user and password sit between `://` and the last `@` before the path or query.
+        let shown = match url.find("://") {
+            Some(scheme) => {
+                let rest = &url[scheme + 3..];
+                let authority = rest.find(['/', '?']).map_or(rest, |end| &rest[..end]);
+                match authority.rfind('@') {
+                    Some(at) => format!("{}{}", &url[..scheme + 3], &rest[at + 1..]),
+                    None => url.clone(),
+                }
             }
-            _ => url.clone(),
+            None => url.clone(),
         };
         if self.inner.options.namespace.is_empty() {
             format!("KurrentDB at {shown}")

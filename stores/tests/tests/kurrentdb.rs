@@ -134,3 +134,50 @@ async fn wrong_credentials_are_refused_and_a_missing_node_is_unavailable() {
         "a stopped node gave {gone:?}"
     );
 }
+
+/// Namespaces that are prefixes of each other (`""`, `p`, `p2`) on one node, beside another
+/// application's stream and a record the server keeps under a stream's own name: each store
+/// reads its own events only, and nothing foreign is taken for corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_that_prefix_each_other_stay_apart() {
+    let Some(fixture) = restartable() else {
+        return;
+    };
+    let url = fixture.standin.as_ref().expect("a stand-in").url.clone();
+    let open = |namespace: &str| KurrentStore::open(KurrentOptions::new(&url).namespace(namespace));
+    let (root, p, p2) = (
+        open("").await.expect("root"),
+        open("p").await.expect("p"),
+        open("p2").await.expect("p2"),
+    );
+    root.append(&stream("svc"), ExpectedRevision::NoStream, events(1, 0))
+        .await
+        .expect("root append");
+    p.append(&stream("2svc"), ExpectedRevision::NoStream, events(2, 0))
+        .await
+        .expect("p append");
+    p2.append(&stream("svc"), ExpectedRevision::NoStream, events(3, 0))
+        .await
+        .expect("p2 append");
+    // Another application's event in the root namespace: no ionroller metadata at all.
+    let foreign = kurrentdb::Client::new(url.parse().expect("settings")).expect("client");
+    foreign
+        .append_to_stream(
+            "orders-1",
+            &Default::default(),
+            kurrentdb::EventData::json("order-placed", &serde_json::json!({"n": 1}))
+                .expect("event"),
+        )
+        .await
+        .expect("foreign append");
+    for (store, streams, n) in [(&root, "svc", 1), (&p, "2svc", 2), (&p2, "svc", 3)] {
+        let all = store
+            .read_all(None, 100, &ReadFilter::all())
+            .await
+            .expect("read_all");
+        assert_eq!(all.len(), n, "{}: {all:?}", store.describe());
+        assert!(all.iter().all(|e| e.stream.as_str() == streams));
+        let mut sub = store.subscribe_all(None, ReadFilter::all());
+        assert_eq!(until_caught_up(&mut sub).await.len(), n);
+    }
+}
