@@ -4,6 +4,10 @@
 # test), runs formatting and lint checks and every test, and cleans up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A clean clone never reuses incremental state, which would only take disk space.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0
+fi
 source scripts/lib/postgres.sh
 source scripts/lib/aws_emulators.sh
 source scripts/lib/kurrentdb_standin.sh
@@ -76,4 +80,8 @@ if ! kurrentdb_standin_protos && [ "${CI:-}" = true ]; then
   exit 1
 fi
 echo "== cargo test"
-cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+# The disk a run needs, so a CI machine that runs short can be told from a failing test.
+echo "== disk: target $(du -sh target 2>/dev/null | cut -f1); free $(df -h . | awk 'NR==2 {print $4}')"
+exit "$status"
