@@ -26,3 +26,4 @@ aws_emulators_start "$work/aws"
 cargo build --workspace
 cargo bench --profile dev -p ionroller-e2e --bench aws -- --write "$PWD/BENCHMARKS.md"
 cargo bench --profile dev -p ionroller-e2e --bench failover -- --write "$PWD/BENCHMARKS.md"
+cargo bench --profile dev -p ionroller-e2e --bench failover -- --log kurrentdb --write "$PWD/BENCHMARKS.md"

@@ -3,8 +3,9 @@
 //! which services it may act on now, and under which [`Fence`].
 //!
 //! Two guards, because neither alone is enough:
-//! - **Writes** are fenced in the database: an append under a fence whose shard has passed on
-//!   is refused in the write's own transaction (`Leases::append_fenced`).
+//! - **Writes** are fenced by the store: an append under a fence whose shard has passed on is
+//!   refused (`Leases::append_fenced`; on PostgreSQL in the write's own transaction, on
+//!   KurrentDB by a read of the lease table just before it).
 //! - **Cloud actions** cannot be fenced by AWS, so a replica acts only while its lease is
 //!   valid by its own monotonic clock: from the moment it *sent* the renewal, for 80% of the
 //!   time to live. The database lets another replica take over only after the full time to

@@ -1,4 +1,5 @@
-//! Failover between roller replicas, as real processes on a real PostgreSQL log: two
+//! Failover between roller replicas, as real processes on a real PostgreSQL log (or, with
+//! `--log kurrentdb`, on KurrentDB: the stand-in, or the server at `IONROLLER_KURRENTDB_URL`): two
 //! `ionroller up` replicas (default lease time to live, 10 s) share the services; one is
 //! SIGKILLed and the time until the other holds every shard (it reconciles a shard's services
 //! at once when it takes it) is measured, then a new replica joins and takes its share back;
@@ -15,7 +16,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{metric, replica, signal, wait_metric, Server};
+use support::{metric, replica, signal, wait_metric, Server, SharedLog};
 
 const LEASE_TTL_MS: &str = "10000";
 const SHARDS: f64 = 32.0;
@@ -40,24 +41,29 @@ fn arg(name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let kills: usize = arg("--kills").map_or(Ok(20), |k| k.parse().map_err(|_| "--kills N"))?;
-    let Ok(url) = std::env::var("IONROLLER_TEST_PG_URL") else {
-        println!("skipped: IONROLLER_TEST_PG_URL is not set (scripts/bench.sh starts PostgreSQL)");
-        return Ok(());
-    };
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let schema = format!("failover_{}", std::process::id());
+    let log = match arg("--log").as_deref() {
+        None | Some("postgres") => {
+            let Ok(url) = std::env::var("IONROLLER_TEST_PG_URL") else {
+                println!(
+                    "skipped: IONROLLER_TEST_PG_URL is not set (scripts/bench.sh starts PostgreSQL)"
+                );
+                return Ok(());
+            };
+            SharedLog::Postgres {
+                url,
+                schema: format!("failover_{}", std::process::id()),
+            }
+        }
+        Some("kurrentdb") => SharedLog::kurrentdb(dir.path())
+            .ok_or("no KurrentDB: set IONROLLER_KURRENTDB_URL or the stand-in's variables")?,
+        Some(other) => return Err(format!("--log postgres|kurrentdb, not {other}")),
+    };
     let sim = dir.path().join("sim-cloud.json");
     let mut next = 0;
     let mut start = |token: Option<String>| {
         next += 1;
-        let mut server = replica(
-            dir.path(),
-            &format!("r{next}"),
-            &url,
-            &schema,
-            &sim,
-            LEASE_TTL_MS,
-        );
+        let mut server = replica(dir.path(), &format!("r{next}"), &log, &sim, LEASE_TTL_MS);
         if let Some(token) = token {
             server.token = token;
         }
@@ -103,11 +109,25 @@ async fn main() -> Result<(), String> {
     let worst = report::percentile(&mut failovers, 1.0);
     let h50 = report::percentile(&mut handovers, 0.5);
     let hworst = report::percentile(&mut handovers, 1.0);
+    let (on, flag, name) = match &log {
+        SharedLog::Postgres { .. } => ("PostgreSQL", "", "failover"),
+        SharedLog::Kurrent { .. } if std::env::var("IONROLLER_KURRENTDB_URL").is_ok() => (
+            "a KurrentDB server",
+            " -- --log kurrentdb",
+            "failover-kurrentdb",
+        ),
+        SharedLog::Kurrent { .. } => (
+            "the KurrentDB stand-in (the lease protocol and the client path, not a server's \
+             speed)",
+            " -- --log kurrentdb",
+            "failover-kurrentdb",
+        ),
+    };
     let section = format!(
-        "Measured {} on {}; `cargo bench -p ionroller-e2e --bench failover` (two `ionroller up` \
-         replicas on PostgreSQL, `--lease-ttl-ms {LEASE_TTL_MS}`, the default). Time from the \
-         signal to the other replica holding all {SHARDS} shards (it reconciles a shard's \
-         services at once on taking it).\n\n\
+        "Measured {} on {}; `cargo bench -p ionroller-e2e --bench failover{flag}` (two \
+         `ionroller up` replicas on {on}, `--lease-ttl-ms {LEASE_TTL_MS}`, the default). Time \
+         from the signal to the other replica holding all {SHARDS} shards (it reconciles a \
+         shard's services at once on taking it).\n\n\
          | figure | measured | target |\n|---|---|---|\n\
          | SIGKILL of a replica → the other holds its shards, {} kills | p50 {:.2} s, p99 {:.2} s, worst {:.2} s | ≤ 15 s (p99) |\n\
          | SIGTERM (graceful handover), {} stops | p50 {:.2} s, worst {:.2} s | ≤ 2 s |\n",
@@ -123,7 +143,7 @@ async fn main() -> Result<(), String> {
     );
     println!("{section}");
     if let Some(path) = report::write_target() {
-        report::replace_section(&path, "failover", &section).map_err(|e| e.to_string())?;
+        report::replace_section(&path, name, &section).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

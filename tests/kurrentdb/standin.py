@@ -15,7 +15,9 @@ the client's own), with the semantics KurrentDB documents:
   ids at the same place answered with the original result and nothing written; appends over
   the server's maximum append size refused;
 - Streams.Read: stream reads (inclusive, forwards or backwards, `stream_not_found` for a
-  stream with no events, `last_stream_position` at the end under compatibility 1), `$all`
+  stream with no events, `last_stream_position` at the end under compatibility 1; a
+  `$maxCount` in the stream's metadata, written as a `$metadata` event to `$$stream`, hides
+  all but the newest events), `$all`
   reads (forwards from a position inclusive, backwards exclusive, only at record boundaries)
   with server-side stream-name or event-type filters (regex or prefixes), and `$all`
   subscriptions: confirmation, catch-up strictly after the position, a checkpoint every
@@ -144,6 +146,21 @@ class Log:
     def last_revision(self, stream):
         indexes = self.streams.get(stream)
         return len(indexes) - 1 if indexes else None
+
+    def first_kept(self, stream):
+        """The first revision a read may return: a `$maxCount` in the stream's metadata (the
+        last `$metadata` event of `$$stream`) hides all but the newest events, as the server
+        does before a scavenge reclaims them."""
+        meta = self.streams.get("$$" + stream)
+        if not meta:
+            return 0
+        try:
+            kept = json.loads(self.records[meta[-1]].data).get("$maxCount")
+        except (ValueError, AttributeError):
+            return 0
+        if not isinstance(kept, int) or kept < 1:
+            return 0
+        return max(0, len(self.streams.get(stream, [])) - kept)
 
 
 def main():
@@ -426,6 +443,7 @@ def main():
             refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "a stream read needs its revision option")
         with log.lock:
             indexes = list(log.streams.get(name, []))
+            first = log.first_kept(name)
         if not indexes:
             yield streams_pb2.ReadResp(stream_not_found=streams_pb2.ReadResp.StreamNotFound(
                 stream_identifier=o.stream.stream_identifier))
@@ -438,9 +456,9 @@ def main():
         else:
             start = o.stream.revision
         if backwards:
-            chosen = [indexes[i] for i in range(min(start, last), -1, -1)][:o.count]
+            chosen = [indexes[i] for i in range(min(start, last), first - 1, -1)][:o.count]
         else:
-            chosen = indexes[start:][:o.count]
+            chosen = indexes[max(start, first):][:o.count]
         for i in chosen:
             yield recorded(log.records[i], uuid_option)
         if o.control_option.compatibility >= 1:

@@ -1,4 +1,5 @@
-//! Two `ionroller up` processes on one real PostgreSQL log and one simulated cloud file share
+//! Two `ionroller up` processes on one shared log (a real PostgreSQL; KurrentDB, the stand-in or
+//! a real server) and one simulated cloud file share
 //! the services as replicas. The leader of a service is frozen (SIGSTOP) right after a
 //! command woke it, past its lease; the other replica takes over and carries the rollout on;
 //! thawed (SIGCONT), the first performs no action on the service it lost (the simulator's
@@ -16,18 +17,18 @@ use chrono::{DateTime, Utc};
 use ionroller_roller::clock::SystemClock;
 use ionroller_roller::cloud::sim::SimCloud;
 use ionroller_shared::events::{service_stream, ServiceEvent};
-use ionroller_shared::store::{EventStore, StreamRead};
-use ionroller_store_postgres::{PgOptions, PgStore};
+use ionroller_shared::store::StreamRead;
 use serde_json::json;
 use support::*;
 
 const LEASE_TTL_MS: &str = "5000";
 
-fn replica(dir: &Path, name: &str, url: &str, schema: &str, sim: &Path) -> Server {
-    support::replica(dir, name, url, schema, sim, LEASE_TTL_MS)
+fn replica(dir: &Path, name: &str, log: &SharedLog, sim: &Path) -> Server {
+    support::replica(dir, name, log, sim, LEASE_TTL_MS)
 }
 
-use ionroller_store_postgres::test_server_url as pg_url;
+/// The two runs share the machine's two cores: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The simulator's record of executed actions: (when, by whom, for which service, what).
 fn calls(sim: &Path) -> Vec<(DateTime<Utc>, String, String, String)> {
@@ -40,17 +41,31 @@ fn calls(sim: &Path) -> Vec<(DateTime<Utc>, String, String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frozen_leader_past_its_lease_acts_no_more_and_a_graceful_stop_hands_over_at_once() {
-    let Some(url) = pg_url() else {
+async fn on_postgres_a_frozen_leader_past_its_lease_acts_no_more_and_a_graceful_stop_hands_over() {
+    let Some(log) = SharedLog::postgres() else {
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let schema = format!("replicas_{}", std::process::id());
-    let sim = dir.path().join("sim-cloud.json");
-    let a = replica(dir.path(), "a", &url, &schema, &sim);
+    frozen_leader_and_graceful_stop(&log, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kurrentdb_a_frozen_leader_past_its_lease_acts_no_more_and_a_graceful_stop_hands_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(log) = SharedLog::kurrentdb(dir.path()) else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().await;
+    frozen_leader_and_graceful_stop(&log, dir.path()).await;
+}
+
+async fn frozen_leader_and_graceful_stop(log: &SharedLog, dir: &Path) {
+    let sim = dir.join("sim-cloud.json");
+    let a = replica(dir, "a", log, &sim);
     // Alone, a holds every shard.
     wait_metric(&a, "ionroller_lease_shards_held", "a alone", |v| v == 32.0).await;
-    let config = dir.path().join("hello.json");
+    let config = dir.join("hello.json");
     std::fs::write(&config, example_config().replace("\"3s\"", "\"1s\"")).expect("write config");
     a.cli_ok(&["config", "set", "hello", config.to_str().expect("utf-8")]);
     a.cli_ok(&["release", "hello", "v1", "--no-follow"]);
@@ -61,7 +76,7 @@ async fn a_frozen_leader_past_its_lease_acts_no_more_and_a_graceful_stop_hands_o
 
     // b joins: a gives the shards above its fair share (16..32) up and b takes them; hello is
     // on shard 11 and stays with a.
-    let mut b = replica(dir.path(), "b", &url, &schema, &sim);
+    let mut b = replica(dir, "b", log, &sim);
     b.token = a.token.clone();
     wait_metric(&b, "ionroller_lease_shards_held", "b's share", |v| {
         v == 16.0
@@ -137,10 +152,9 @@ async fn a_frozen_leader_past_its_lease_acts_no_more_and_a_graceful_stop_hands_o
         "b carried hello's release on"
     );
     // The log: no intent under a's epoch of hello's shard after b's first one.
-    let log = PgStore::open(PgOptions::new(&url).schema(&schema))
-        .await
-        .expect("open the shared log");
     let recorded = log
+        .open()
+        .await
         .read_stream(
             &service_stream("hello").expect("stream"),
             StreamRead::forward(usize::MAX),

@@ -76,6 +76,7 @@ pub enum CloudKind {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the roller and trail on the embedded event store, on the simulated cloud or AWS.
+    #[command(group(clap::ArgGroup::new("shared_log").args(["postgres", "kurrentdb"])))]
     Up {
         /// Where the event log (and the simulated cloud) keep their files, and where the first
         /// `up` writes the admin token (`admin.token`, readable by its owner only).
@@ -94,7 +95,7 @@ pub enum Command {
         /// Keep the event log in KurrentDB, given as its clients take it:
         /// `kurrentdb://user:password@host:2113?tls=true` for one node,
         /// `kurrentdb+discover://...` for a cluster (`nodePreference=leader` by default).
-        /// One roller per log: replicas need --postgres.
+        /// Several `up` processes on one log share the services as replicas (see --replica-id).
         #[arg(
             long,
             env = "IONROLLER_KURRENTDB_CONNECTION_STRING",
@@ -111,14 +112,15 @@ pub enum Command {
             requires = "kurrentdb"
         )]
         kurrentdb_namespace: String,
-        /// With --postgres, several `up` processes share the services as replicas: this one's
-        /// name in the lease table and on every action it intends. Unique per process; by
-        /// default the host name, the process id and a random suffix.
-        #[arg(long, env = "IONROLLER_REPLICA_ID", requires = "postgres")]
+        /// With --postgres or --kurrentdb, several `up` processes share the services as
+        /// replicas: this one's name in the lease table and on every action it intends. Unique
+        /// per process; by default the host name, the process id and a random suffix.
+        #[arg(long, env = "IONROLLER_REPLICA_ID", requires = "shared_log")]
         replica_id: Option<String>,
-        /// With --postgres, how long a replica's shard leases last unrenewed, in milliseconds:
-        /// the services of a replica that dies wait this long for another to take them over.
-        #[arg(long, default_value_t = 10_000, requires = "postgres",
+        /// With --postgres or --kurrentdb, how long a replica's shard leases last unrenewed, in
+        /// milliseconds: the services of a replica that dies wait this long for another to
+        /// take them over.
+        #[arg(long, default_value_t = 10_000, requires = "shared_log",
               value_parser = clap::value_parser!(u64).range(1000..=300_000))]
         lease_ttl_ms: u64,
         /// The simulated cloud's file (default: sim-cloud.json in the data dir). Replicas on

@@ -69,9 +69,13 @@ pub enum StoreChoice {
         schema: String,
         replica: Replication,
     },
-    /// A KurrentDB node or cluster, with one roller: KurrentDB has no fenced append across
-    /// streams, so shard leases (and so replicas) need PostgreSQL.
-    Kurrent { url: String, namespace: String },
+    /// A KurrentDB node or cluster, shared by replicas as PostgreSQL is (the lease table is a
+    /// stream there; see `ionroller_store_kurrentdb`'s `leases.rs` for what that changes).
+    Kurrent {
+        url: String,
+        namespace: String,
+        replica: Replication,
+    },
 }
 
 /// Where trail runs.
@@ -162,23 +166,29 @@ pub async fn up(
             };
             (pg, Some(replica))
         }
-        StoreChoice::Kurrent { url, namespace } => (
-            Arc::new(
+        StoreChoice::Kurrent {
+            url,
+            namespace,
+            replica,
+        } => {
+            let kurrent = Arc::new(
                 KurrentStore::open(KurrentOptions::new(url).namespace(namespace))
                     .await
                     .context("open the KurrentDB event store")?,
-            ),
-            None,
-        ),
+            );
+            let replica = ReplicaConfig {
+                leases: kurrent.clone(),
+                holder: replica.id,
+                ttl: replica.lease_ttl,
+            };
+            (kurrent, Some(replica))
+        }
     };
     let replica_line = match &replica {
         Some(r) => format!(
-            "{} (shares the services with every `up` on this database; leases last {:?})",
+            "{} (shares the services with every `up` on this log; leases last {:?})",
             r.holder, r.ttl
         ),
-        None if store.describe().starts_with("KurrentDB") => {
-            "the only one (run one `up` per KurrentDB log: replicas need PostgreSQL)".into()
-        }
         None => "the only one (the embedded store belongs to this process)".into(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);

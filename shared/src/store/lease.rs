@@ -2,14 +2,18 @@
 //!
 //! The services are split into [`SHARDS`] shards by a stable hash of their name
 //! ([`shard_of`]). A replica reconciles a service only while it holds the lease on its shard.
-//! A lease is a row in the database beside the log, not an event: renewing it every second
-//! grows nothing.
+//! On PostgreSQL a lease is a row beside the log, not an event: renewing it every second
+//! grows nothing. On KurrentDB, which has no rows, the table is a stream of its own whose
+//! newest events alone are kept (`ionroller_store_kurrentdb`'s `leases.rs`).
 //!
 //! - Every change of holder raises the shard's **epoch**. A [`Fence`] is (shard, epoch,
-//!   holder); [`Leases::append_fenced`] writes only if the fence still holds its shard, checked
-//!   in the same transaction as the write. Once another replica has taken the shard, nothing
-//!   the old holder appends can land, whatever it believes about its lease.
-//! - Expiry is judged by the database's clock alone, so replicas' clocks may disagree. A
+//!   holder); [`Leases::append_fenced`] writes only if the fence still holds its shard. On
+//!   PostgreSQL that is checked in the same transaction as the write: once another replica
+//!   has taken the shard, nothing the old holder appends can land, whatever it believes about
+//!   its lease. KurrentDB checks it by a read just before the write, so one append that
+//!   raced a takeover can land (naming its old epoch).
+//! - Expiry is never judged by comparing replicas' clocks: PostgreSQL judges it by the
+//!   database's clock, KurrentDB by each reader's monotonic clock since it saw the renewal. A
 //!   replica counts its own lease as valid until the time it *sent* the renewal plus the
 //!   time to live, minus a margin, on its monotonic clock: it stops acting before the
 //!   database lets anyone else take over.
@@ -101,8 +105,9 @@ pub trait Leases: EventStore {
         leaving: bool,
     ) -> Result<(), StoreError>;
 
-    /// [`EventStore::append`], only if `fence` still holds its shard at its epoch. Checked in
-    /// the write's transaction: [`StoreError::Fenced`] otherwise, and nothing is written.
+    /// [`EventStore::append`], only if `fence` still holds its shard at its epoch:
+    /// [`StoreError::Fenced`] otherwise, and nothing is written. PostgreSQL checks in the
+    /// write's transaction; KurrentDB just before the write.
     async fn append_fenced(
         &self,
         fence: &Fence,

@@ -23,8 +23,12 @@
 //! answers with the first write's result, or writes it again after the stream moved on with
 //! `Any`), `recorded_at` has whole seconds (the client drops the rest), and `Ok` from
 //! `append` means acknowledged by a quorum of the cluster, which fsyncs by default.
+//!
+//! Shard leases, for several roller replicas on one log, are in `leases.rs`: a table in a
+//! stream of its own, changed by compare-and-set, expiry judged by each reader's monotonic
+//! clock, and a fence checked by a read before the append rather than in the same write.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -88,6 +92,8 @@ struct Inner {
     /// failed never connects again, and a server restarted later must still be reached.
     client: RwLock<Arc<Client>>,
     options: KurrentOptions,
+    /// When this process first saw each lease renewal (`leases.rs`).
+    sightings: Mutex<leases::Sightings>,
 }
 
 /// What ionroller keeps beside each event, as the event's custom metadata (JSON).
@@ -135,6 +141,7 @@ impl KurrentStore {
                 settings,
                 client: RwLock::new(Arc::new(client)),
                 options,
+                sightings: Mutex::default(),
             }),
         };
         store.head().await?;
@@ -602,6 +609,9 @@ impl EventStore for KurrentStore {
         }
     }
 }
+
+mod leases;
+pub use leases::KEEP as LEASE_TABLES_KEPT;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,14 +1,16 @@
 //! What only the KurrentDB backend has to get right, beyond the shared suites: a subscription
 //! and a store handle that outlive a server restart (the subscription ends with a retryable
 //! error and resumes from the last position handled, skipping and repeating nothing), and the
-//! server's refusals kept apart from its absences. These restart the node, so they run against
-//! the stand-in only; with `IONROLLER_KURRENTDB_URL` set they are skipped, saying so.
+//! server's refusals kept apart from its absences, and the lease table's stream. Those that
+//! restart the node run against the stand-in only; with `IONROLLER_KURRENTDB_URL` set they
+//! are skipped, saying so.
 
 mod support;
 
 use futures::StreamExt;
+use ionroller_shared::store::lease::Leases;
 use ionroller_shared::store::*;
-use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore};
+use ionroller_store_kurrentdb::{KurrentOptions, KurrentStore, LEASE_TABLES_KEPT};
 use support::*;
 
 /// A fixture whose node this test may restart.
@@ -180,4 +182,64 @@ async fn namespaces_that_prefix_each_other_stay_apart() {
         let mut sub = store.subscribe_all(None, ReadFilter::all());
         assert_eq!(until_caught_up(&mut sub).await.len(), n);
     }
+}
+
+/// Every lease renewal is an event on KurrentDB: the lease stream keeps only the newest
+/// tables readable (`$maxCount`, so a scavenge reclaims the rest), and no reader of the log's
+/// events, in that namespace or in the default one, ever sees a table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_renewals_keep_only_the_newest_tables_and_stay_out_of_the_events() {
+    let Some(fixture) = KurrentFixture::new() else {
+        return;
+    };
+    let namespace = format!("l{}", uuid::Uuid::new_v4().simple());
+    let store = KurrentStore::open(KurrentOptions::new(fixture.url()).namespace(&namespace))
+        .await
+        .expect("open");
+    let ttl = std::time::Duration::from_secs(5);
+    let grants = store.acquire("a", &[1, 2], ttl).await.expect("acquire");
+    for _ in 0..(LEASE_TABLES_KEPT + 10) {
+        let (renewed, _) = store.heartbeat("a", &grants, ttl).await.expect("heartbeat");
+        assert_eq!(renewed, grants);
+    }
+    let client = kurrentdb::Client::new(fixture.url().parse().expect("settings")).expect("client");
+    let lease_stream = format!("{namespace}%leases");
+    let metadata = client
+        .get_stream_metadata(lease_stream.as_str(), &Default::default())
+        .await
+        .expect("the lease stream's metadata");
+    let kurrentdb::StreamMetadataResult::Success(metadata) = metadata else {
+        panic!("no metadata on {lease_stream}: {metadata:?}");
+    };
+    assert_eq!(metadata.metadata().max_count, Some(LEASE_TABLES_KEPT));
+    let mut read = client
+        .read_stream(lease_stream.as_str(), &Default::default())
+        .await
+        .expect("read the lease stream");
+    let mut readable = 0;
+    while let Some(event) = read.next().await.expect("next") {
+        readable += 1;
+        assert_eq!(
+            event.get_original_event().event_type,
+            "ionroller-lease-table"
+        );
+    }
+    assert_eq!(
+        readable as u64, LEASE_TABLES_KEPT,
+        "only the newest tables stay readable"
+    );
+    assert!(store
+        .read_all(None, 100, &ReadFilter::all())
+        .await
+        .expect("read_all")
+        .is_empty());
+    assert_eq!(store.head().await.expect("head"), None);
+    let root = KurrentStore::open(KurrentOptions::new(fixture.url()))
+        .await
+        .expect("open the default namespace");
+    let seen = root
+        .read_all(None, usize::MAX, &ReadFilter::all())
+        .await
+        .expect("read_all");
+    assert!(seen.iter().all(|e| e.event_type != "ionroller-lease-table"));
 }

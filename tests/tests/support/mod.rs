@@ -311,35 +311,100 @@ pub fn environment_of(status: &Value, version: &str) -> String {
         .to_string()
 }
 
-/// An `ionroller up` replica on a shared PostgreSQL log and simulated cloud file, its data dir
-/// `dir/name`, reconciling every 200 ms with leases of `lease_ttl_ms`.
-pub fn replica(
-    dir: &Path,
-    name: &str,
-    url: &str,
-    schema: &str,
-    sim: &Path,
-    lease_ttl_ms: &str,
-) -> Server {
-    let data = dir.join(name);
-    Server::start_with(
-        &data,
-        &[
-            "--interval-ms",
-            "200",
-            "--postgres",
+/// One log that several `up` processes share as replicas: a schema of the test PostgreSQL,
+/// or a namespace on KurrentDB (the stand-in, or the server at `IONROLLER_KURRENTDB_URL`).
+pub enum SharedLog {
+    Postgres {
+        url: String,
+        schema: String,
+    },
+    Kurrent {
+        url: String,
+        namespace: String,
+        _standin: Option<ionroller_store_kurrentdb::testing::StandIn>,
+    },
+}
+
+impl SharedLog {
+    /// A fresh schema on the test PostgreSQL (`None`, said loudly, without one).
+    pub fn postgres() -> Option<Self> {
+        let url = ionroller_store_postgres::test_server_url()?;
+        Some(SharedLog::Postgres {
             url,
-            "--postgres-schema",
-            schema,
-            "--replica-id",
-            name,
+            schema: format!("log_{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// A fresh namespace on KurrentDB, its stand-in keeping its data under `dir`.
+    pub fn kurrentdb(dir: &Path) -> Option<Self> {
+        let (url, standin) = ionroller_store_kurrentdb::testing::test_server(dir)?;
+        Some(SharedLog::Kurrent {
+            url,
+            namespace: format!("log{}", uuid::Uuid::new_v4().simple()),
+            _standin: standin,
+        })
+    }
+
+    /// The arguments that put `up` on this log.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            SharedLog::Postgres { url, schema } => {
+                vec![
+                    "--postgres".into(),
+                    url.clone(),
+                    "--postgres-schema".into(),
+                    schema.clone(),
+                ]
+            }
+            SharedLog::Kurrent { url, namespace, .. } => vec![
+                "--kurrentdb".into(),
+                url.clone(),
+                "--kurrentdb-namespace".into(),
+                namespace.clone(),
+            ],
+        }
+    }
+
+    /// The log itself, as the test reads it.
+    pub async fn open(&self) -> std::sync::Arc<dyn ionroller_shared::store::EventStore> {
+        match self {
+            SharedLog::Postgres { url, schema } => std::sync::Arc::new(
+                ionroller_store_postgres::PgStore::open(
+                    ionroller_store_postgres::PgOptions::new(url).schema(schema),
+                )
+                .await
+                .expect("open the shared PostgreSQL log"),
+            ),
+            SharedLog::Kurrent { url, namespace, .. } => std::sync::Arc::new(
+                ionroller_store_kurrentdb::KurrentStore::open(
+                    ionroller_store_kurrentdb::KurrentOptions::new(url).namespace(namespace),
+                )
+                .await
+                .expect("open the shared KurrentDB log"),
+            ),
+        }
+    }
+}
+
+/// An `ionroller up` replica `name` on `log` and the simulated cloud file `sim`, its data dir
+/// `dir/name`, reconciling every 200 ms with leases of `lease_ttl_ms`.
+pub fn replica(dir: &Path, name: &str, log: &SharedLog, sim: &Path, lease_ttl_ms: &str) -> Server {
+    let data = dir.join(name);
+    let mut args: Vec<String> = ["--interval-ms", "200", "--replica-id", name]
+        .map(String::from)
+        .to_vec();
+    args.extend(log.args());
+    args.extend(
+        [
             "--lease-ttl-ms",
             lease_ttl_ms,
             "--sim-file",
             sim.to_str().expect("utf-8 path"),
-        ],
-        &[],
-    )
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_with(&data, &args, &[])
 }
 
 /// Sends `sig` (as `kill` takes it: `-STOP`, `-TERM`, ...) to the server's process.

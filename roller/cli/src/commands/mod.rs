@@ -46,22 +46,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             tls_key,
             insecure_http,
         } => {
-            let store = match postgres {
-                Some(url) => StoreChoice::Postgres {
+            let replica = crate::up::Replication {
+                id: replica_id.unwrap_or_else(crate::up::default_replica_id),
+                lease_ttl: Duration::from_millis(lease_ttl_ms),
+            };
+            let store = match (postgres, kurrentdb) {
+                (Some(url), _) => StoreChoice::Postgres {
                     url,
                     schema: postgres_schema,
-                    replica: crate::up::Replication {
-                        id: replica_id.unwrap_or_else(crate::up::default_replica_id),
-                        lease_ttl: Duration::from_millis(lease_ttl_ms),
-                    },
+                    replica,
                 },
-                None => match kurrentdb {
-                    Some(url) => StoreChoice::Kurrent {
-                        url,
-                        namespace: kurrentdb_namespace,
-                    },
-                    None => StoreChoice::Embedded,
+                (None, Some(url)) => StoreChoice::Kurrent {
+                    url,
+                    namespace: kurrentdb_namespace,
+                    replica,
                 },
+                (None, None) => StoreChoice::Embedded,
             };
             up(
                 data_dir,

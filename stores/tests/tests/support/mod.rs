@@ -119,6 +119,12 @@ impl KurrentFixture {
         })
     }
 
+    /// The server's connection string.
+    #[allow(dead_code)] // not every test binary that shares this module needs it
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub async fn open(&self) -> KurrentStore {
         self.open_with_limit(ionroller_shared::store::DEFAULT_MAX_APPEND_BYTES)
             .await
