@@ -551,6 +551,18 @@ pub enum RollbackCause {
 }
 
 impl RollbackCause {
+    /// A stable name for the kind of cause, for machines (the API's `cause`, the CLI's exit
+    /// code): `alarm`, `aborted`, `deadline_exceeded`, `environment_failed`, `action_refused`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RollbackCause::Alarm { .. } => "alarm",
+            RollbackCause::Aborted { .. } => "aborted",
+            RollbackCause::DeadlineExceeded { .. } => "deadline_exceeded",
+            RollbackCause::EnvironmentFailed { .. } => "environment_failed",
+            RollbackCause::ActionRefused { .. } => "action_refused",
+        }
+    }
+
     pub fn summary(&self) -> String {
         match self {
             RollbackCause::Alarm { alarm } => format!(

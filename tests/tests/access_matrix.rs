@@ -349,7 +349,7 @@ fn the_cli_finds_the_local_admin_token_by_itself() {
     let elsewhere = tempfile::tempdir().expect("temp dir");
     let out = run(elsewhere.path());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(3), "refused: {err}");
     assert!(
         err.contains("401") && err.contains("IONROLLER_TOKEN"),
         "{err}"

@@ -66,7 +66,7 @@ async fn the_dashboard_shows_lanes_delivery_with_denominators_and_a_paged_filter
     let release = server.cli_spawn(&["release", "hello", "v3"]);
     server.wait_for_promote("v3's canary").await;
     server.cli_ok(&["abort", "hello", "--reason", "wrong build"]);
-    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
+    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(4));
     trail_has_rollbacks(&server, 2).await;
 
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

@@ -71,7 +71,7 @@ async fn the_cli_reaches_both_apis_over_tls_trusting_the_given_ca() {
     // reason that names the certificate.
     let out = server.cli(&["whoami"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(6), "unreachable: {err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 
     // A CA file that holds no certificate is named as such.

@@ -83,7 +83,8 @@ async fn trail_reports_exactly_what_happened() {
     let release = server.cli_spawn(&["release", "hello", "v4"]);
     server.wait_for_promote("a wait for promote").await;
     server.cli_ok(&["abort", "hello", "--reason", "wrong build"]);
-    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
+    // Aborted by a person: exit 4, apart from a rollback's 1.
+    assert_eq!(release.wait_with_output().unwrap().status.code(), Some(4));
     trail_caught_up(&server).await;
 
     // History: who, from, to, outcome, evidence.

@@ -267,7 +267,39 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Environments, traffic split, and the rollout in progress.
-    Status { service: String },
+    ///
+    /// Example: `ionroller status hello`; `ionroller status -w hello` watches the rollout in
+    /// progress as `ionroller watch` does.
+    Status {
+        service: String,
+        /// Keep watching the rollout in progress until it ends (as `ionroller watch`).
+        #[arg(short = 'w', long)]
+        watch: bool,
+        /// With --watch, stop watching after this long (`90s`, `10m`), exiting 5.
+        #[arg(long, value_parser = humantime::parse_duration, requires = "watch")]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Attach to the service's rollout in progress and follow it until it ends; exits with its
+    /// outcome (0 completed, 1 rolled back, 4 superseded or aborted, 5 --timeout passed).
+    ///
+    /// On a terminal the status is redrawn in place; piped, one line per change. With nothing
+    /// in progress it prints the status and exits 0. Ctrl-C stops watching, never the rollout.
+    ///
+    /// Example: `ionroller watch hello --timeout 30m`
+    Watch {
+        service: String,
+        /// Stop watching after this long (`90s`, `10m`), exiting 5; the rollout goes on.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Print a completion script for your shell.
+    ///
+    /// Example: `ionroller completion bash > /etc/bash_completion.d/ionroller`, or
+    /// `source <(ionroller completion zsh)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Services with a saved config.
     Services,
     /// The service's events; with --follow, keep printing new ones.
@@ -288,6 +320,9 @@ pub struct FollowArgs {
     /// Return once the request is accepted instead of following progress.
     #[arg(long)]
     pub no_follow: bool,
+    /// Stop following after this long (`90s`, `10m`), exiting 5; the rollout goes on.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "no_follow")]
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,8 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 use sse_stream::{Sse, SseByteStream};
 
+use crate::exit::{self, Failure};
+
 pub struct Client {
     base: String,
     /// "the roller" or "trail": named when the server cannot be reached.
@@ -68,17 +70,26 @@ impl Client {
     /// Sends `request` as the actor; a refusal becomes an error with the server's message and
     /// each problem it names.
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let response = self.authorized(request).send().await.with_context(|| {
-            format!(
-                "reach the roller at {} (is `ionroller up` running? set --server or IONROLLER_URL)",
-                self.base
+        let response = self.authorized(request).send().await.map_err(|e| {
+            Failure::new(
+                exit::UNREACHABLE,
+                format!(
+                    "could not reach {} at {} (is `ionroller up` running? set --server or \
+                     IONROLLER_URL): {e}",
+                    self.name, self.base
+                ),
             )
         })?;
         let status = response.status();
-        let text = response.text().await.context("read the roller's answer")?;
+        let text = response.text().await.map_err(|e| {
+            Failure::new(
+                exit::UNREACHABLE,
+                format!("read the answer of {}: {e}", self.name),
+            )
+        })?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if !status.is_success() {
-            bail!(refusal(status, &body));
+            return Err(Failure::new(code_for(status), refusal(status, &body)).into());
         }
         Ok(body)
     }
@@ -121,21 +132,30 @@ impl Client {
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
-        let response = self
-            .authorized(request)
-            .send()
-            .await
-            .with_context(|| format!("reach {} at {}", self.name, self.base))?;
-        if !response.status().is_success() {
-            bail!(
-                "{}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
+        let response = self.authorized(request).send().await.map_err(|e| {
+            Failure::new(
+                exit::UNREACHABLE,
+                format!("could not reach {} at {}: {e}", self.name, self.base),
+            )
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(Failure::new(code_for(status), refusal(status, &body)).into());
         }
         // Blocks without data (a bare `retry:` or `id:`) carry nothing to show.
         Ok(SseByteStream::new(response.bytes_stream())
             .filter(|e| std::future::ready(!matches!(e, Ok(sse) if sse.data.is_none()))))
+    }
+}
+
+/// A refusal (4xx) is the server's verdict on the request; a 5xx says it cannot serve now.
+fn code_for(status: reqwest::StatusCode) -> i32 {
+    if status.is_client_error() {
+        exit::REFUSED
+    } else {
+        exit::UNREACHABLE
     }
 }
 

@@ -1,8 +1,9 @@
 //! `ionroller`: the command-line entry point. See `ionroller --help`.
 //!
-//! Exit codes: a command's own verdict (0, or 1 for a rolled-back release or a chain
-//! mismatch); 2 when it could not be carried out, with the reason printed once on stderr;
-//! 0 when the reader of standard output went away (see `output`).
+//! Exit codes (`exit.rs`, README's "Exit codes"): 0 done or completed, 1 rolled back, 2 usage,
+//! 3 refused by the server, 4 superseded or aborted, 5 timed out, 6 unreachable, 130
+//! interrupted; the reason printed once on stderr. 0 when the reader of standard output went
+//! away (see `output`).
 
 use std::io::Write;
 
@@ -13,6 +14,7 @@ mod client;
 mod commands;
 mod credentials;
 mod data_dir_lock;
+mod exit;
 mod jsonc;
 mod output;
 mod render;
@@ -36,7 +38,7 @@ async fn main() {
         Err(e) => {
             // Best effort: with stderr closed too there is no one left to tell.
             let _ = writeln!(std::io::stderr().lock(), "ionroller: {e:#}");
-            2
+            exit::code_of(&e)
         }
     };
     std::process::exit(code);

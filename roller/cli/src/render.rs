@@ -51,22 +51,23 @@ pub fn progress_line(status: &ServiceStatus) -> String {
     )
 }
 
-/// How a followed rollout ended, and the exit code: 0 when it completed, 1 otherwise.
+/// How a followed rollout ended, and the exit code (`exit.rs`): completed 0, rolled back 1,
+/// superseded or aborted by a person 4.
 pub fn rollout_end(service: &str, done: &RolloutRecordView) -> (String, i32) {
-    match done.outcome.as_str() {
-        "completed" => (
-            format!("completed: {service} {} serves all traffic", done.version),
-            0,
+    let code = match (done.outcome.as_str(), done.cause.as_deref()) {
+        ("completed", _) => crate::exit::OK,
+        ("superseded", _) | ("rolled_back", Some("aborted")) => crate::exit::STOPPED,
+        _ => crate::exit::ROLLED_BACK,
+    };
+    let text = match done.outcome.as_str() {
+        "completed" => format!("completed: {service} {} serves all traffic", done.version),
+        other => format!(
+            "{}: {}",
+            other.replace('_', " "),
+            done.detail.clone().unwrap_or_default()
         ),
-        other => (
-            format!(
-                "{}: {}",
-                other.replace('_', " "),
-                done.detail.clone().unwrap_or_default()
-            ),
-            1,
-        ),
-    }
+    };
+    (text, code)
 }
 
 /// `ionroller status`: versions, traffic, live environments, the rollout, alarms, last rollout.

@@ -151,6 +151,7 @@ fn a_followed_rollout_ends_with_its_outcome_and_exit_code() {
         ("completed: hello v1 serves all traffic".into(), 0)
     );
     done.outcome = "rolled_back".into();
+    done.cause = Some("alarm".into());
     done.detail = Some("alarm hello-5xx is Alarm: 5xx rate 12% > 5%".into());
     assert_eq!(
         rollout_end("hello", &done),
@@ -159,6 +160,21 @@ fn a_followed_rollout_ends_with_its_outcome_and_exit_code() {
             1
         )
     );
+    // The exit codes a pipeline branches on (README, "Exit codes").
+    for (outcome, cause, code) in [
+        ("rolled_back", Some("deadline_exceeded"), 1),
+        ("rolled_back", Some("environment_failed"), 1),
+        ("rolled_back", Some("action_refused"), 1),
+        ("rolled_back", Some("aborted"), 4),
+        ("superseded", None, 4),
+        // A cause this build does not know is still a rollback.
+        ("rolled_back", Some("something_new"), 1),
+        ("rolled_back", None, 1),
+    ] {
+        done.outcome = outcome.into();
+        done.cause = cause.map(str::to_string);
+        assert_eq!(rollout_end("hello", &done).1, code, "{outcome} {cause:?}");
+    }
 }
 
 #[test]

@@ -107,15 +107,23 @@ pub struct RolloutRecordView {
     pub ended_at: DateTime<Utc>,
     /// `completed`, `rolled_back` or `superseded`.
     pub outcome: String,
+    /// Why a rolled-back rollout was rolled back: `alarm`, `aborted`, `deadline_exceeded`,
+    /// `environment_failed` or `action_refused` (none for the other outcomes).
+    #[serde(default)]
+    pub cause: Option<String>,
     pub detail: Option<String>,
 }
 
 impl From<&RolloutRecord> for RolloutRecordView {
     fn from(r: &RolloutRecord) -> Self {
-        let (outcome, detail) = match &r.outcome {
-            Outcome::Completed => ("completed", None),
-            Outcome::RolledBack { cause } => ("rolled_back", Some(cause.summary())),
-            Outcome::Superseded { by } => ("superseded", Some(format!("by rollout {by}"))),
+        let (outcome, cause, detail) = match &r.outcome {
+            Outcome::Completed => ("completed", None, None),
+            Outcome::RolledBack { cause } => (
+                "rolled_back",
+                Some(cause.kind().to_string()),
+                Some(cause.summary()),
+            ),
+            Outcome::Superseded { by } => ("superseded", None, Some(format!("by rollout {by}"))),
         };
         RolloutRecordView {
             id: r.id,
@@ -125,6 +133,7 @@ impl From<&RolloutRecord> for RolloutRecordView {
             started_at: r.started_at,
             ended_at: r.ended_at,
             outcome: outcome.to_string(),
+            cause,
             detail,
         }
     }

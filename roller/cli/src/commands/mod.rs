@@ -131,14 +131,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 reason,
                 override_alarms,
             };
-            rollout::release(&roller, &service, request, !follow.no_follow).await
+            rollout::release(&roller, &service, request, follow.into()).await
         }
         Command::Rollback {
             service,
             to_version,
             reason,
             follow,
-        } => rollout::rollback(&roller, &service, to_version, reason, !follow.no_follow).await,
+        } => rollout::rollback(&roller, &service, to_version, reason, follow.into()).await,
         Command::Pause { service, reason } => {
             rollout::simple(&roller, &service, "pause", json!({ "reason": reason })).await
         }
@@ -156,7 +156,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Abort { service, reason } => {
             rollout::simple(&roller, &service, "abort", json!({ "reason": reason })).await
         }
-        Command::Status { service } => rollout::status(&roller, &service).await,
+        Command::Status {
+            service,
+            watch: false,
+            ..
+        } => rollout::status(&roller, &service).await,
+        Command::Status {
+            service, timeout, ..
+        }
+        | Command::Watch { service, timeout } => rollout::watch(&roller, &service, timeout).await,
+        Command::Completion { shell } => {
+            let mut buffer = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <crate::args::Cli as clap::CommandFactory>::command(),
+                "ionroller",
+                &mut buffer,
+            );
+            crate::output::print(&String::from_utf8_lossy(&buffer))?;
+            Ok(0)
+        }
         Command::Services => rollout::services(&roller).await,
         Command::Events { service, follow } => rollout::events(&roller, &service, follow).await,
         Command::Plan { service, version } => rollout::plan(&roller, &service, &version).await,

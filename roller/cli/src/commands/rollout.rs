@@ -8,9 +8,34 @@ use futures::StreamExt;
 use ionroller_roller::api::views::ServiceStatus;
 use serde_json::{json, Value};
 
+use crate::args::FollowArgs;
 use crate::client::Client;
+use crate::exit::{self, Failure};
 use crate::output::{line, print};
 use crate::render;
+
+/// Whether and how long a command follows the rollout it started.
+pub struct Follow {
+    pub follow: bool,
+    pub timeout: Option<Duration>,
+}
+
+impl From<FollowArgs> for Follow {
+    fn from(args: FollowArgs) -> Self {
+        Follow {
+            follow: !args.no_follow,
+            timeout: args.timeout,
+        }
+    }
+}
+
+/// How progress is shown: one line per change, or the whole status redrawn in place (a
+/// terminal, for `watch`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Show {
+    Lines,
+    Redraw,
+}
 
 pub struct ReleaseRequest {
     pub version: String,
@@ -22,7 +47,7 @@ pub async fn release(
     client: &Client,
     service: &str,
     request: ReleaseRequest,
-    follow: bool,
+    follow: Follow,
 ) -> anyhow::Result<i32> {
     let ReleaseRequest {
         version,
@@ -35,7 +60,7 @@ pub async fn release(
             &json!({ "version": version, "reason": reason, "override_alarms": override_alarms }),
         )
         .await?;
-    let id = accepted["rollout_id"].as_str().unwrap_or_default();
+    let id = rollout_id(&accepted)?;
     if accepted["action"].as_str() == Some("attach") {
         line(format!(
             "{service} {version} is already rolling out (rollout {id}); following it"
@@ -43,10 +68,17 @@ pub async fn release(
     } else {
         line(format!("Releasing {service} {version} (rollout {id})"))?;
     }
-    if !follow {
-        return Ok(0);
+    if !follow.follow {
+        return Ok(exit::OK);
     }
-    follow_rollout(client, service, id).await
+    follow_rollout(client, service, id, follow.timeout, Show::Lines).await
+}
+
+fn rollout_id(accepted: &Value) -> anyhow::Result<&str> {
+    accepted["rollout_id"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("the roller's answer names no rollout_id: {accepted}"))
 }
 
 pub async fn rollback(
@@ -54,7 +86,7 @@ pub async fn rollback(
     service: &str,
     to_version: Option<String>,
     reason: Option<String>,
-    follow: bool,
+    follow: Follow,
 ) -> anyhow::Result<i32> {
     let accepted = client
         .post(
@@ -62,29 +94,85 @@ pub async fn rollback(
             &json!({ "to_version": to_version, "reason": reason }),
         )
         .await?;
-    let id = accepted["rollout_id"].as_str().unwrap_or_default();
-    match accepted["action"].as_str() {
-        Some("abort") => line(format!(
+    let id = rollout_id(&accepted)?;
+    let aborting = accepted["action"].as_str() == Some("abort");
+    if aborting {
+        line(format!(
             "Rolling back the rollout in progress of {service}: traffic returns to the previous version"
-        ))?,
-        _ => line(format!(
+        ))?;
+    } else {
+        line(format!(
             "Rolling {service} back to {} (rollout {id})",
             accepted["version"].as_str().unwrap_or("?")
-        ))?,
+        ))?;
     }
-    if !follow {
-        return Ok(0);
+    if !follow.follow {
+        return Ok(exit::OK);
     }
-    follow_rollout(client, service, id).await
+    let code = follow_rollout(client, service, id, follow.timeout, Show::Lines).await?;
+    // Stopping the rollout in progress is what was asked: its end is this command's success.
+    Ok(if aborting && code == exit::STOPPED {
+        exit::OK
+    } else {
+        code
+    })
 }
 
-/// Polls the service until the rollout ends; prints a line whenever the picture changes.
-/// Exits 0 when the rollout completed, 1 when it was rolled back or superseded.
-async fn follow_rollout(client: &Client, service: &str, rollout_id: &str) -> anyhow::Result<i32> {
+/// `ionroller watch` (and `status -w`): follows the rollout in progress, if any.
+pub async fn watch(
+    client: &Client,
+    service: &str,
+    timeout: Option<Duration>,
+) -> anyhow::Result<i32> {
+    let status = fetch_status(client, service).await?;
+    let Some(rollout) = &status.rollout else {
+        print(&render::status(&status))?;
+        line(format!("Nothing in progress for {service}."))?;
+        return Ok(exit::OK);
+    };
+    let show = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Show::Redraw
+    } else {
+        line(format!(
+            "Watching {service} {} (rollout {})",
+            rollout.version, rollout.id
+        ))?;
+        Show::Lines
+    };
+    follow_rollout(client, service, &rollout.id.to_string(), timeout, show).await
+}
+
+/// Polls the service until the rollout ends, showing each change; exits with the rollout's
+/// outcome (`render::rollout_end`). `timeout` ends the following (never the rollout) with
+/// [`exit::TIMED_OUT`], Ctrl-C with [`exit::INTERRUPTED`], each saying how to attach again.
+async fn follow_rollout(
+    client: &Client,
+    service: &str,
+    rollout_id: &str,
+    timeout: Option<Duration>,
+    show: Show,
+) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let mut last_line = String::new();
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let until_deadline = async move {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let again = format!("the rollout goes on; follow it again with `ionroller watch {service}`");
+    let mut last = String::new();
     loop {
-        let status = fetch_status(client, service).await?;
+        let status = tokio::select! {
+            status = fetch_status(client, service) => status?,
+            _ = &mut until_deadline => {
+                return Err(timed_out(timeout, &again));
+            }
+            _ = &mut interrupted => return stopped_following(service, &again),
+        };
         let elapsed = started.elapsed().as_secs();
         if let Some(done) = status
             .history
@@ -92,16 +180,51 @@ async fn follow_rollout(client: &Client, service: &str, rollout_id: &str) -> any
             .find(|h| h.id.to_string() == rollout_id)
         {
             let (text, code) = render::rollout_end(service, done);
+            if show == Show::Redraw {
+                print(&format!("{CLEAR}{}", render::status(&status)))?;
+            }
             line(format!("[{elapsed:>4}s] {text}"))?;
             return Ok(code);
         }
         let progress = render::progress_line(&status);
-        if progress != last_line {
-            line(format!("[{elapsed:>4}s] {progress}"))?;
-            last_line = progress;
+        let picture = match show {
+            Show::Lines => progress.clone(),
+            Show::Redraw => render::status(&status),
+        };
+        if picture != last {
+            match show {
+                Show::Lines => line(format!("[{elapsed:>4}s] {progress}"))?,
+                Show::Redraw => print(&format!(
+                    "{CLEAR}{picture}\n[{elapsed:>4}s] {progress}\n(Ctrl-C stops watching, not the rollout)\n"
+                ))?,
+            }
+            last = picture;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = &mut until_deadline => return Err(timed_out(timeout, &again)),
+            _ = &mut interrupted => return stopped_following(service, &again),
+        }
     }
+}
+
+/// Moves the cursor home and clears the screen (ANSI), for a redraw in place.
+const CLEAR: &str = "\x1b[H\x1b[2J";
+
+fn timed_out(timeout: Option<Duration>, again: &str) -> anyhow::Error {
+    let after = timeout.map_or_else(String::new, |t| {
+        format!(" after {}", humantime::format_duration(t))
+    });
+    Failure::new(exit::TIMED_OUT, format!("timed out{after}: {again}")).into()
+}
+
+fn stopped_following(service: &str, again: &str) -> anyhow::Result<i32> {
+    // On stderr: standard output may be a pipe that only wants the progress.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr().lock(),
+        format!("\nstopped following {service}: {again}\n").as_bytes(),
+    );
+    Ok(exit::INTERRUPTED)
 }
 
 async fn fetch_status(client: &Client, service: &str) -> anyhow::Result<ServiceStatus> {

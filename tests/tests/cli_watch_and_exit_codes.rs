@@ -1,0 +1,148 @@
+//! The command line as a CI pipeline and an operator use it: `watch` (and `status -w`)
+//! attaches to a rollout in progress and exits with its outcome; every exit code README lists
+//! is produced by the real binary (refused 3, superseded or aborted 4, timed out 5,
+//! unreachable 6, interrupted 130); Ctrl-C and `--timeout` stop the following, never the
+//! rollout, and say how to attach again; `completion` prints a script for each shell.
+
+mod support;
+
+use std::io::Read;
+use std::process::Child;
+use std::time::Duration;
+
+use support::*;
+
+/// Waits for a spawned CLI command: its exit code, stdout and stderr.
+fn finish(mut child: Child) -> (i32, String, String) {
+    let status = child.wait().expect("CLI finishes");
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    (status.code().unwrap_or(-1), out, err)
+}
+
+fn code(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = server.cli(args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_attaches_and_every_exit_code_means_one_thing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(dir.path());
+
+    // Refused by the server (no config yet): 3, with the server's reason.
+    let (c, _, err) = code(&server, &["release", "hello", "v1"]);
+    assert_eq!(c, 3, "{err}");
+    assert!(err.contains("404"), "{err}");
+    // Nobody listening: 6.
+    let (c, _, err) = code(
+        &server,
+        &["--server", "http://127.0.0.1:9", "status", "hello"],
+    );
+    assert_eq!(c, 6, "{err}");
+    assert!(err.contains("could not reach the roller"), "{err}");
+    // A command line clap refuses: 2.
+    assert_eq!(code(&server, &["watch"]).0, 2);
+
+    let config = dir.path().join("hello.json");
+    std::fs::write(&config, example_config()).expect("write config");
+    server.cli_ok(&["config", "set", "hello", config.to_str().expect("utf-8")]);
+
+    // Nothing in progress: watch shows the status and exits 0 at once.
+    let out = server.cli_ok(&["watch", "hello"]);
+    assert!(out.contains("Nothing in progress for hello."), "{out}");
+
+    // v1 released without following; `watch` attaches and exits 0 when it completes.
+    server.cli_ok(&["release", "hello", "v1", "--no-follow"]);
+    let (c, out, err) = finish(server.cli_spawn(&["watch", "hello"]));
+    assert_eq!(c, 0, "{out}{err}");
+    assert!(out.contains("Watching hello v1"), "{out}");
+    assert!(
+        out.contains("completed: hello v1 serves all traffic"),
+        "{out}"
+    );
+
+    // v2 waits at its canary for a person: a watch with --timeout gives up with 5 and says
+    // how to attach again; the rollout is untouched.
+    server.cli_ok(&["release", "hello", "v2", "--no-follow"]);
+    server.wait_for_promote("v2's canary").await;
+    let (c, _, err) = code(&server, &["status", "-w", "hello", "--timeout", "1s"]);
+    assert_eq!(c, 5, "{err}");
+    assert!(
+        err.contains("timed out after 1s") && err.contains("`ionroller watch hello`"),
+        "{err}"
+    );
+    let status = server.get("/v1/services/hello").await;
+    assert_eq!(status["rollout"]["version"], "v2", "still rolling out");
+
+    // Ctrl-C stops watching (130), never the rollout, and says how to come back.
+    let watcher = server.cli_spawn(&["watch", "hello"]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &watcher.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let (c, _, err) = finish(watcher);
+    assert_eq!(c, 130, "{err}");
+    assert!(
+        err.contains("stopped following hello: the rollout goes on"),
+        "{err}"
+    );
+    let status = server.get("/v1/services/hello").await;
+    assert_eq!(status["rollout"]["version"], "v2", "still rolling out");
+
+    // A person aborts it: the watch that was attached ends with 4, not a rollback's 1.
+    let watcher = server.cli_spawn(&["watch", "hello"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.cli_ok(&["abort", "hello", "--reason", "wrong build"]);
+    let (c, out, err) = finish(watcher);
+    assert_eq!(c, 4, "{out}{err}");
+    assert!(out.contains("rolled back: aborted by"), "{out}");
+
+    // `rollback` of a rollout in progress asked for exactly that: it exits 0.
+    server.cli_ok(&["release", "hello", "v3", "--no-follow"]);
+    server.wait_for_promote("v3's canary").await;
+    let (c, out, err) = code(&server, &["rollback", "hello"]);
+    assert_eq!(c, 0, "{out}{err}");
+
+    // A newer release supersedes the one being followed: 4.
+    server.cli_ok(&["release", "hello", "v4", "--no-follow"]);
+    server.wait_for_promote("v4's canary").await;
+    let follower = server.cli_spawn(&["watch", "hello"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.cli_ok(&["release", "hello", "v5", "--no-follow"]);
+    let (c, out, err) = finish(follower);
+    assert_eq!(c, 4, "{out}{err}");
+    assert!(out.contains("superseded"), "{out}");
+}
+
+#[test]
+fn completion_scripts_cover_every_subcommand_for_each_shell() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let run = |shell: &str| {
+        let out = std::process::Command::new(binary())
+            .args(["completion", shell])
+            .current_dir(dir.path())
+            .output()
+            .expect("run ionroller completion");
+        assert!(out.status.success(), "{shell}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let bash = run("bash");
+    assert!(bash.contains("_ionroller()"), "{bash}");
+    for subcommand in ["release", "watch", "rollback", "completion", "token"] {
+        assert!(bash.contains(subcommand), "bash: {subcommand}");
+    }
+    assert!(run("zsh").starts_with("#compdef ionroller"));
+    assert!(run("fish").contains("complete -c ionroller"));
+}
