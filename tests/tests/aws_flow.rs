@@ -209,10 +209,10 @@ async fn aws_release_moves_traffic_by_steps_and_alarms_roll_back() {
     assert_eq!(code, 1, "rolled back: {out}");
     assert!(out.contains("error rate 12% > 5%"), "{out}");
     assert_eq!(f.share_of(&v2).await.expect("share"), 100);
-    let events = server.cli_ok(&["events", &service]);
+    let events = server.cli_ok(&["events", &service, "--raw"]);
     let rolled_back = events
         .lines()
-        .find(|l| l.contains(" rolled-back "))
+        .find(|l| l.contains(r#""type":"rolled-back""#))
         .expect("a rolled-back event");
     assert!(
         rolled_back.contains(&set_alarm) && rolled_back.contains("error rate 12% > 5%"),
@@ -241,10 +241,10 @@ async fn aws_release_moves_traffic_by_steps_and_alarms_roll_back() {
     assert_eq!(code, 1, "rolled back: {out}");
     assert!(out.contains("Threshold Crossed"), "{out}");
     assert_eq!(f.share_of(&v2).await.expect("share"), 100);
-    let events = server.cli_ok(&["events", &service]);
+    let events = server.cli_ok(&["events", &service, "--raw"]);
     let evidence = events
         .lines()
-        .rfind(|l| l.contains(" rolled-back "))
+        .rfind(|l| l.contains(r#""type":"rolled-back""#))
         .expect("a second rolled-back event");
     assert!(
         evidence.contains(&metric_alarm) && evidence.contains("\"value\":100.0"),
@@ -309,7 +309,7 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let events = server.cli_ok(&["events", &service]);
+    let events = server.cli_ok(&["events", &service, "--raw"]);
     assert!(events.contains("action-intended"), "{events}");
     assert!(!events.contains("action-succeeded"), "{events}");
     server.kill();
@@ -334,23 +334,27 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
     // Every fault was injected, recorded with its AWS error code, and retried.
     let injected = elb_proxy.injected();
     assert_eq!(injected.len(), 4, "{injected:?}");
-    let events = server.cli_ok(&["events", &service]);
+    let events = server.cli_ok(&["events", &service, "--raw"]);
     assert!(
         events.contains("already exists"),
         "the repeated create found the environment: {events}"
     );
     let failed = events
         .lines()
-        .filter(|l| l.contains(" action-failed ") && l.contains("Throttling"))
+        .filter(|l| l.contains(r#""type":"action-failed""#) && l.contains("Throttling"))
         .count();
     assert_eq!(failed, 2, "{events}");
     assert!(
         events
             .lines()
-            .any(|l| l.contains(" observation-failed ") && l.contains("ServiceUnavailable")),
+            .any(|l| l.contains(r#""type":"observation-failed""#)
+                && l.contains("ServiceUnavailable")),
         "{events}"
     );
-    assert!(events.contains(" observation-recovered "), "{events}");
+    assert!(
+        events.contains(r#""type":"observation-recovered""#),
+        "{events}"
+    );
     // The throttled attempts are in /metrics, by API and region.
     let metrics = server
         .request(reqwest::Method::GET, &format!("{}/metrics", server.url))
@@ -396,7 +400,7 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
     let envs = f.environments(&service).await.expect("list");
     assert_eq!(envs.len(), 1, "{envs:?}");
     assert_eq!(envs[0].1, "Ready", "{envs:?}");
-    let events = second.cli_ok(&["events", &service]);
+    let events = second.cli_ok(&["events", &service, "--raw"]);
     assert!(!events.contains("action-intended"), "{events}");
     let status = second.cli_ok(&["status", &service]);
     assert!(status.contains("not created by this log"), "{status}");

@@ -57,6 +57,16 @@ async fn watch_attaches_and_every_exit_code_means_one_thing() {
     std::fs::write(&config, example_config()).expect("write config");
     server.cli_ok(&["config", "set", "hello", config.to_str().expect("utf-8")]);
 
+    // Events read as the audit's sentences; --raw (or -o json) gives one JSON object a line.
+    let text = server.cli_ok(&["events", "hello"]);
+    assert!(text.contains("config version 1 saved"), "{text}");
+    let raw = server.cli_ok(&["events", "hello", "--raw"]);
+    for line in raw.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        assert!(event["type"].is_string(), "{line}");
+    }
+    assert_eq!(raw, server.cli_ok(&["-o", "json", "events", "hello"]));
+
     // Nothing in progress: watch shows the status and exits 0 at once.
     let out = server.cli_ok(&["watch", "hello"]);
     assert!(out.contains("Nothing in progress for hello."), "{out}");
@@ -124,6 +134,31 @@ async fn watch_attaches_and_every_exit_code_means_one_thing() {
     let (c, out, err) = finish(follower);
     assert_eq!(c, 4, "{out}{err}");
     assert!(out.contains("superseded"), "{out}");
+
+    // -o json: the API's answers as they are, for scripts.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&server.cli_ok(&all)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    };
+    assert_eq!(json(&["status", "hello"])["rollout"]["version"], "v5");
+    let services = json(&["services"]);
+    assert_eq!(services["services"][0]["service"], "hello");
+    assert_eq!(services["services"][0]["stable_version"], "v1");
+    assert_eq!(services["services"][0]["rollout"]["version"], "v5");
+    assert_eq!(json(&["plan", "hello", "v6"])["version"], "v6");
+    assert_eq!(json(&["config", "get", "hello"])["config_version"], 1);
+    assert!(json(&["config", "history", "hello"])["configs"].is_array());
+    assert!(json(&["token", "list"])["tokens"].is_array());
+    assert!(json(&["whoami"])["actor"].is_string());
+    assert!(json(&["history", "hello"])["releases"].is_array());
+    assert!(json(&["report"]).is_object());
+    assert!(json(&["verify"]).is_object());
+    let table = server.cli_ok(&["services"]);
+    assert!(
+        table.starts_with("SERVICE") && table.contains("hello") && table.contains("v5"),
+        "{table}"
+    );
 }
 
 #[test]

@@ -129,10 +129,10 @@ async fn release_canary_promote_steps_then_alarm_rollback() {
     assert_eq!(after["history"][0]["outcome"], "rolled_back");
 
     // The rollback event carries the alarm's evidence.
-    let events = server.cli_ok(&["events", "hello"]);
+    let events = server.cli_ok(&["events", "hello", "--raw"]);
     let rolled_back = events
         .lines()
-        .find(|l| l.contains(" rolled-back "))
+        .find(|l| l.contains(r#""type":"rolled-back""#))
         .expect("a rolled-back event");
     assert!(
         rolled_back.contains("\"name\":\"hello-5xx\"")

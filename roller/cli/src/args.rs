@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::output::Format;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 #[derive(Parser)]
@@ -30,6 +32,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7879"
     )]
     pub trail: String,
+    /// Output: `text` for people, or `json`: the API's answer as it is (one JSON object per
+    /// line for lists that stream: `events`, `audit`).
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
     /// The API token to send (else IONROLLER_TOKEN, the user's config file, or, for a server
     /// on this machine, the admin token `ionroller up` wrote to its data dir).
     #[arg(long, global = true, env = "IONROLLER_TOKEN", hide_env_values = true)]
@@ -302,11 +308,16 @@ pub enum Command {
     },
     /// Services with a saved config.
     Services,
-    /// The service's events; with --follow, keep printing new ones.
+    /// The service's events, one sentence each; with --follow, keep printing new ones.
+    ///
+    /// Example: `ionroller events hello --follow`, or `ionroller events hello --raw | jq .type`
     Events {
         service: String,
         #[arg(long)]
         follow: bool,
+        /// Each event as the API sends it, one JSON object per line (as `-o json`).
+        #[arg(long)]
+        raw: bool,
     },
     /// The steps, pauses and worst-case duration a release would take.
     Plan { service: String, version: String },

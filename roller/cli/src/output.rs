@@ -8,6 +8,49 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Write};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// How commands print what a server answered: text for people, or the API's own JSON
+/// (`-o json`), whose field names are the API's and documented in its OpenAPI document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Chosen once per process from `-o`, before any command runs: every command prints in it,
+/// and passing it through each of them would say nothing more.
+static FORMAT: OnceLock<Format> = OnceLock::new();
+
+pub fn set_format(format: Format) {
+    let _ = FORMAT.set(format);
+}
+
+fn json() -> bool {
+    FORMAT.get() == Some(&Format::Json)
+}
+
+/// A whole answer: its JSON, indented, or `text()` for people.
+pub fn answer(value: &Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json() {
+        line(serde_json::to_string_pretty(value)?)
+    } else {
+        print(&text())
+    }
+}
+
+/// One record of a list or a live stream: a line of JSON (NDJSON, so `jq` and line-based
+/// tools read it as it comes), or `text()`.
+pub fn record(value: &Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if json() {
+        line(serde_json::to_string(value)?)
+    } else {
+        line(text())
+    }
+}
 
 /// Standard output was closed by its reader; not a failure of the command.
 #[derive(Debug)]

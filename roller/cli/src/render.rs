@@ -198,15 +198,71 @@ fn step_instances(instances: &Value, before: Option<&Value>) -> String {
 }
 
 /// `ionroller events`: one event of the service's log (its data as compact JSON).
-pub fn event_line(v: &Value) -> String {
+/// `ionroller events`: one event as a sentence in the audit's wording (`summary`, which the
+/// roller adds to each event it streams); an event without one shows its type and data.
+pub fn event_sentence(v: &Value) -> String {
+    let what = match v["summary"].as_str() {
+        Some(summary) if !summary.is_empty() => summary.to_string(),
+        _ => format!("{} {}", v["type"].as_str().unwrap_or("?"), v["data"]),
+    };
     format!(
-        "{} #{:<4} {:<24} {:<20} {}",
+        "{} #{:<4} {what} ({})",
         v["occurred_at"].as_str().unwrap_or("?"),
         v["revision"],
-        v["type"].as_str().unwrap_or("?"),
         v["actor"].as_str().unwrap_or("?"),
-        v["data"]
     )
+}
+
+/// `ionroller services -o json`: one service's row, in the API's field names.
+pub fn service_row(s: &ServiceStatus) -> Value {
+    serde_json::json!({
+        "service": s.service,
+        "stable_version": s.stable_version,
+        "rollout": s.rollout.as_ref().map(|r| serde_json::json!({
+            "id": r.id,
+            "version": r.version,
+            "stage": r.stage,
+            "step": r.step,
+            "step_count": r.step_count,
+        })),
+        "attention": s.attention,
+    })
+}
+
+/// `ionroller services`: a table, most in need of attention first (as the console sorts).
+pub fn services_table(statuses: &[ServiceStatus]) -> String {
+    let mut sorted: Vec<&ServiceStatus> = statuses.iter().collect();
+    sorted.sort_by(|a, b| {
+        b.attention
+            .rank
+            .cmp(&a.attention.rank)
+            .then_with(|| a.service.cmp(&b.service))
+    });
+    let mut out = format!(
+        "{:<24} {:<14} {:<34} {}\n",
+        "SERVICE", "STABLE", "ROLLOUT", "ATTENTION"
+    );
+    for s in sorted {
+        let rollout = s.rollout.as_ref().map_or_else(
+            || "-".to_string(),
+            |r| match r.step {
+                Some(step) => format!("{} {} {step}/{}", r.version, r.stage, r.step_count),
+                None => format!("{} {}", r.version, r.stage),
+            },
+        );
+        let attention = if s.attention.rank == 0 {
+            "-".to_string()
+        } else {
+            s.attention.reason.clone()
+        };
+        out.push_str(&format!(
+            "{:<24} {:<14} {:<34} {attention}\n",
+            s.service,
+            s.stable_version.as_deref().unwrap_or("none"),
+            rollout,
+        ));
+    }
+    out
 }
 
 /// `ionroller config history`: one saved version.

@@ -206,25 +206,54 @@ fn a_plan_lists_steps_pauses_and_the_worst_case() {
 }
 
 #[test]
-fn an_event_line_keeps_its_data_as_compact_json() {
-    // `revision` is a JSON value, whose Display ignores the width: no padding after it.
+fn an_event_reads_as_the_audit_sentence_or_its_type_and_data() {
     let event = json!({
         "type": "rolled-back", "revision": 41, "actor": "roller",
         "occurred_at": "2026-11-25T12:00:00Z",
+        "summary": "rolled back v2 (alarm hello-5xx is Alarm)",
         "data": { "alarm": { "name": "hello-5xx", "value": 12.0 } }
     });
     assert_eq!(
-        event_line(&event),
-        format!(
-            "2026-11-25T12:00:00Z #41 {:<24} {:<20} {}",
-            "rolled-back", "roller", r#"{"alarm":{"name":"hello-5xx","value":12.0}}"#
-        )
+        event_sentence(&event),
+        "2026-11-25T12:00:00Z #41 rolled back v2 (alarm hello-5xx is Alarm) (roller)"
+    );
+    // An event the roller had no sentence for shows its type and data, compact.
+    let mut unknown = event.clone();
+    unknown["summary"] = Value::Null;
+    assert_eq!(
+        event_sentence(&unknown),
+        r#"2026-11-25T12:00:00Z #41 rolled-back {"alarm":{"name":"hello-5xx","value":12.0}} (roller)"#
     );
     // A malformed event still prints a line rather than stopping the listing.
-    assert_eq!(
-        event_line(&Value::Null),
-        format!("? #null {:<24} {:<20} null", "?", "?")
+    assert_eq!(event_sentence(&Value::Null), "? #null ? null (?)");
+}
+
+#[test]
+fn the_service_list_puts_what_needs_attention_first() {
+    let steady: ServiceStatus = serde_json::from_value(json!({
+        "service": "a-steady", "config_version": 1, "stable_version": "v1",
+        "environments": [], "traffic": [], "rollout": null, "alarms": [], "history": []
+    }))
+    .expect("a status");
+    let mut rolling = rolling();
+    rolling.attention.rank = 2;
+    rolling.attention.reason = "waits for a person to promote".into();
+    let table = services_table(&[steady.clone(), rolling.clone()]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("SERVICE"), "{table}");
+    assert!(lines[1].starts_with("hello"), "rolling first: {table}");
+    assert!(
+        lines[1].contains("v2 step_done 2/4")
+            && lines[1].ends_with("waits for a person to promote"),
+        "{table}"
     );
+    assert!(
+        lines[2].starts_with("a-steady") && lines[2].ends_with(" -"),
+        "{table}"
+    );
+    let row = service_row(&rolling);
+    assert_eq!(row["rollout"]["version"], "v2");
+    assert_eq!(row["stable_version"], "v1");
 }
 
 #[test]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use crate::args::ConfigCommand;
 use crate::client::Client;
 use crate::jsonc;
-use crate::output::{line, print};
+use crate::output::{self, print};
 use crate::render;
 
 /// Every setting, commented; `SERVICE` stands for the service's name.
@@ -27,26 +27,36 @@ pub async fn run(client: &Client, command: ConfigCommand) -> anyhow::Result<i32>
             let answer = client
                 .put_json_text(&format!("/v1/services/{service}/config"), json)
                 .await?;
-            line(format!(
-                "Saved config version {} of {service}",
-                answer["config_version"]
-            ))?;
+            output::answer(&answer, || {
+                format!(
+                    "Saved config version {} of {service}\n",
+                    answer["config_version"]
+                )
+            })?;
             Ok(0)
         }
         ConfigCommand::Get { service } => {
             let answer = client
                 .get(&format!("/v1/services/{service}/config"))
                 .await?;
-            line(serde_json::to_string_pretty(&answer["config"])?)?;
+            // As text, the config alone (ready to edit and `config set`); as JSON, the answer
+            // with its version and who saved it.
+            let config = serde_json::to_string_pretty(&answer["config"])?;
+            output::answer(&answer, || config + "\n")?;
             Ok(0)
         }
         ConfigCommand::History { service } => {
             let answer = client
                 .get(&format!("/v1/services/{service}/configs"))
                 .await?;
-            for c in answer["configs"].as_array().into_iter().flatten() {
-                line(render::config_version_line(c))?;
-            }
+            output::answer(&answer, || {
+                answer["configs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| render::config_version_line(c) + "\n")
+                    .collect()
+            })?;
             Ok(0)
         }
     }

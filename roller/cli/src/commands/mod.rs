@@ -18,6 +18,7 @@ use crate::up::{up, StoreChoice};
 /// Runs `cli`'s command; the exit code is the command's verdict (e.g. 1 for a rolled-back
 /// release), an error is a failure to carry it out.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    crate::output::set_format(cli.output);
     let token = crate::credentials::find_token(cli.token, &cli.server)?;
     let http = crate::client::http_client(cli.ca_cert.as_deref())?;
     let console_token = token.clone();
@@ -177,7 +178,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Services => rollout::services(&roller).await,
-        Command::Events { service, follow } => rollout::events(&roller, &service, follow).await,
+        Command::Events {
+            service,
+            follow,
+            raw,
+        } => rollout::events(&roller, &service, follow, raw).await,
         Command::Plan { service, version } => rollout::plan(&roller, &service, &version).await,
         Command::Sim(s) => sim::run(&roller, s).await,
     }

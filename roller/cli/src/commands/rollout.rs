@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::args::FollowArgs;
 use crate::client::Client;
 use crate::exit::{self, Failure};
-use crate::output::{line, print};
+use crate::output::{self, line, print};
 use crate::render;
 
 /// Whether and how long a command follows the rollout it started.
@@ -247,16 +247,37 @@ pub async fn simple(
 }
 
 pub async fn status(client: &Client, service: &str) -> anyhow::Result<i32> {
-    print(&render::status(&fetch_status(client, service).await?))?;
-    Ok(0)
+    let answer = client.get(&format!("/v1/services/{service}")).await?;
+    let status: ServiceStatus = serde_json::from_value(answer.clone())
+        .context("read the roller's status of the service")?;
+    output::answer(&answer, || render::status(&status))?;
+    Ok(exit::OK)
 }
 
+/// Every service the caller may read, with its stable version, its rollout's stage and step
+/// and what needs attention (the console's fleet view, from the same reads).
 pub async fn services(client: &Client) -> anyhow::Result<i32> {
     let list = client.get("/v1/services").await?;
-    for name in list["services"].as_array().into_iter().flatten() {
-        line(name.as_str().unwrap_or_default())?;
-    }
-    Ok(0)
+    let names: Vec<String> = list["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    // A few at a time: one slow service does not hold up the list, nor do hundreds of
+    // requests at once weigh on the roller.
+    let statuses: Vec<ServiceStatus> = futures::stream::iter(names.iter())
+        .map(|name| fetch_status(client, name))
+        .buffered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let rows: Vec<Value> = statuses.iter().map(render::service_row).collect();
+    output::answer(&json!({ "services": rows }), || {
+        render::services_table(&statuses)
+    })?;
+    Ok(exit::OK)
 }
 
 pub async fn plan(client: &Client, service: &str, version: &str) -> anyhow::Result<i32> {
@@ -266,12 +287,19 @@ pub async fn plan(client: &Client, service: &str, version: &str) -> anyhow::Resu
             &[("version", version.to_string())],
         )
         .await?;
-    print(&render::plan(&plan))?;
-    Ok(0)
+    output::answer(&plan, || render::plan(&plan))?;
+    Ok(exit::OK)
 }
 
-/// The service's log from the start; without `follow`, up to where it was when asked.
-pub async fn events(client: &Client, service: &str, follow: bool) -> anyhow::Result<i32> {
+/// The service's log from the start, one sentence per event (the audit's wording), or with
+/// `raw` (or `-o json`) each event as the API sends it; without `follow`, up to where it was
+/// when asked.
+pub async fn events(
+    client: &Client,
+    service: &str,
+    follow: bool,
+    raw: bool,
+) -> anyhow::Result<i32> {
     let mut events = client
         .events(&format!("/v1/services/{service}/events"), None)
         .await?;
@@ -285,7 +313,11 @@ pub async fn events(client: &Client, service: &str, follow: bool) -> anyhow::Res
         }
         let data = event.data.as_deref().unwrap_or_default();
         let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-        line(render::event_line(&v))?;
+        if raw {
+            line(serde_json::to_string(&v)?)?;
+        } else {
+            output::record(&v, || render::event_sentence(&v))?;
+        }
     }
-    Ok(0)
+    Ok(exit::OK)
 }

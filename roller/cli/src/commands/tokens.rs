@@ -4,17 +4,20 @@ use serde_json::{json, Value};
 
 use crate::args::TokenCommand;
 use crate::client::Client;
-use crate::output::line;
+use crate::output::{self, line};
 
 pub async fn whoami(roller: &Client) -> anyhow::Result<i32> {
     let me = roller.get("/v1/whoami").await?;
-    line(me["actor"].as_str().unwrap_or("?"))?;
-    for grant in me["grants"].as_array().into_iter().flatten() {
-        line(format!("  {}", grant_text(grant)))?;
-    }
-    if me["grants"].as_array().is_none_or(|g| g.is_empty()) {
-        line("  no grants: this identity may do nothing")?;
-    }
+    output::answer(&me, || {
+        let mut text = format!("{}\n", me["actor"].as_str().unwrap_or("?"));
+        for grant in me["grants"].as_array().into_iter().flatten() {
+            text.push_str(&format!("  {}\n", grant_text(grant)));
+        }
+        if me["grants"].as_array().is_none_or(|g| g.is_empty()) {
+            text.push_str("  no grants: this identity may do nothing\n");
+        }
+        text
+    })?;
     Ok(0)
 }
 
@@ -55,19 +58,29 @@ pub async fn run(roller: &Client, command: TokenCommand) -> anyhow::Result<i32> 
                 "expires_at": expires_at,
             });
             let created = roller.post("/v1/tokens", &body).await?;
-            line(format!("created {}", token_text(&created["token"])))?;
-            line("its secret, shown this once (send it as IONROLLER_TOKEN or --token):")?;
-            line(created["secret"].as_str().unwrap_or("?"))?;
+            output::answer(&created, || {
+                format!(
+                    "created {}\nits secret, shown this once (send it as IONROLLER_TOKEN or \
+                     --token):\n{}\n",
+                    token_text(&created["token"]),
+                    created["secret"].as_str().unwrap_or("?")
+                )
+            })?;
         }
         TokenCommand::List => {
             let list = roller.get("/v1/tokens").await?;
-            for token in list["tokens"].as_array().into_iter().flatten() {
-                line(token_text(token))?;
-            }
+            output::answer(&list, || {
+                list["tokens"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|token| token_text(token) + "\n")
+                    .collect()
+            })?;
         }
         TokenCommand::Revoke { name } => {
             let revoked = roller.delete(&format!("/v1/tokens/{name}")).await?;
-            line(format!("revoked {}", token_text(&revoked)))?;
+            output::answer(&revoked, || format!("revoked {}\n", token_text(&revoked)))?;
         }
     }
     Ok(0)

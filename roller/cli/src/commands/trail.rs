@@ -6,7 +6,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::client::Client;
-use crate::output::{line, print};
+use crate::output;
 use crate::render_trail;
 use crate::time_args::time_arg;
 
@@ -41,7 +41,7 @@ pub async fn audit(trail: &Client, filter: AuditFilter, follow: bool) -> anyhow:
     let mut rows: Vec<Value> = page["rows"].as_array().cloned().unwrap_or_default();
     rows.reverse();
     for row in &rows {
-        line(render_trail::audit_line(row))?;
+        output::record(row, || render_trail::audit_line(row))?;
     }
     if follow {
         let last_seq = rows.last().and_then(|r| r["seq"].as_u64());
@@ -74,7 +74,7 @@ async fn follow_feed(
         let matches = serde_json::from_value::<ionroller_projections::audit::AuditRow>(row.clone())
             .map_or(true, |r| wanted.matches(&r));
         if matches {
-            line(render_trail::audit_line(&row))?;
+            output::record(&row, || render_trail::audit_line(&row))?;
         }
     }
     Ok(())
@@ -84,9 +84,14 @@ pub async fn history(trail: &Client, service: &str) -> anyhow::Result<i32> {
     let answer = trail
         .get(&format!("/v1/services/{service}/releases"))
         .await?;
-    for r in answer["releases"].as_array().into_iter().flatten() {
-        line(render_trail::release_line(r))?;
-    }
+    output::answer(&answer, || {
+        answer["releases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| render_trail::release_line(r) + "\n")
+            .collect()
+    })?;
     Ok(0)
 }
 
@@ -98,7 +103,7 @@ pub async fn at(trail: &Client, service: &str, time: &str) -> anyhow::Result<i32
             &[("time", at.clone())],
         )
         .await?;
-    print(&render_trail::at(service, &at, &answer))?;
+    output::answer(&answer, || render_trail::at(service, &at, &answer))?;
     Ok(0)
 }
 
@@ -115,12 +120,13 @@ pub async fn report(
         query.push(("service", s));
     }
     let r = trail.get_query("/v1/reports/delivery", &query).await?;
-    print(&render_trail::report(&r))?;
+    output::answer(&r, || render_trail::report(&r))?;
     Ok(0)
 }
 
 pub async fn verify(trail: &Client) -> anyhow::Result<i32> {
-    let (text, code) = render_trail::verify(&trail.get("/v1/verify").await?);
-    line(text)?;
+    let answer = trail.get("/v1/verify").await?;
+    let (text, code) = render_trail::verify(&answer);
+    output::answer(&answer, || text + "\n")?;
     Ok(code)
 }
