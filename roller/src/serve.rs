@@ -138,10 +138,23 @@ pub async fn serve(
             tracing::error!(error = %e, "the lease keeper panicked");
         }
     }
-    server_task
-        .await
-        .map_err(|e| std::io::Error::other(format!("the API server task failed: {e}")))?
+    // Open feeds (SSE: `events --follow`, the console, dashboards) never end by themselves,
+    // and graceful shutdown would wait for them for ever: after a short drain they are cut.
+    let mut server_task = server_task;
+    match tokio::time::timeout(DRAIN, &mut server_task).await {
+        Ok(joined) => {
+            joined.map_err(|e| std::io::Error::other(format!("the API server task failed: {e}")))?
+        }
+        Err(_) => {
+            tracing::info!("connections still open {DRAIN:?} after the stop were closed");
+            server_task.abort();
+            Ok(())
+        }
+    }
 }
+
+/// How long open connections may finish after a stop, before they are closed.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// The event types a person's command records.
 const COMMANDS: [&str; 7] = [

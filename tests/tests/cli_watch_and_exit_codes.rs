@@ -57,6 +57,26 @@ async fn watch_attaches_and_every_exit_code_means_one_thing() {
     std::fs::write(&config, example_config()).expect("write config");
     server.cli_ok(&["config", "set", "hello", config.to_str().expect("utf-8")]);
 
+    // A refusal of the rules ends with the command that answers it.
+    server.cli_ok(&["sim", "alarm", "hello-5xx", "ALARM"]);
+    server
+        .wait_for("hello", 10, "the alarm seen", |s| {
+            s["alarms"][0]["state"] == "ALARM"
+        })
+        .await;
+    let (c, _, err) = code(&server, &["release", "hello", "v1"]);
+    assert_eq!(c, 3, "{err}");
+    assert!(
+        err.contains("409") && err.contains("hint: run the release again with --override-alarms"),
+        "{err}"
+    );
+    server.cli_ok(&["sim", "alarm", "hello-5xx", "OK"]);
+    server
+        .wait_for("hello", 10, "the alarm cleared", |s| {
+            s["alarms"][0]["state"] == "OK"
+        })
+        .await;
+
     // Events read as the audit's sentences; --raw (or -o json) gives one JSON object a line.
     let text = server.cli_ok(&["events", "hello"]);
     assert!(text.contains("config version 1 saved"), "{text}");
@@ -180,4 +200,90 @@ fn completion_scripts_cover_every_subcommand_for_each_shell() {
     }
     assert!(run("zsh").starts_with("#compdef ionroller"));
     assert!(run("fish").contains("complete -c ionroller"));
+}
+
+/// A free port on loopback (bound, read, released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One setting for both sides: `up` without --listen listens where IONROLLER_URL and
+/// IONROLLER_TRAIL_URL point, and the CLI (run in the same directory, with no token handling)
+/// reaches it there. Ctrl-C stops `up` within seconds even while followers hold feeds open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_listens_where_the_cli_points_and_stops_within_seconds_with_followers_attached() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let roller = format!("http://127.0.0.1:{}", free_port());
+    let trail = format!("http://127.0.0.1:{}", free_port());
+    let env = [
+        ("IONROLLER_URL", roller.as_str()),
+        ("IONROLLER_TRAIL_URL", trail.as_str()),
+    ];
+    let cli = |args: &[&str]| {
+        let mut command = std::process::Command::new(binary());
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("IONROLLER_TOKEN")
+            .envs(env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    };
+    let mut up = cli(&["up", "--interval-ms", "200"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start ionroller up");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cli(&["whoami"]).output().expect("run whoami");
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "up never answered at {roller}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let config = dir.path().join("hello.json");
+    std::fs::write(&config, example_config()).expect("write config");
+    let saved = cli(&["config", "set", "hello", config.to_str().expect("utf-8")])
+        .output()
+        .expect("config set");
+    assert!(saved.status.success(), "{saved:?}");
+    let mut followers = vec![
+        cli(&["events", "hello", "--follow"])
+            .spawn()
+            .expect("events --follow"),
+        cli(&["audit", "--follow"]).spawn().expect("audit --follow"),
+    ];
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stopping = std::time::Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let stopped = loop {
+        if let Some(status) = up.try_wait().expect("wait for up") {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "up did not stop within 10 s of Ctrl-C with followers attached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(stopped.success(), "{stopped:?}");
+    eprintln!("up stopped {:?} after Ctrl-C", stopping.elapsed());
+    for follower in &mut followers {
+        let _ = follower.kill();
+        let _ = follower.wait();
+    }
 }

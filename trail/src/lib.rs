@@ -77,9 +77,20 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %e, "trail projector panicked"),
         Ok(Ok(())) => {}
     }
-    server
-        .await
-        .context("join the trail API")?
-        .context("serve the trail API")?;
+    // Open feeds (the live audit, dashboards) never end by themselves, and graceful shutdown
+    // would wait for them for ever: after a short drain they are cut.
+    let mut server = server;
+    match tokio::time::timeout(DRAIN, &mut server).await {
+        Ok(joined) => joined
+            .context("join the trail API")?
+            .context("serve the trail API")?,
+        Err(_) => {
+            tracing::info!("connections still open {DRAIN:?} after the stop were closed");
+            server.abort();
+        }
+    }
     Ok(())
 }
+
+/// How long open connections may finish after a stop, before they are closed.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);

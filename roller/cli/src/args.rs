@@ -7,8 +7,6 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::output::Format;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
-
 #[derive(Parser)]
 #[command(
     name = "ionroller",
@@ -138,18 +136,20 @@ pub enum Command {
         #[arg(long, default_value_t = ionroller_aws::DEFAULT_CALLS_PER_SECOND,
               value_parser = clap::value_parser!(u32).range(1..=1000))]
         aws_calls_per_second: u32,
-        /// Address for the API (loopback by default).
-        #[arg(long, default_value = DEFAULT_LISTEN)]
-        listen: String,
+        /// Address for the API. Default: where IONROLLER_URL (--server) points, so the CLI and
+        /// the server share one setting; without it, 127.0.0.1:7878.
+        #[arg(long)]
+        listen: Option<String>,
         /// How often each service is observed and reconciled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
         /// How many services reconcile at once (each one stays strictly serial).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: u16,
-        /// Address for trail's API and dashboard.
-        #[arg(long, default_value = "127.0.0.1:7879")]
-        trail_listen: String,
+        /// Address for trail's API and dashboard. Default: where IONROLLER_TRAIL_URL (--trail)
+        /// points; without it, 127.0.0.1:7879.
+        #[arg(long)]
+        trail_listen: Option<String>,
         /// Trail runs as a service of its own (`trail serve` on the same log) at this URL:
         /// start none here (`--trail-listen` is then unused), and link the console to it.
         #[arg(long)]
@@ -405,9 +405,9 @@ mod tests {
         };
         assert_eq!(data_dir, PathBuf::from(".ionroller"));
         assert_eq!(cloud, CloudKind::Sim);
-        assert_eq!(listen, DEFAULT_LISTEN);
+        assert_eq!(listen, None, "taken from --server");
         assert_eq!(interval_ms, 1000);
-        assert_eq!(trail_listen, "127.0.0.1:7879");
+        assert_eq!(trail_listen, None, "taken from --trail");
         assert_eq!(postgres_schema, "public");
         let Command::Up { cloud, .. } = parse(&["up", "--cloud", "aws"]).command else {
             panic!("not up");

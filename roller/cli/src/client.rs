@@ -159,7 +159,8 @@ fn code_for(status: reqwest::StatusCode) -> i32 {
     }
 }
 
-/// "STATUS: message", then one line per problem the server named.
+/// "STATUS: message", then one line per problem the server named, then what to do about it
+/// as a command of this CLI (the server words its messages for every client).
 fn refusal(status: reqwest::StatusCode, body: &Value) -> String {
     let message = body["message"]
         .as_str()
@@ -173,7 +174,25 @@ fn refusal(status: reqwest::StatusCode, body: &Value) -> String {
             p["problem"].as_str().unwrap_or("?")
         ));
     }
+    if let Some(hint) = body["error"].as_str().and_then(hint) {
+        out.push_str(&format!("\n  hint: {hint}"));
+    }
     out
+}
+
+/// The command that answers a refusal of the roller's rules (its `error` code on a 409).
+fn hint(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "no_config" => "save one with `ionroller config set SERVICE FILE` (`ionroller config init SERVICE` prints a template)",
+        "alarms_firing" => "run the release again with --override-alarms to release anyway (recorded in the audit)",
+        "no_rollout" => "`ionroller status SERVICE` shows what the service is doing",
+        "promote_while_paused" => "`ionroller resume SERVICE`, then `ionroller promote SERVICE`",
+        "not_paused" => "`ionroller pause SERVICE` pauses a rollout in progress",
+        "load_balancer_owned" => "name this service's own load balancer in endpoint.load_balancer.name, then `ionroller config set SERVICE FILE`",
+        "never_served" => "`ionroller release SERVICE VERSION` ships it through the rollout policy; `ionroller history SERVICE` lists what served",
+        "nothing_to_roll_back_to" => "`ionroller history SERVICE` lists what served",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -193,6 +212,25 @@ mod tests {
         assert_eq!(
             refusal(reqwest::StatusCode::BAD_REQUEST, &body),
             "400 Bad Request: invalid config\n  - rollout.steps: must end at 100\n  - image: is empty"
+        );
+    }
+
+    #[test]
+    fn a_refusal_of_the_rules_ends_with_the_command_that_answers_it() {
+        let body = json!({
+            "error": "alarms_firing",
+            "message": "alarm(s) hello-5xx already in ALARM; fix them first, or release with the alarms overridden (the override is recorded)"
+        });
+        let text = refusal(reqwest::StatusCode::CONFLICT, &body);
+        assert!(
+            text.ends_with("\n  hint: run the release again with --override-alarms to release anyway (recorded in the audit)"),
+            "{text}"
+        );
+        // A code this build does not know adds nothing.
+        let body = json!({ "error": "something_new", "message": "no" });
+        assert_eq!(
+            refusal(reqwest::StatusCode::CONFLICT, &body),
+            "409 Conflict: no"
         );
     }
 

@@ -30,6 +30,22 @@ pub struct Access {
     pub insecure_http: bool,
 }
 
+/// The address `up` listens on when no `--listen` says: the one the CLI's URL names
+/// (`IONROLLER_URL`, or `IONROLLER_TRAIL_URL` for trail), so one setting serves both.
+pub fn address_of(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| {
+        format!("{url:?} is not a URL to listen at; give --listen HOST:PORT instead")
+    })?;
+    let port = parsed
+        .port_or_known_default()
+        .with_context(|| format!("{url} names no port; give --listen HOST:PORT instead"))?;
+    match parsed.host() {
+        Some(url::Host::Ipv6(ip)) => Ok(format!("[{ip}]:{port}")),
+        Some(host) => Ok(format!("{host}:{port}")),
+        None => anyhow::bail!("{url} names no host; give --listen HOST:PORT instead"),
+    }
+}
+
 /// Binds `address` and wraps it in TLS when configured; plain HTTP off loopback is refused
 /// unless acknowledged.
 async fn listen(
@@ -40,7 +56,12 @@ async fn listen(
     use ionroller_auth::tls::{check_plain_allowed, server_config, ServerListener};
     let tcp = tokio::net::TcpListener::bind(address)
         .await
-        .with_context(|| format!("listen on {address} for {what}"))?;
+        .with_context(|| {
+            format!(
+                "listen on {address} for {what} (--listen and --trail-listen choose; without them \
+             the addresses of IONROLLER_URL and IONROLLER_TRAIL_URL)"
+            )
+        })?;
     let bound = tcp.local_addr().context("read the bound address")?;
     Ok(match &access.tls {
         Some((cert, key)) => ServerListener::tls(tcp, server_config(cert, key)?)?,
@@ -408,6 +429,23 @@ fn complain(text: &str) {
 mod tests {
     use super::*;
     use crate::commands::config::TEMPLATE;
+
+    #[test]
+    fn up_listens_where_the_cli_s_url_points() {
+        for (url, address) in [
+            ("http://127.0.0.1:7878", "127.0.0.1:7878"),
+            ("http://127.0.0.1:9000/", "127.0.0.1:9000"),
+            ("https://roller.internal", "roller.internal:443"),
+            ("http://localhost", "localhost:80"),
+            ("http://[::1]:7878", "[::1]:7878"),
+        ] {
+            assert_eq!(address_of(url).expect(url), address, "{url}");
+        }
+        for bad in ["127.0.0.1:7878", "not a url", "unix:/tmp/socket"] {
+            let e = address_of(bad).expect_err(bad).to_string();
+            assert!(e.contains("--listen"), "{bad}: {e}");
+        }
+    }
 
     /// The config `ionroller up --cloud aws` suggests (the template `config init` prints for the
     /// service it names) is one the AWS driver accepts: stack, instance profile and bucket.

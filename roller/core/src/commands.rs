@@ -96,6 +96,26 @@ pub enum Refusal {
     },
 }
 
+impl Refusal {
+    /// A stable name for the refusal, for machines: the API's `error` on a 409, and what the
+    /// command line turns into a hint worded as a command.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoConfig { .. } => "no_config",
+            Refusal::AlreadyServing { .. } => "already_serving",
+            Refusal::AlarmsFiring { .. } => "alarms_firing",
+            Refusal::NothingToRollBackTo { .. } => "nothing_to_roll_back_to",
+            Refusal::NoRollout { .. } => "no_rollout",
+            Refusal::AlreadyRollingBack { .. } => "already_rolling_back",
+            Refusal::AlreadyPaused => "already_paused",
+            Refusal::NotPaused => "not_paused",
+            Refusal::PromoteWhilePaused => "promote_while_paused",
+            Refusal::LoadBalancerOwned { .. } => "load_balancer_owned",
+            Refusal::NeverServed { .. } => "never_served",
+        }
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -107,7 +127,8 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::AlarmsFiring { alarms } => write!(
                 f,
-                "alarm(s) {} already in ALARM; fix them first or release with override_alarms: true (recorded)",
+                "alarm(s) {} already in ALARM; fix them first, or release with the alarms \
+                 overridden (the override is recorded)",
                 alarms.join(", ")
             ),
             Refusal::NothingToRollBackTo { service } => {
@@ -121,10 +142,9 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::AlreadyPaused => write!(f, "the rollout is already paused"),
             Refusal::NotPaused => write!(f, "the rollout is not paused"),
-            Refusal::PromoteWhilePaused => write!(
-                f,
-                "the rollout is paused: resume it first (ionroller resume), then promote"
-            ),
+            Refusal::PromoteWhilePaused => {
+                write!(f, "the rollout is paused: resume it first, then promote")
+            }
             Refusal::LoadBalancerOwned {
                 load_balancer,
                 owner,

@@ -54,6 +54,12 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
+
+    /// A command the core's rules refused: 409, its `error` the refusal's stable code
+    /// (`alarms_firing`, `no_rollout`, ...), so clients branch on it and not on the wording.
+    pub fn refused(refusal: &ionroller_core::commands::Refusal) -> Self {
+        Self::new(StatusCode::CONFLICT, refusal.code(), refusal.to_string())
+    }
 }
 
 impl From<FieldError> for ApiError {

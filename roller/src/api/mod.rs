@@ -227,7 +227,7 @@ pub(crate) async fn load_existing(
 async fn check(state: &AppState, service: &str, command: &Command) -> Result<Accepted, ApiError> {
     let folded = load_existing(state, service).await?;
     ionroller_core::handle(&folded, command, Uuid::new_v4())
-        .map_err(|refusal| ApiError::conflict(refusal.to_string()))
+        .map_err(|refusal| ApiError::refused(&refusal))
 }
 
 /// Checks `command` against the service's folded state with the core's rules and appends what
@@ -244,7 +244,7 @@ async fn submit(
     for _ in 0..COMMAND_RETRIES {
         let folded = load(state, service).await?;
         let accepted = ionroller_core::handle(&folded, command, new_rollout_id)
-            .map_err(|refusal| ApiError::conflict(refusal.to_string()))?;
+            .map_err(|refusal| ApiError::refused(&refusal))?;
         let at = state.clock.now();
         match log::append(state.store.as_ref(), &folded, &accepted.events, actor, at).await? {
             Appended::Written => {

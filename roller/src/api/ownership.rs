@@ -25,7 +25,7 @@ pub(super) async fn claim(
                 None => legacy_claims(state).await?,
             };
         let claim = claims::claim(&claims, service, config, legacy).map_err(|refusal| {
-            let mut error = ApiError::conflict(refusal.to_string());
+            let mut error = ApiError::refused(&refusal);
             error.problems.push(FieldError {
                 field: "endpoint.load_balancer.name".into(),
                 problem: refusal.to_string(),

@@ -72,11 +72,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     sim_file,
                     aws_calls_per_second,
                 },
-                &listen,
+                &listen.map_or_else(|| crate::up::address_of(&cli.server), Ok)?,
                 match external_trail {
                     Some(url) => crate::up::TrailChoice::External { url },
                     None => crate::up::TrailChoice::InProcess {
-                        listen: trail_listen,
+                        listen: trail_listen
+                            .map_or_else(|| crate::up::address_of(&cli.trail), Ok)?,
                     },
                 },
                 crate::up::Reconcile {
