@@ -4,11 +4,13 @@
 //! - [`audit`]: one row per event, filterable, each carrying the [`chain`] hash;
 //! - [`releases`]: each rollout's request, steps, outcome with evidence, and waits;
 //! - [`timeline`]: which version served what share of traffic, when;
-//! - [`delivery`]: deployment frequency, lead time, change-failure rate, time to restore.
+//! - [`delivery`]: deployment frequency, lead time, change-failure rate, time to restore;
+//! - [`notifications`]: what a team is told, per event (the roller's notifier delivers it).
 
 pub mod audit;
 pub mod chain;
 pub mod delivery;
+pub mod notifications;
 pub mod releases;
 pub mod timeline;
 

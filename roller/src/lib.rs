@@ -15,6 +15,7 @@ pub mod clock;
 pub mod cloud;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod replica;
 mod serve;
 pub mod shell;

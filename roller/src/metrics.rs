@@ -46,6 +46,17 @@ struct CloudCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    endpoint: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabels {
     service: String,
     outcome: &'static str,
@@ -90,6 +101,10 @@ pub struct Metrics {
     /// Every attempt of every cloud API call, and those the cloud throttled.
     cloud_attempts: Family<CloudCallLabels, Counter>,
     cloud_throttled: Family<CloudCallLabels, Counter>,
+    /// Notification attempts by endpoint and outcome (delivered, failed).
+    notification_attempts: Family<DeliveryLabels, Counter>,
+    /// 1 while an endpoint's last attempt failed (its notifications wait and are retried).
+    notification_failing: Family<EndpointLabels, Level>,
 }
 
 /// 1 ms (the simulator) to about 65 s (past the 60 s per-service timeout).
@@ -250,12 +265,40 @@ impl Default for Metrics {
                 "Attempts the cloud answered with a throttling error, by API and region",
                 Family::default(),
             ),
+            notification_attempts: register(
+                &mut r,
+                "ionroller_notification_attempts",
+                "Attempts to deliver a notification, by endpoint and outcome (delivered, failed)",
+                Family::default(),
+            ),
+            notification_failing: register(
+                &mut r,
+                "ionroller_notification_endpoint_failing",
+                "1 while the endpoint's last delivery attempt failed (it is retried with backoff)",
+                Family::default(),
+            ),
             registry: r,
         }
     }
 }
 
 impl Metrics {
+    /// One attempt to deliver a notification to `endpoint`.
+    pub fn notification_attempt(&self, endpoint: &str, delivered: bool) {
+        let outcome = if delivered { "delivered" } else { "failed" };
+        self.notification_attempts
+            .get_or_create(&DeliveryLabels {
+                endpoint: endpoint.to_string(),
+                outcome,
+            })
+            .inc();
+        self.notification_failing
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_string(),
+            })
+            .set(u64::from(!delivered));
+    }
+
     pub fn add(counter: &Counter, n: u64) {
         counter.inc_by(n);
     }

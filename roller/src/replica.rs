@@ -83,6 +83,15 @@ impl Replica {
         })
     }
 
+    /// Whether this replica holds `shard`'s lease and it is valid now (the notifier runs on
+    /// the holder of one shard).
+    pub fn holds_shard(&self, shard: u32) -> bool {
+        self.held.lock().is_ok_and(|held| {
+            held.get(&shard)
+                .is_some_and(|h| h.valid_until > Instant::now())
+        })
+    }
+
     /// Whether `fence` is still this replica's and valid now: asked right before every cloud
     /// action.
     pub fn holds(&self, fence: &Fence) -> bool {

@@ -38,6 +38,8 @@ pub struct RollerConfig {
     /// What `/metrics` shows; shared with whatever else reports into it (the AWS driver's
     /// call counts).
     pub metrics: Arc<Metrics>,
+    /// Where notifications go (`up --notifications FILE`); none: nobody is notified.
+    pub notifications: Vec<crate::notify::Endpoint>,
 }
 
 /// One replica among several on a shared log.
@@ -98,6 +100,13 @@ pub async fn serve(
             let _ = stop.wait_for(|stopped| *stopped).await;
         }))
     });
+    let notifiers = crate::notify::spawn(
+        store.clone(),
+        config.notifications,
+        metrics.clone(),
+        replica.clone(),
+        stop_rx.clone(),
+    );
     let lease_task = replica.map(|replica| {
         tokio::spawn(replica.run(wake.clone(), async move {
             let _ = leases_stop_rx.await;
@@ -131,6 +140,9 @@ pub async fn serve(
     }
     if let Some(follower) = follower {
         let _ = follower.await;
+    }
+    for notifier in notifiers {
+        let _ = notifier.await;
     }
     let _ = leases_stop_tx.send(());
     if let Some(task) = lease_task {

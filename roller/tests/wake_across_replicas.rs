@@ -102,6 +102,7 @@ async fn a_command_recorded_elsewhere_wakes_the_replica_that_holds_the_service()
                 ttl: LEASE_TTL,
             }),
             metrics: Arc::default(),
+            notifications: Vec::new(),
         },
         store.clone(),
         ionroller_roller::CloudDriver::Simulated(sim.clone()),

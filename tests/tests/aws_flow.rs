@@ -11,7 +11,7 @@ use aws_sdk_cloudwatch::types::StateValue;
 use ionroller_aws::testkit::{emulators_or_skip, Fixture};
 use serde_json::{json, Value};
 use support::fault_proxy::{Fault, FaultProxy};
-use support::{environment_of, example_config, share, Server};
+use support::{environment_of, example_config, metrics_text, share, Server};
 
 fn config_for(f: &Fixture, alarms: &[&str]) -> Value {
     let mut config = serde_json::from_str(&example_config()).expect("example config");
@@ -356,14 +356,7 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
         "{events}"
     );
     // The throttled attempts are in /metrics, by API and region.
-    let metrics = server
-        .request(reqwest::Method::GET, &format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&server).await;
     assert!(
         metrics.lines().any(|l| l
             == "ionroller_cloud_api_throttled_total{api=\"RegisterInstancesWithLoadBalancer\",region=\"us-east-1\"} 2"),

@@ -154,6 +154,11 @@ pub enum Command {
         /// start none here (`--trail-listen` is then unused), and link the console to it.
         #[arg(long)]
         external_trail: Option<String>,
+        /// Notify the webhooks and Slack hooks this JSON file names of rollouts that start,
+        /// wait for a person, complete, roll back, are aborted or superseded, of refused cloud
+        /// actions and of drift (README, "Notifications").
+        #[arg(long, env = "IONROLLER_NOTIFICATIONS")]
+        notifications: Option<PathBuf>,
         /// Also accept bearer JWTs from the OpenID Connect issuers this JSON file names, with
         /// the rules that map their groups to roles (see README, "Identity").
         #[arg(long)]

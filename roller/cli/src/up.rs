@@ -72,12 +72,14 @@ async fn listen(
     })
 }
 
-/// How the roller's loop runs.
+/// How the roller's loop runs, and whom it tells.
 pub struct Reconcile {
     /// Between passes (a recorded command starts one at once).
     pub interval: Duration,
     /// Services reconciled at once.
     pub workers: usize,
+    /// The endpoints of `--notifications FILE` (read and checked before `up` starts).
+    pub notifications: Vec<ionroller_roller::notify::Endpoint>,
 }
 
 /// Where `up` keeps the event log.
@@ -260,6 +262,7 @@ pub async fn up(
          \x20 event store:  {}\n\
          \x20 cloud:        {cloud_line}\n\
          \x20 replica:      {replica_line}\n\
+         \x20 notifies:     {}\n\
          \x20 admin token:  {admin_token_line}\n\
          \x20 try:          {}\n",
         match trail {
@@ -267,6 +270,7 @@ pub async fn up(
             TrailChoice::External { .. } => "a service of its own, not started here",
         },
         store.describe(),
+        notifies_line(&reconcile.notifications),
         suggestion(cloud.kind),
     ));
 
@@ -310,6 +314,7 @@ pub async fn up(
             trail_url: Some(trail_url),
             replica,
             metrics,
+            notifications: reconcile.notifications,
         },
         store,
         driver,
@@ -331,6 +336,18 @@ pub async fn up(
         .context("join the roller")?
         .context("serve the roller's API")?;
     Ok(())
+}
+
+/// The banner's line about notifications: the endpoints by name, never their URLs.
+fn notifies_line(endpoints: &[ionroller_roller::notify::Endpoint]) -> String {
+    if endpoints.is_empty() {
+        return "nobody (--notifications FILE names webhooks and Slack hooks)".into();
+    }
+    endpoints
+        .iter()
+        .map(|e| format!("{} ({:?})", e.name, e.kind).to_lowercase())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// On a log with no token yet, creates the admin token and writes it to `admin.token` in the

@@ -416,17 +416,23 @@ pub fn signal(server: &Server, sig: &str) {
     assert!(status.success(), "kill {sig}");
 }
 
-/// A gauge or counter from `/metrics` (0 when the series is absent).
-pub async fn metric(server: &Server, name: &str) -> f64 {
-    let text = server
+/// The roller's `/metrics` page.
+pub async fn metrics_text(server: &Server) -> String {
+    server
         .request(reqwest::Method::GET, &format!("{}/metrics", server.url))
         .send()
         .await
         .expect("GET /metrics")
         .text()
         .await
-        .expect("metrics text");
-    text.lines()
+        .expect("metrics text")
+}
+
+/// A gauge or counter from `/metrics` (0 when the series is absent).
+pub async fn metric(server: &Server, name: &str) -> f64 {
+    metrics_text(server)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or(0.0)
 }

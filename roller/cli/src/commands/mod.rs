@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             trail_listen,
             external_trail,
             oidc,
+            notifications,
             public_metrics,
             tls_cert,
             tls_key,
@@ -83,6 +84,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::up::Reconcile {
                     interval: Duration::from_millis(interval_ms),
                     workers: usize::from(workers),
+                    notifications: match &notifications {
+                        Some(file) => ionroller_roller::notify::endpoints::load(file)?,
+                        None => Vec::new(),
+                    },
                 },
                 crate::up::Access {
                     oidc,
