@@ -135,7 +135,8 @@ pub async fn append(
 }
 
 /// As [`append`], for a roller replica: written only if `fence` still holds the service's
-/// shard (checked in the write's transaction), and every intent carries the fence, so the
+/// shard (on PostgreSQL checked in the write's transaction, on KurrentDB just before it),
+/// and every intent carries the fence, so the
 /// log says which replica intended each action at which epoch.
 pub async fn append_fenced(
     leases: &dyn Leases,

@@ -114,6 +114,23 @@ async fn watch_attaches_and_every_exit_code_means_one_thing() {
     let status = server.get("/v1/services/hello").await;
     assert_eq!(status["rollout"]["version"], "v2", "still rolling out");
 
+    // The status says who paused and why, lists instances, and orders environments as
+    // the releases made them.
+    server.cli_ok(&["pause", "hello", "--reason", "checking the dashboards"]);
+    let text = server.cli_ok(&["status", "hello"]);
+    assert!(
+        text.contains("paused by admin via token") && text.contains(": checking the dashboards"),
+        "{text}"
+    );
+    assert!(text.contains("    instances: i-"), "{text}");
+    let listed = text.split("environments:\n").nth(1).unwrap_or_default();
+    let envs = listed.find("hello-v1-").zip(listed.find("hello-v2-"));
+    assert!(
+        envs.is_some_and(|(v1, v2)| v1 < v2),
+        "v1's environment first: {text}"
+    );
+    server.cli_ok(&["resume", "hello"]);
+
     // Ctrl-C stops watching (130), never the rollout, and says how to come back.
     let watcher = server.cli_spawn(&["watch", "hello"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -179,6 +196,10 @@ async fn watch_attaches_and_every_exit_code_means_one_thing() {
         table.starts_with("SERVICE") && table.contains("hello") && table.contains("v5"),
         "{table}"
     );
+    // Commands answer JSON too: a pause, and a release not followed.
+    assert!(json(&["pause", "hello"]).is_object());
+    let accepted = json(&["release", "hello", "v6", "--no-follow"]);
+    assert!(accepted["rollout_id"].is_string(), "{accepted}");
 }
 
 #[test]

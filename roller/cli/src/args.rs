@@ -49,6 +49,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum TokenCommand {
     /// Create a token; its secret is printed once and never stored.
+    ///
+    /// Example: `ionroller token create payments-ci --role deployer --service 'payments-*'
+    /// --expires 90d`
     Create {
         /// 1 to 64 lowercase letters, digits, `-`, `_` or `.`.
         name: String,
@@ -63,9 +66,16 @@ pub enum TokenCommand {
         expires: Option<String>,
     },
     /// Every token: name, role, services, who created it, when it expires.
+    ///
+    /// Example: `ionroller token list -o json`
     List,
     /// Refuse the token named NAME from now on, on every replica.
-    Revoke { name: String },
+    ///
+    /// Example: `ionroller token revoke payments-ci`
+    Revoke {
+        /// The token's name, as `token list` shows it.
+        name: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -80,6 +90,9 @@ pub enum CloudKind {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the roller and trail on the embedded event store, on the simulated cloud or AWS.
+    ///
+    /// Example: `ionroller up` (embedded log, simulated cloud, 127.0.0.1:7878 and :7879);
+    /// `ionroller up --cloud aws --postgres postgresql://... --notifications hooks.json`
     #[command(group(clap::ArgGroup::new("shared_log").args(["postgres", "kurrentdb"])))]
     Up {
         /// Where the event log (and the simulated cloud) keep their files, and where the first
@@ -178,14 +191,20 @@ pub enum Command {
         insecure_http: bool,
     },
     /// Who the token this command line sends proves you to be, and what you may do.
+    ///
+    /// Example: `ionroller whoami`
     Whoami,
     /// Print a link that opens the web console signed in with this command line's token
     /// (in the URL's fragment, which browsers never send to a server).
+    ///
+    /// Example: `ionroller console`
     Console,
     /// API tokens (admin): create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Trail: audit rows, newest first; with --follow, then every new one.
+    /// Trail: the newest audit rows, printed oldest first; with --follow, then every new one.
+    ///
+    /// Example: `ionroller audit --service hello --since 1h --people`
     Audit {
         /// Only this service's rows.
         #[arg(long)]
@@ -210,26 +229,50 @@ pub enum Command {
         follow: bool,
     },
     /// Trail: every rollout of a service, with its outcome.
-    History { service: String },
+    ///
+    /// Example: `ionroller history hello`
+    History {
+        /// The service (lowercase letters, digits and `-`).
+        service: String,
+    },
     /// Trail: what served SERVICE at TIME (RFC 3339, or a duration ago such as "2h").
-    At { service: String, time: String },
+    ///
+    /// Example: `ionroller at hello 10m`
+    At {
+        /// The service (lowercase letters, digits and `-`).
+        service: String,
+        /// An RFC 3339 time, or a duration back from now (`2h`, `10m`).
+        time: String,
+    },
     /// Trail: the delivery report (deployments, lead time, failure rate, time to restore).
+    ///
+    /// Example: `ionroller report --since 7d --service hello`
     Report {
         /// A duration back from now ("7d", "12h") or an RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
+        /// Only this service (default: every service you may read).
         #[arg(long)]
         service: Option<String>,
     },
-    /// Trail: recompute the audit hash chain against the log.
+    /// Trail: recompute the audit hash chain against the log (exit 1 on a mismatch).
+    ///
+    /// Example: `ionroller verify`
     Verify,
     /// Service configurations.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Release a version and follow it until it completes (exit 0) or rolls back (exit 1).
+    /// Release a version and follow it until it ends: exit 0 completed, 1 rolled back, 4
+    /// superseded or aborted, 5 --timeout (README, "Exit codes").
+    ///
+    /// Example: `ionroller release hello v2 --reason "fix login"`, or in CI
+    /// `ionroller release hello "$GIT_SHA" --timeout 30m`
     Release {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
+        /// The version to ship (the Docker image tag the config's image names).
         version: String,
+        /// Why, recorded in the audit.
         #[arg(long)]
         reason: Option<String>,
         /// Release even though a configured alarm is firing (recorded).
@@ -240,29 +283,45 @@ pub enum Command {
     },
     /// Release the previous version again (fast while its environment is warm); during a
     /// rollout without --to, send traffic back.
+    ///
+    /// Example: `ionroller rollback hello`, or `ionroller rollback hello --to v1`
     Rollback {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
+        /// A version that served all traffic before (default: the one before the current).
         #[arg(long = "to")]
         to_version: Option<String>,
+        /// Why, recorded in the audit.
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
         follow: FollowArgs,
     },
     /// Hold the rollout where it is.
+    ///
+    /// Example: `ionroller pause hello --reason "checking the dashboards"`
     Pause {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
+        /// Why, recorded in the audit.
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Let a paused rollout move on.
+    ///
+    /// Example: `ionroller resume hello`
     Resume {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
         /// Why, recorded in the audit.
         #[arg(long)]
         reason: Option<String>,
     },
     /// End the current wait: canary or test endpoint.
+    ///
+    /// Example: `ionroller promote hello`, or `ionroller promote hello --full`
     Promote {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
         /// Also skip every step left: the next shift goes to 100% (alarms still roll back).
         #[arg(long)]
@@ -272,8 +331,12 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Move traffic back to the previous version.
+    ///
+    /// Example: `ionroller abort hello --reason "wrong build"`
     Abort {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
+        /// Why, recorded in the audit and sent with the notification.
         #[arg(long)]
         reason: Option<String>,
     },
@@ -282,6 +345,7 @@ pub enum Command {
     /// Example: `ionroller status hello`; `ionroller status -w hello` watches the rollout in
     /// progress as `ionroller watch` does.
     Status {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
         /// Keep watching the rollout in progress until it ends (as `ionroller watch`).
         #[arg(short = 'w', long)]
@@ -298,6 +362,7 @@ pub enum Command {
     ///
     /// Example: `ionroller watch hello --timeout 30m`
     Watch {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
         /// Stop watching after this long (`90s`, `10m`), exiting 5; the rollout goes on.
         #[arg(long, value_parser = humantime::parse_duration)]
@@ -308,16 +373,22 @@ pub enum Command {
     /// Example: `ionroller completion bash > /etc/bash_completion.d/ionroller`, or
     /// `source <(ionroller completion zsh)`.
     Completion {
+        /// bash, zsh, fish, elvish or powershell.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Services with a saved config.
+    /// Every service you may read: stable version, rollout stage and step, what needs
+    /// attention, most urgent first.
+    ///
+    /// Example: `ionroller services`, or `ionroller services -o json | jq '.services[]'`
     Services,
     /// The service's events, one sentence each; with --follow, keep printing new ones.
     ///
     /// Example: `ionroller events hello --follow`, or `ionroller events hello --raw | jq .type`
     Events {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
+        /// Then keep printing new events as they are recorded.
         #[arg(long)]
         follow: bool,
         /// Each event as the API sends it, one JSON object per line (as `-o json`).
@@ -325,7 +396,14 @@ pub enum Command {
         raw: bool,
     },
     /// The steps, pauses and worst-case duration a release would take.
-    Plan { service: String, version: String },
+    ///
+    /// Example: `ionroller plan hello v2`
+    Plan {
+        /// The service (lowercase letters, digits and `-`).
+        service: String,
+        /// The version the release would ship.
+        version: String,
+    },
     /// Drive the simulated cloud (demos and what-ifs).
     #[command(subcommand)]
     Sim(SimCommand),
@@ -344,18 +422,33 @@ pub struct FollowArgs {
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Print a commented template to start from.
+    ///
+    /// Example: `ionroller config init hello > hello.jsonc`
     Init {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
     },
     /// Save FILE as the service's next config version (JSON with comments and trailing commas).
+    ///
+    /// Example: `ionroller config set hello hello.jsonc`
     Set {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
+        /// The config: JSON, with comments and trailing commas allowed.
         file: PathBuf,
     },
+    /// Print the service's current config (as JSON a `config set` takes back).
+    ///
+    /// Example: `ionroller config get hello > hello.json`
     Get {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
     },
+    /// Every saved version of the service's config: when, and by whom.
+    ///
+    /// Example: `ionroller config history hello`
     History {
+        /// The service (lowercase letters, digits and `-`).
         service: String,
     },
 }
@@ -363,20 +456,43 @@ pub enum ConfigCommand {
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// Set a CloudWatch alarm's state: ALARM, OK or INSUFFICIENT_DATA.
+    ///
+    /// Example: `ionroller sim alarm hello-5xx ALARM --reason "5xx 12% > 5%" --value 12`
     Alarm {
+        /// The alarm's name, as the service's config lists it.
         name: String,
+        /// ALARM, OK or INSUFFICIENT_DATA.
         state: String,
+        /// The reason CloudWatch would give.
         #[arg(long)]
         reason: Option<String>,
+        /// The datapoint the reason quotes.
         #[arg(long)]
         value: Option<f64>,
     },
     /// Make environments of SERVICE at VERSION turn Red.
-    FailEnv { service: String, version: String },
+    ///
+    /// Example: `ionroller sim fail-env hello v2`
+    FailEnv {
+        /// The service (lowercase letters, digits and `-`).
+        service: String,
+        /// The version whose environments fail.
+        version: String,
+    },
     /// Terminate an environment behind the roller's back (drift).
-    TerminateEnv { environment: String },
+    ///
+    /// Example: `ionroller sim terminate-env hello-v1-e4f5d8`
+    TerminateEnv {
+        /// The environment's name, as `ionroller status` shows it.
+        environment: String,
+    },
     /// Deregister an instance behind the roller's back (drift).
-    Deregister { instance: String },
+    ///
+    /// Example: `ionroller sim deregister i-0123456789abcdef0`
+    Deregister {
+        /// The instance id (`i-...`, as `ionroller -o json status SERVICE` lists them).
+        instance: String,
+    },
 }
 
 #[cfg(test)]
@@ -392,6 +508,39 @@ mod tests {
     #[test]
     fn the_definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `--help` documents every argument and flag, and shows an example of every command.
+    #[test]
+    fn every_command_argument_and_flag_is_documented_with_an_example() {
+        fn check(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name()).trim().to_string();
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: argument {id} has no help"));
+                }
+            }
+            let subcommands: Vec<_> = command.get_subcommands().collect();
+            if subcommands.is_empty() && path != "ionroller" {
+                let long = command
+                    .get_long_about()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                if !long.contains("Example:") {
+                    missing.push(format!("{path}: no example in its long help"));
+                }
+            }
+            for sub in subcommands {
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 
     #[test]

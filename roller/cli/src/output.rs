@@ -29,8 +29,17 @@ pub fn set_format(format: Format) {
     let _ = FORMAT.set(format);
 }
 
-fn json() -> bool {
+pub fn json() -> bool {
     FORMAT.get() == Some(&Format::Json)
+}
+
+/// A line for people only: with `-o json` standard output carries JSON alone.
+pub fn say(text: impl fmt::Display) -> anyhow::Result<()> {
+    if json() {
+        Ok(())
+    } else {
+        line(text)
+    }
 }
 
 /// A whole answer: its JSON, indented, or `text()` for people.

@@ -107,11 +107,20 @@ pub fn status(s: &ServiceStatus) -> String {
             if e.foreign {
                 ", not created by this log: left alone".to_string()
             } else {
-                e.unused_since
-                    .map(|t| format!(", unused since {}", t.format("%H:%M:%S")))
-                    .unwrap_or_default()
+                match (e.unused_since, e.terminate_after) {
+                    (Some(since), Some(after)) => format!(
+                        ", unused since {}, kept warm until {}",
+                        since.format("%H:%M:%S"),
+                        after.format("%H:%M:%S")
+                    ),
+                    (Some(since), None) => format!(", unused since {}", since.format("%H:%M:%S")),
+                    _ => String::new(),
+                }
             }
         ));
+        if !e.instance_ids.is_empty() {
+            out.push_str(&format!("    instances: {}\n", e.instance_ids.join(" ")));
+        }
     }
     if let Some(r) = &s.rollout {
         out.push_str(&format!(
@@ -121,6 +130,15 @@ pub fn status(s: &ServiceStatus) -> String {
             progress_line(s),
             r.waiting_for
         ));
+        if let Some(by) = &r.paused_by {
+            out.push_str(&format!(
+                "  paused by {by}{}\n",
+                r.pause_reason
+                    .as_deref()
+                    .map(|why| format!(": {why}"))
+                    .unwrap_or_default()
+            ));
+        }
     }
     for a in &s.alarms {
         out.push_str(&format!("alarm {}: {:?} ({})\n", a.name, a.state, a.reason));

@@ -131,6 +131,27 @@ fn status_renders_every_section() {
 }
 
 #[test]
+fn status_shows_instances_when_a_warm_environment_goes_and_who_paused_and_why() {
+    let mut s = rolling();
+    s.environments[0].instance_ids = vec!["i-0a".into(), "i-0b".into()];
+    s.environments[2].terminate_after = Some("2026-11-25T10:08:07Z".parse().expect("a time"));
+    let rollout = s.rollout.as_mut().expect("a rollout");
+    rollout.paused = true;
+    rollout.paused_by = Some("ana via token 1234abcd".into());
+    rollout.pause_reason = Some("checking the dashboards".into());
+    let text = status(&s);
+    assert!(text.contains("\n    instances: i-0a i-0b\n"), "{text}");
+    assert!(
+        text.contains(", unused since 09:08:07, kept warm until 10:08:07\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  paused by ana via token 1234abcd: checking the dashboards\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn status_of_a_new_service_says_nothing_is_registered() {
     let s: ServiceStatus = serde_json::from_value(json!({
         "service": "new", "config_version": null, "stable_version": null,

@@ -343,8 +343,6 @@ fn decide_steady(
             return events;
         }
     }
-    let (keep_old_for, keep_failed_for) =
-        (config.rollout.keep_old_for.0, config.rollout.keep_failed());
     let mut events = Vec::new();
     for env in state.environments.values() {
         // Never seen in the cloud (a superseded rollout's environment that was not created):
@@ -364,11 +362,7 @@ fn decide_steady(
             .iter()
             .any(|id| state.registrations.contains_key(id));
         // A failed release's environment is no rollback target: kept only for inspection.
-        let keep = if env.failed {
-            keep_failed_for
-        } else {
-            keep_old_for
-        };
+        let keep = env.kept_for(&config.rollout);
         match env.unused_since {
             None => events.push(ServiceEvent::EnvironmentMarkedUnused {
                 environment: env.name.clone(),

@@ -78,9 +78,26 @@ pub struct Environment {
     /// create, it does not delete.
     #[serde(default)]
     pub foreign: bool,
+    /// The log revision at which it was first planned or seen: the order releases made them.
+    #[serde(default)]
+    pub first_revision: u64,
 }
 
 impl Environment {
+    /// How long it stays warm once unused: `keep_failed_for` for a failed release's
+    /// environment, `keep_old_for` for any other. `decide` terminates it after that; the
+    /// status view says when.
+    pub fn kept_for(
+        &self,
+        policy: &ionroller_shared::config::RolloutPolicy,
+    ) -> std::time::Duration {
+        if self.failed {
+            policy.keep_failed()
+        } else {
+            policy.keep_old_for.0
+        }
+    }
+
     /// Ready, Green, and at least one instance, all healthy: fit to take traffic.
     pub fn is_healthy(&self) -> bool {
         self.observed.as_ref().is_some_and(|v| {
@@ -153,6 +170,11 @@ pub struct Rollout {
     /// When the current pause began; on resume the stage's clock moves on by its length.
     #[serde(default)]
     pub paused_since: Option<DateTime<Utc>>,
+    /// Who paused it, and why (while paused).
+    #[serde(default)]
+    pub paused_by: Option<String>,
+    #[serde(default)]
+    pub pause_reason: Option<String>,
     /// A promote arrived for the current wait.
     pub promoted: bool,
     /// A full promote arrived: the next step started is the last (100%).
@@ -503,6 +525,8 @@ impl ServiceState {
             stage_since: at,
             paused: false,
             paused_since: None,
+            paused_by: None,
+            pause_reason: None,
             promoted: false,
             promoted_full: false,
         });
@@ -609,6 +633,7 @@ pub fn evolve(
                             served: false,
                             failed: false,
                             foreign: false,
+                            first_revision: revision.0,
                         });
                     e.unused_since = None;
                     e.foreign = false;
@@ -616,17 +641,21 @@ pub fn evolve(
                 }
             }
         }
-        ServiceEvent::PauseRequested { .. } => {
+        ServiceEvent::PauseRequested { reason } => {
             if let Some(r) = state.rollout.as_mut() {
                 if !r.paused {
                     r.paused = true;
                     r.paused_since = Some(at);
+                    r.paused_by = Some(actor.to_string());
+                    r.pause_reason = reason.clone();
                 }
             }
         }
         ServiceEvent::ResumeRequested { .. } => {
             if let Some(r) = state.rollout.as_mut() {
                 r.paused = false;
+                r.paused_by = None;
+                r.pause_reason = None;
                 // Time spent paused does not count against the progress deadline.
                 if let Some(since) = r.paused_since.take() {
                     r.stage_since += at - since;
@@ -714,6 +743,7 @@ pub fn evolve(
                     failed: false,
                     // Every environment this log creates is planned before it can be seen.
                     foreign: true,
+                    first_revision: revision.0,
                 });
             if environment.status == EnvironmentStatus::Terminated {
                 e.terminated = true;

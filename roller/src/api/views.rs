@@ -57,10 +57,18 @@ pub struct EnvironmentStatusView {
     pub healthy_instances: usize,
     pub url: Option<String>,
     pub unused_since: Option<DateTime<Utc>>,
+    /// An unused environment kept warm is terminated from then on (once none of its
+    /// instances takes traffic): `unused_since` plus the config's `keep_old_for`, or
+    /// `keep_failed_for` for a failed release's.
+    #[serde(default)]
+    pub terminate_after: Option<DateTime<Utc>>,
     pub terminated: bool,
     /// Not created by this log (left alone: never terminated by ionroller).
     #[serde(default)]
     pub foreign: bool,
+    /// Its instances as the cloud last showed them.
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -86,6 +94,11 @@ pub struct RolloutView {
     pub step_count: usize,
     pub step_percent: Option<u8>,
     pub paused: bool,
+    /// Who paused the rollout, and why (while it is paused).
+    #[serde(default)]
+    pub paused_by: Option<String>,
+    #[serde(default)]
+    pub pause_reason: Option<String>,
     pub waiting_for: String,
     /// When the rollout is rolled back for making no progress; none while a person is awaited
     /// or traffic goes back.
@@ -265,11 +278,22 @@ fn warnings(state: &ServiceState) -> Vec<String> {
 }
 
 pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus {
-    let environments = state
-        .environments
-        .values()
+    let policy = state.latest_config().map(|c| &c.config.rollout);
+    // In the order releases made them (the map is by name).
+    let mut in_order: Vec<_> = state.environments.values().collect();
+    in_order.sort_by_key(|e| (e.first_revision, e.name.clone()));
+    let environments = in_order
+        .into_iter()
         .map(|e| {
             let observed = e.observed.as_ref();
+            let terminate_after = match (e.unused_since, policy) {
+                (Some(since), Some(policy)) if !e.terminated && !e.foreign => {
+                    chrono::Duration::from_std(e.kept_for(policy))
+                        .ok()
+                        .map(|keep| since + keep)
+                }
+                _ => None,
+            };
             EnvironmentStatusView {
                 name: e.name.clone(),
                 version: e.version.clone(),
@@ -281,8 +305,12 @@ pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus
                     .map_or(0, |v| v.instances.iter().filter(|i| i.healthy).count()),
                 url: observed.and_then(|v| v.url.clone()),
                 unused_since: e.unused_since,
+                terminate_after,
                 terminated: e.terminated,
                 foreign: e.foreign,
+                instance_ids: observed
+                    .map(|v| v.instances.iter().map(|i| i.id.clone()).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -332,6 +360,8 @@ pub fn service_status(state: &ServiceState, now: DateTime<Utc>) -> ServiceStatus
             step_count,
             step_percent: step.and_then(|s| plan.and_then(|p| p.steps.get(s)).map(|s| s.percent)),
             paused: r.paused,
+            paused_by: r.paused.then(|| r.paused_by.clone()).flatten(),
+            pause_reason: r.paused.then(|| r.pause_reason.clone()).flatten(),
             waiting_for: waiting_for(state, now),
             deadline_at: r.progress_deadline(),
             promoted_full: r.promoted_full,

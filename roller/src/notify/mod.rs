@@ -53,7 +53,11 @@ pub fn spawn(
     replica: Option<Arc<Replica>>,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let http = match ionroller_auth::tls::http_client().build() {
+    // A redirect would turn the POST into a GET whose 2xx says nothing about delivery.
+    let http = match ionroller_auth::tls::http_client()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(http) => http,
         Err(e) => {
             tracing::error!("notifications are off: the HTTP client could not be built: {e}");
@@ -102,7 +106,7 @@ impl From<StoreError> for Ended {
 impl Task {
     async fn run(mut self) {
         loop {
-            if *self.stop.borrow() {
+            if self.stopped() {
                 return;
             }
             if !self.ours() {
@@ -111,13 +115,19 @@ impl Task {
             }
             match self.deliver_from_checkpoint().await {
                 Ended::Stopped => return,
-                Ended::NotOurs => {}
+                // Another notifier moved the checkpoint, or the shard went: look again soon.
+                Ended::NotOurs => self.pause(Duration::from_secs(1)).await,
                 Ended::Store(e) => {
                     tracing::warn!(endpoint = %self.endpoint.name, "notifier: {e}; resuming");
                     self.pause(Duration::from_secs(1)).await;
                 }
             }
         }
+    }
+
+    /// Stopped, or the process that could stop it is gone.
+    fn stopped(&self) -> bool {
+        *self.stop.borrow() || self.stop.has_changed().is_err()
     }
 
     fn ours(&self) -> bool {
@@ -222,11 +232,18 @@ impl Task {
                 Some(Ok(SubscriptionMessage::Event(e))) => e,
                 Some(Ok(_)) => continue,
             };
-            let (Some(service), Ok(Some(event))) = (
-                service_of(&recorded.stream),
-                ServiceEvent::from_recorded(&recorded),
-            ) else {
+            let Some(service) = service_of(&recorded.stream) else {
                 continue;
+            };
+            let event = match ServiceEvent::from_recorded(&recorded) {
+                Ok(Some(event)) => event,
+                // A type this build does not know: nothing it could say about it.
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(endpoint = %self.endpoint.name, position = %recorded.position.to_token(),
+                        "notifier: an event it cannot read is skipped: {e}");
+                    continue;
+                }
             };
             let meta = Meta {
                 service,
@@ -294,6 +311,12 @@ impl Task {
             };
             let delivered = match sent {
                 Ok(answer) if answer.status().is_success() => true,
+                Ok(answer) if answer.status().is_redirection() => {
+                    tracing::warn!(endpoint = %endpoint.name, delivery = %id, attempt,
+                        "the endpoint redirects ({}): give its final URL; retrying in {backoff:?}",
+                        answer.status());
+                    false
+                }
                 Ok(answer) => {
                     tracing::warn!(endpoint = %endpoint.name, delivery = %id, attempt,
                         "notification refused with {}; retrying in {backoff:?}", answer.status());

@@ -4,7 +4,7 @@
 //! KurrentDB has no rows to update in place and no write that spans two streams, so:
 //! - **The table is one stream** beside the namespace's streams, `{namespace}%leases` (no
 //!   stream name or namespace of ours holds a `%`, so no stream of ours can be it, and the
-//!   namespace's stream-name filter never lets it through). Its last event is the whole
+//!   stream-name filter of every read of `$all` leaves it out). Its last event is the whole
 //!   table. Every change reads that event and appends the changed table at exactly the
 //!   revision it read: the server's expected-revision check is the compare-and-set, so two
 //!   replicas taking one shard at once get one grant, and the loser reads again.
@@ -284,6 +284,14 @@ impl KurrentStore {
             return Ok(self.noted(Table::default()));
         };
         let recorded = resolved.get_original_event();
+        // Anything else there would decode as an empty table, every shard free at once.
+        if recorded.event_type != EVENT_TYPE {
+            return Err(StoreError::Corrupt(format!(
+                "{} ends with a {:?} event, not a lease table",
+                self.lease_stream(),
+                recorded.event_type
+            )));
+        }
         let table: Table = serde_json::from_slice(&recorded.data).map_err(|e| {
             StoreError::Corrupt(format!(
                 "the lease table at revision {} of {}: {e}",

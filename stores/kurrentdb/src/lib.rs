@@ -204,7 +204,8 @@ impl KurrentStore {
             ns => format!("{ns}#{}", filter.stream_prefix.as_deref().unwrap_or("")),
         };
         if prefix.is_empty() {
-            SubscriptionFilter::on_stream_name().exclude_system_events()
+            // Not the server's `$`-streams, nor a lease table (`%` is in no name of ours).
+            SubscriptionFilter::on_stream_name().regex("^[^$%][^%]*$")
         } else {
             SubscriptionFilter::on_stream_name().add_prefix(prefix)
         }

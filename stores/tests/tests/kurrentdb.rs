@@ -242,4 +242,19 @@ async fn lease_renewals_keep_only_the_newest_tables_and_stay_out_of_the_events()
         .await
         .expect("read_all");
     assert!(seen.iter().all(|e| e.event_type != "ionroller-lease-table"));
+
+    // Anything else written there is corrupt, never an empty table with every shard free.
+    client
+        .append_to_stream(
+            lease_stream.as_str(),
+            &Default::default(),
+            kurrentdb::EventData::json("something-else", &serde_json::json!({})).expect("event"),
+        )
+        .await
+        .expect("a foreign append");
+    let refused = store.acquire("b", &[3], ttl).await;
+    assert!(
+        matches!(refused, Err(StoreError::Corrupt(_))),
+        "{refused:?}"
+    );
 }

@@ -29,6 +29,16 @@ impl From<FollowArgs> for Follow {
     }
 }
 
+/// What the person asked of the rollout being followed, which decides the exit code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    /// That it complete (a release, a rollback to a version, a watch).
+    Completion,
+    /// That it stop (a rollback of the rollout in progress): going back is success, and a
+    /// completion or a newer release means it did not stop.
+    Stop,
+}
+
 /// How progress is shown: one line per change, or the whole status redrawn in place (a
 /// terminal, for `watch`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,16 +72,18 @@ pub async fn release(
         .await?;
     let id = rollout_id(&accepted)?;
     if accepted["action"].as_str() == Some("attach") {
-        line(format!(
+        output::say(format!(
             "{service} {version} is already rolling out (rollout {id}); following it"
         ))?;
     } else {
-        line(format!("Releasing {service} {version} (rollout {id})"))?;
+        output::say(format!("Releasing {service} {version} (rollout {id})"))?;
     }
     if !follow.follow {
+        output::answer(&accepted, String::new)?;
         return Ok(exit::OK);
     }
-    follow_rollout(client, service, id, follow.timeout, Show::Lines).await
+    let show = Show::Lines;
+    follow_rollout(client, service, id, follow.timeout, show, Asked::Completion).await
 }
 
 fn rollout_id(accepted: &Value) -> anyhow::Result<&str> {
@@ -97,25 +109,25 @@ pub async fn rollback(
     let id = rollout_id(&accepted)?;
     let aborting = accepted["action"].as_str() == Some("abort");
     if aborting {
-        line(format!(
+        output::say(format!(
             "Rolling back the rollout in progress of {service}: traffic returns to the previous version"
         ))?;
     } else {
-        line(format!(
+        output::say(format!(
             "Rolling {service} back to {} (rollout {id})",
             accepted["version"].as_str().unwrap_or("?")
         ))?;
     }
     if !follow.follow {
+        output::answer(&accepted, String::new)?;
         return Ok(exit::OK);
     }
-    let code = follow_rollout(client, service, id, follow.timeout, Show::Lines).await?;
-    // Stopping the rollout in progress is what was asked: its end is this command's success.
-    Ok(if aborting && code == exit::STOPPED {
-        exit::OK
+    let asked = if aborting {
+        Asked::Stop
     } else {
-        code
-    })
+        Asked::Completion
+    };
+    follow_rollout(client, service, id, follow.timeout, Show::Lines, asked).await
 }
 
 /// `ionroller watch` (and `status -w`): follows the rollout in progress, if any.
@@ -124,33 +136,43 @@ pub async fn watch(
     service: &str,
     timeout: Option<Duration>,
 ) -> anyhow::Result<i32> {
-    let status = fetch_status(client, service).await?;
+    let answer = client.get(&format!("/v1/services/{service}")).await?;
+    let status: ServiceStatus = serde_json::from_value(answer.clone())
+        .context("read the roller's status of the service")?;
     let Some(rollout) = &status.rollout else {
-        print(&render::status(&status))?;
-        line(format!("Nothing in progress for {service}."))?;
+        output::answer(&answer, || {
+            format!(
+                "{}Nothing in progress for {service}.\n",
+                render::status(&status)
+            )
+        })?;
         return Ok(exit::OK);
     };
-    let show = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    let show = if std::io::IsTerminal::is_terminal(&std::io::stdout()) && !output::json() {
         Show::Redraw
     } else {
-        line(format!(
+        output::say(format!(
             "Watching {service} {} (rollout {})",
             rollout.version, rollout.id
         ))?;
         Show::Lines
     };
-    follow_rollout(client, service, &rollout.id.to_string(), timeout, show).await
+    let id = rollout.id.to_string();
+    follow_rollout(client, service, &id, timeout, show, Asked::Completion).await
 }
 
-/// Polls the service until the rollout ends, showing each change; exits with the rollout's
-/// outcome (`render::rollout_end`). `timeout` ends the following (never the rollout) with
-/// [`exit::TIMED_OUT`], Ctrl-C with [`exit::INTERRUPTED`], each saying how to attach again.
+/// Polls the service until the rollout ends, showing each change (with `-o json`, only the
+/// rollout's record at the end); exits with the outcome judged against what was `asked`.
+/// `timeout` ends the following (never the rollout) with [`exit::TIMED_OUT`], Ctrl-C with
+/// [`exit::INTERRUPTED`], each saying how to attach again. A roller that cannot be reached
+/// (a restart, a failover between replicas) is waited for, not taken for an outcome.
 async fn follow_rollout(
     client: &Client,
     service: &str,
     rollout_id: &str,
     timeout: Option<Duration>,
     show: Show,
+    asked: Asked,
 ) -> anyhow::Result<i32> {
     let started = Instant::now();
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -165,13 +187,37 @@ async fn follow_rollout(
     tokio::pin!(interrupted);
     let again = format!("the rollout goes on; follow it again with `ionroller watch {service}`");
     let mut last = String::new();
+    let mut unreachable_since: Option<Instant> = None;
     loop {
-        let status = tokio::select! {
-            status = fetch_status(client, service) => status?,
+        let fetched = tokio::select! {
+            status = fetch_status(client, service) => status,
             _ = &mut until_deadline => {
                 return Err(timed_out(timeout, &again));
             }
             _ = &mut interrupted => return stopped_following(service, &again),
+        };
+        let status = match fetched {
+            Ok(status) => {
+                if unreachable_since.take().is_some() {
+                    warn("the roller answers again; following");
+                }
+                status
+            }
+            Err(e) if exit::code_of(&e) == exit::UNREACHABLE => {
+                if unreachable_since.is_none() {
+                    warn(&format!(
+                        "{e:#}; still following (Ctrl-C or --timeout to stop)"
+                    ));
+                    unreachable_since = Some(Instant::now());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = &mut until_deadline => return Err(timed_out(timeout, &again)),
+                    _ = &mut interrupted => return stopped_following(service, &again),
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         let elapsed = started.elapsed().as_secs();
         if let Some(done) = status
@@ -183,15 +229,20 @@ async fn follow_rollout(
             if show == Show::Redraw {
                 print(&format!("{CLEAR}{}", render::status(&status)))?;
             }
-            line(format!("[{elapsed:>4}s] {text}"))?;
-            return Ok(code);
+            let record = serde_json::to_value(done).unwrap_or_default();
+            output::answer(&record, || format!("[{elapsed:>4}s] {text}\n"))?;
+            return Ok(match asked {
+                Asked::Completion => code,
+                Asked::Stop if done.outcome == "rolled_back" => exit::OK,
+                Asked::Stop => exit::STOPPED,
+            });
         }
         let progress = render::progress_line(&status);
         let picture = match show {
             Show::Lines => progress.clone(),
             Show::Redraw => render::status(&status),
         };
-        if picture != last {
+        if picture != last && !output::json() {
             match show {
                 Show::Lines => line(format!("[{elapsed:>4}s] {progress}"))?,
                 Show::Redraw => print(&format!(
@@ -219,12 +270,16 @@ fn timed_out(timeout: Option<Duration>, again: &str) -> anyhow::Error {
 }
 
 fn stopped_following(service: &str, again: &str) -> anyhow::Result<i32> {
-    // On stderr: standard output may be a pipe that only wants the progress.
+    warn(&format!("\nstopped following {service}: {again}"));
+    Ok(exit::INTERRUPTED)
+}
+
+/// A line on stderr: standard output may be a pipe that only wants the progress or JSON.
+fn warn(text: &str) {
     let _ = std::io::Write::write_all(
         &mut std::io::stderr().lock(),
-        format!("\nstopped following {service}: {again}\n").as_bytes(),
+        format!("{text}\n").as_bytes(),
     );
-    Ok(exit::INTERRUPTED)
 }
 
 async fn fetch_status(client: &Client, service: &str) -> anyhow::Result<ServiceStatus> {
@@ -239,10 +294,10 @@ pub async fn simple(
     what: &str,
     body: Value,
 ) -> anyhow::Result<i32> {
-    client
+    let answer = client
         .post(&format!("/v1/services/{service}/{what}"), &body)
         .await?;
-    line(format!("{what}: accepted for {service}"))?;
+    output::answer(&answer, || format!("{what}: accepted for {service}\n"))?;
     Ok(0)
 }
 
@@ -303,13 +358,19 @@ pub async fn events(
     let mut events = client
         .events(&format!("/v1/services/{service}/events"), None)
         .await?;
+    let cut = |why: String| -> anyhow::Error { Failure::new(exit::UNREACHABLE, why).into() };
     while let Some(event) = events.next().await {
-        let event = event.context("read the event stream")?;
-        if event.event.as_deref() == Some("caught-up") {
-            if !follow {
-                return Ok(0);
+        let event = event.map_err(|e| cut(format!("the event stream broke off: {e}")))?;
+        match event.event.as_deref() {
+            Some("caught-up") if !follow => return Ok(exit::OK),
+            Some("caught-up") => continue,
+            Some("error") => {
+                return Err(cut(format!(
+                    "the roller could not read the log further: {}",
+                    event.data.as_deref().unwrap_or_default()
+                )))
             }
-            continue;
+            _ => {}
         }
         let data = event.data.as_deref().unwrap_or_default();
         let v: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
@@ -319,5 +380,8 @@ pub async fn events(
             output::record(&v, || render::event_sentence(&v))?;
         }
     }
-    Ok(exit::OK)
+    // The stream ended before it caught up, or while it was followed: the output is short.
+    Err(cut(
+        "the roller ended the event stream (did it stop?)".into()
+    ))
 }

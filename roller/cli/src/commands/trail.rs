@@ -1,7 +1,6 @@
 //! Trail's commands: the audit log (and its live feed), release history, what served at a
 //! time, the delivery report, and the hash-chain check.
 
-use anyhow::Context;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -66,8 +65,11 @@ async fn follow_feed(
     wanted: &ionroller_projections::audit::AuditFilter,
 ) -> anyhow::Result<()> {
     let mut feed = trail.events("/v1/feed", seq.map(|s| s.to_string())).await?;
+    let cut = |why: String| -> anyhow::Error {
+        crate::exit::Failure::new(crate::exit::UNREACHABLE, why).into()
+    };
     while let Some(event) = feed.next().await {
-        let event = event.context("read the feed")?;
+        let event = event.map_err(|e| cut(format!("trail's feed broke off: {e}")))?;
         let data = event.data.as_deref().unwrap_or_default();
         let row: Value = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
         // A row this version cannot read as a row is shown rather than hidden.
@@ -77,7 +79,7 @@ async fn follow_feed(
             output::record(&row, || render_trail::audit_line(&row))?;
         }
     }
-    Ok(())
+    Err(cut("trail ended its feed (did it stop?)".into()))
 }
 
 pub async fn history(trail: &Client, service: &str) -> anyhow::Result<i32> {
