@@ -100,6 +100,7 @@ pub async fn serve(
             let _ = stop.wait_for(|stopped| *stopped).await;
         }))
     });
+    let endpoints = config.notifications.clone();
     let notifiers = crate::notify::spawn(
         store.clone(),
         config.notifications,
@@ -121,6 +122,7 @@ pub async fn serve(
         .with_public_metrics(config.public_metrics)
         .with_trail_url(config.trail_url)
         .with_wake(wake)
+        .with_notifications(endpoints)
         .with_metrics(metrics)
         .with_cloud(cloud);
     let extra = match driver {

@@ -46,6 +46,25 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub aws: AwsConfig,
     pub rollout: RolloutPolicy,
+    /// The notification endpoints (by the names the operator's `--notifications` file gives
+    /// them) this service's team asks to hear from; an endpoint marked `when_named` notifies
+    /// only the services that name it here. No URL or secret is ever in a config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+}
+
+/// How many endpoints one config may name.
+pub const MAX_NOTIFY: usize = 8;
+
+/// A notification endpoint's name, as the operator's file gives it and a config's `notify`
+/// names it: 1 to 64 lowercase letters, digits, `-`, `_` or `.` (it becomes part of the
+/// notifier's stream name).
+pub fn valid_endpoint_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
 }
 
 fn default_health_check_path() -> String {
@@ -698,6 +717,23 @@ impl ServiceConfig {
                 "must name the endpoint's load balancer".into(),
             );
         }
+        for (i, name) in self.notify.iter().take(MAX_LIST).enumerate() {
+            if !valid_endpoint_name(name) {
+                bad(
+                    &format!("notify[{i}]"),
+                    "an endpoint name takes 1 to 64 lowercase letters, digits, '-', '_' or '.'"
+                        .into(),
+                );
+            } else if self.notify[..i].contains(name) {
+                bad(
+                    &format!("notify[{i}]"),
+                    "names an endpoint already listed".into(),
+                );
+            }
+        }
+        if self.notify.len() > MAX_NOTIFY {
+            bad("notify", format!("names at most {MAX_NOTIFY} endpoints"));
+        }
         for (i, p) in self.port_mappings.iter().take(MAX_LIST).enumerate() {
             if p.container == 0 || p.host == 0 {
                 bad(
@@ -1322,6 +1358,23 @@ mod tests {
         let config = parse_service_config(EXAMPLE).unwrap();
         let stored = serde_json::to_value(&config).unwrap();
         assert!(stored.get("secrets").is_none(), "{stored}");
+        assert!(stored.get("notify").is_none(), "{stored}");
+    }
+
+    #[test]
+    fn notify_names_endpoints_once_each_and_well_formed() {
+        let with = |notify: &str| {
+            let text = EXAMPLE.replacen('{', &format!("{{ \"notify\": {notify},"), 1);
+            match parse_service_config(&text) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.into_iter().map(|p| p.field).collect::<Vec<_>>(),
+            }
+        };
+        assert!(with(r#"["payments-slack", "ops"]"#).is_empty());
+        assert_eq!(with(r#"["Payments"]"#), ["notify[0]"]);
+        assert_eq!(with(r#"["ops", "ops"]"#), ["notify[1]"]);
+        let many: Vec<String> = (0..=MAX_NOTIFY).map(|i| format!("\"e{i}\"")).collect();
+        assert_eq!(with(&format!("[{}]", many.join(","))), ["notify"]);
     }
 
     #[test]

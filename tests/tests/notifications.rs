@@ -133,10 +133,17 @@ async fn every_outcome_is_told_once_signed_retried_and_survives_a_kill() {
     let file = dir.path().join("notifications.json");
     std::fs::write(
         &file,
-        serde_json::json!({ "endpoints": { "team": {
-            "kind": "webhook", "url": url, "secret_file": "hook-secret",
-            "services": ["hello"], "timeout_ms": 700
-        } } })
+        serde_json::json!({ "endpoints": {
+            "team": {
+                "kind": "webhook", "url": url, "secret_file": "hook-secret",
+                "services": ["hello"], "timeout_ms": 700
+            },
+            // Heard only by the services whose own config names it.
+            "optin": {
+                "kind": "webhook", "url": url, "secret_file": "hook-secret",
+                "services": ["hello"], "when_named": true, "kinds": ["completed"]
+            }
+        } })
         .to_string(),
     )
     .expect("write the endpoints file");
@@ -281,5 +288,32 @@ async fn every_outcome_is_told_once_signed_retried_and_survives_a_kill() {
         text.contains(r#"ionroller_notification_endpoint_failing{endpoint="team"} 0"#),
         "{text}"
     );
+    // The team opts in to "optin" in its own config; a name the operator did not open to
+    // it is refused naming the field.
+    let optin = |state: &Arc<Mutex<Receiver>>| {
+        state
+            .lock()
+            .expect("state")
+            .delivered
+            .iter()
+            .filter(|(id, _, _)| id.ends_with(":optin"))
+            .count()
+    };
+    assert_eq!(optin(&state), 0, "not named yet: nothing heard");
+    let named = dir.path().join("named.json");
+    let text = example_config().replacen('{', "{ \"notify\": [\"optin\"],", 1);
+    std::fs::write(&named, &text).expect("write config");
+    server.cli_ok(&["config", "set", "hello", named.to_str().expect("utf-8")]);
+    let wrong = dir.path().join("wrong.json");
+    std::fs::write(&wrong, text.replace("\"optin\"", "\"nope\"")).expect("write config");
+    let out = server.cli(&["config", "set", "hello", wrong.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("notify[0]") && err.contains("optin"), "{err}");
+    server.cli_ok(&["promote", "hello"]);
+    wait_until("the opted-in endpoint told of v4", 30, || {
+        optin(&state) == 1
+    })
+    .await;
     eprintln!("v1 took {v1_took:?} with its notifications failing");
 }

@@ -9,7 +9,7 @@ use ionroller_auth::Identity;
 use ionroller_core::commands::Accepted;
 use ionroller_core::Command;
 use ionroller_shared::config::{
-    parse_service_config, validate_reason, validate_version, ServiceConfig,
+    parse_service_config, validate_reason, validate_version, FieldError, ServiceConfig,
 };
 use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::http::ErrorBody;
@@ -92,6 +92,27 @@ pub async fn put_config(
 ) -> Result<Json<ConfigSaved>, ApiError> {
     let actor = caller.actor;
     let config = parse_service_config(&body).map_err(ApiError::invalid)?;
+    let unknown: Vec<_> = config
+        .notify
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| {
+            !state
+                .notifications
+                .iter()
+                .any(|e| &e.name == *name && e.open_to(&service))
+        })
+        .map(|(i, name)| FieldError {
+            field: format!("notify[{i}]"),
+            problem: format!(
+                "no notification endpoint {name:?} is open to {service}; this server's are: {}",
+                open_endpoints(&state, &service)
+            ),
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::invalid(unknown));
+    }
     if let Some(cloud) = &state.cloud {
         let problems = cloud.check_config(&config);
         if !problems.is_empty() {
@@ -421,4 +442,19 @@ pub async fn abort(
         reason: body.reason,
     };
     on_rollout(state, service, caller, dry, command).await
+}
+
+/// The notification endpoints `service`'s config may name, for a refusal's message.
+fn open_endpoints(state: &AppState, service: &str) -> String {
+    let names: Vec<&str> = state
+        .notifications
+        .iter()
+        .filter(|e| e.open_to(service))
+        .map(|e| e.name.as_str())
+        .collect();
+    if names.is_empty() {
+        "none (the operator lists them in `ionroller up --notifications FILE`)".into()
+    } else {
+        names.join(", ")
+    }
 }

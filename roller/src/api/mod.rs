@@ -71,6 +71,8 @@ pub struct AppState {
     /// Notified after every recorded command, so the roller in this process reconciles at
     /// once rather than at its next interval.
     pub wake: Arc<tokio::sync::Notify>,
+    /// The notification endpoints a config may name in `notify` (of `--notifications`).
+    pub notifications: Arc<Vec<crate::notify::Endpoint>>,
 }
 
 impl AppState {
@@ -87,7 +89,14 @@ impl AppState {
             claims: Arc::default(),
             metrics: Arc::default(),
             cloud: None,
+            notifications: Arc::default(),
         }
+    }
+
+    /// The endpoints a config's `notify` may name.
+    pub fn with_notifications(mut self, endpoints: Vec<crate::notify::Endpoint>) -> Self {
+        self.notifications = Arc::new(endpoints);
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {

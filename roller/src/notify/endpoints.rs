@@ -63,6 +63,9 @@ struct Spec {
     /// How long one attempt may take before it counts as failed and is retried.
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// Only services (of `services`) whose config names this endpoint in `notify` hear it.
+    #[serde(default)]
+    when_named: bool,
 }
 
 /// One endpoint, resolved: its URL and secret read, its patterns parsed.
@@ -75,6 +78,8 @@ pub struct Endpoint {
     pub services: Vec<ServicePattern>,
     pub kinds: BTreeSet<Kind>,
     pub timeout: Duration,
+    /// Heard only by the services whose config names it (`notify`), within `services`.
+    pub when_named: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -88,9 +93,18 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Whether this endpoint hears `n`.
-    pub fn wants(&self, n: &Notification) -> bool {
-        self.kinds.contains(&n.kind) && self.services.iter().any(|p| p.matches(&n.service))
+    /// Whether this endpoint hears `n`, its service's config naming the endpoint or not.
+    /// `services` bounds it either way: a team cannot route its notifications to an
+    /// endpoint the operator did not open to it.
+    pub fn wants(&self, n: &Notification, named: bool) -> bool {
+        self.kinds.contains(&n.kind)
+            && self.services.iter().any(|p| p.matches(&n.service))
+            && (named || !self.when_named)
+    }
+
+    /// Whether `service`'s config may name this endpoint.
+    pub fn open_to(&self, service: &str) -> bool {
+        self.services.iter().any(|p| p.matches(service))
     }
 }
 
@@ -119,12 +133,7 @@ fn parse(text: &str, dir: &Path) -> Result<Vec<Endpoint>, (String, String)> {
     let mut endpoints = Vec::new();
     for (name, spec) in file.endpoints {
         let at = |field: &str| format!("endpoints.{name}.{field}");
-        let named_well = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-        if !named_well {
+        if !ionroller_shared::config::valid_endpoint_name(&name) {
             return Err((
                 format!("endpoints.{name}"),
                 "a name takes 1 to 64 lowercase letters, digits, '-', '_' or '.'".into(),
@@ -188,6 +197,7 @@ fn parse(text: &str, dir: &Path) -> Result<Vec<Endpoint>, (String, String)> {
             services,
             kinds,
             timeout,
+            when_named: spec.when_named,
         });
     }
     Ok(endpoints)
@@ -233,6 +243,43 @@ mod tests {
             !format!("{payments:?}").contains("hooks.slack.com"),
             "no URL in logs"
         );
+    }
+
+    #[test]
+    fn an_endpoint_marked_when_named_hears_only_the_services_that_name_it_within_its_patterns() {
+        let dir = tempfile::tempdir().expect("dir");
+        let endpoints = parse_in(
+            dir.path(),
+            r#"{ "endpoints": { "payments": { "kind": "webhook", "url": "http://127.0.0.1:9/h",
+                 "services": ["payments-*"], "when_named": true } } }"#,
+        )
+        .expect("valid");
+        let payments = &endpoints[0];
+        let mut fold = ionroller_projections::notifications::Notifications::default();
+        let told =
+            |service: &str, fold: &mut ionroller_projections::notifications::Notifications| {
+                fold.on(
+                    &ionroller_projections::notifications::Meta {
+                        service,
+                        event_id: uuid::Uuid::nil(),
+                        occurred_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+                        actor: "roller",
+                    },
+                    &ionroller_shared::events::ServiceEvent::DriftDetected {
+                        description: "x".into(),
+                    },
+                )
+                .remove(0)
+            };
+        let api = told("payments-api", &mut fold);
+        assert!(payments.wants(&api, true));
+        assert!(!payments.wants(&api, false), "not named: not heard");
+        let search = told("search", &mut fold);
+        assert!(
+            !payments.wants(&search, true),
+            "named, but outside its services"
+        );
+        assert!(payments.open_to("payments-api") && !payments.open_to("search"));
     }
 
     #[test]

@@ -215,6 +215,8 @@ impl Task {
             Err(e) => return Ended::Store(e),
         };
         let mut fold = Notifications::default();
+        // Which services' configs name this endpoint (`notify`), as of the event at hand.
+        let mut named: std::collections::HashSet<String> = std::collections::HashSet::new();
         // From the start, for context; only what lies past the checkpoint is told.
         let mut events = self
             .store
@@ -245,6 +247,13 @@ impl Task {
                     continue;
                 }
             };
+            if let ServiceEvent::ConfigSaved { config, .. } = &event {
+                if config.notify.contains(&self.endpoint.name) {
+                    named.insert(service.to_string());
+                } else {
+                    named.remove(service);
+                }
+            }
             let meta = Meta {
                 service,
                 event_id: recorded.id.0,
@@ -254,7 +263,7 @@ impl Task {
             let told: Vec<Notification> = fold
                 .on(&meta, &event)
                 .into_iter()
-                .filter(|n| self.endpoint.wants(n))
+                .filter(|n| self.endpoint.wants(n, named.contains(service)))
                 .collect();
             if told.is_empty() || checkpoint.is_some_and(|c| recorded.position <= c) {
                 continue;
