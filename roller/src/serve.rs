@@ -101,10 +101,12 @@ pub async fn serve(
         }))
     });
     let endpoints = config.notifications.clone();
+    let notify_health = Arc::new(crate::notify::Health::default());
     let notifiers = crate::notify::spawn(
         store.clone(),
         config.notifications,
         metrics.clone(),
+        notify_health.clone(),
         replica.clone(),
         stop_rx.clone(),
     );
@@ -122,7 +124,7 @@ pub async fn serve(
         .with_public_metrics(config.public_metrics)
         .with_trail_url(config.trail_url)
         .with_wake(wake)
-        .with_notifications(endpoints)
+        .with_notifications(endpoints, notify_health)
         .with_metrics(metrics)
         .with_cloud(cloud);
     let extra = match driver {

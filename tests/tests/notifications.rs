@@ -315,5 +315,25 @@ async fn every_outcome_is_told_once_signed_retried_and_survives_a_kill() {
         optin(&state) == 1
     })
     .await;
+
+    // While an endpoint fails, the status of the services it notifies says so, and stops
+    // saying so once it takes the notification.
+    state.lock().expect("state").fail = usize::MAX;
+    server.cli_ok(&["release", "hello", "v5", "--no-follow"]);
+    let failing = |s: &Value| {
+        s["warnings"].as_array().is_some_and(|w| {
+            w.iter().any(|w| {
+                w.as_str()
+                    .is_some_and(|w| w.starts_with("notifications to team are failing since"))
+            })
+        })
+    };
+    server
+        .wait_for("hello", 20, "the failing endpoint in the status", failing)
+        .await;
+    state.lock().expect("state").fail = 0;
+    server
+        .wait_for("hello", 30, "the endpoint recovered", |s| !failing(s))
+        .await;
     eprintln!("v1 took {v1_took:?} with its notifications failing");
 }

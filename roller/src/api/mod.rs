@@ -73,6 +73,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// The notification endpoints a config may name in `notify` (of `--notifications`).
     pub notifications: Arc<Vec<crate::notify::Endpoint>>,
+    /// Which of them are failing now, for the status of the services they notify.
+    pub notify_health: Arc<crate::notify::Health>,
 }
 
 impl AppState {
@@ -90,12 +92,18 @@ impl AppState {
             metrics: Arc::default(),
             cloud: None,
             notifications: Arc::default(),
+            notify_health: Arc::default(),
         }
     }
 
     /// The endpoints a config's `notify` may name.
-    pub fn with_notifications(mut self, endpoints: Vec<crate::notify::Endpoint>) -> Self {
+    pub fn with_notifications(
+        mut self,
+        endpoints: Vec<crate::notify::Endpoint>,
+        health: Arc<crate::notify::Health>,
+    ) -> Self {
         self.notifications = Arc::new(endpoints);
+        self.notify_health = health;
         self
     }
 

@@ -67,7 +67,24 @@ pub async fn get_service(
     ServicePath(service): ServicePath,
 ) -> Result<Json<views::ServiceStatus>, ApiError> {
     let folded = load_existing(&state, &service).await?;
-    Ok(Json(views::service_status(&folded, state.clock.now())))
+    let mut status = views::service_status(&folded, state.clock.now());
+    // The notifier's failures, for the services the failing endpoints notify.
+    let named = folded.latest_config().map(|c| &c.config.notify);
+    for endpoint in state.notifications.iter() {
+        let hears = endpoint.open_to(&service)
+            && (!endpoint.when_named || named.is_some_and(|n| n.contains(&endpoint.name)));
+        if let Some((since, error)) = hears
+            .then(|| state.notify_health.failing(&endpoint.name))
+            .flatten()
+        {
+            status.warnings.push(format!(
+                "notifications to {} are failing since {} ({error}); they are retried",
+                endpoint.name,
+                since.format("%H:%M:%S UTC")
+            ));
+        }
+    }
+    Ok(Json(status))
 }
 
 fn config_view(c: &ionroller_core::state::ConfigVersion) -> views::ConfigView {

@@ -45,11 +45,43 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The shard whose lease holder runs the notifier when replicas share the log.
 const NOTIFIER_SHARD: u32 = 0;
 
+/// The endpoints failing now: since when, and the last error. The service status shows
+/// them to the services they notify.
+#[derive(Default)]
+pub struct Health {
+    failing: std::sync::Mutex<
+        std::collections::BTreeMap<String, (chrono::DateTime<chrono::Utc>, String)>,
+    >,
+}
+
+impl Health {
+    fn failed(&self, endpoint: &str, error: String) {
+        if let Ok(mut failing) = self.failing.lock() {
+            let since = failing
+                .get(endpoint)
+                .map_or_else(chrono::Utc::now, |(since, _)| *since);
+            failing.insert(endpoint.to_string(), (since, error));
+        }
+    }
+
+    fn delivered(&self, endpoint: &str) {
+        if let Ok(mut failing) = self.failing.lock() {
+            failing.remove(endpoint);
+        }
+    }
+
+    /// `endpoint`'s failure, if its last attempt failed: since when, and why.
+    pub fn failing(&self, endpoint: &str) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        self.failing.lock().ok()?.get(endpoint).cloned()
+    }
+}
+
 /// Runs one task per endpoint until `stop` turns true.
 pub fn spawn(
     store: Arc<dyn EventStore>,
     endpoints: Vec<Endpoint>,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     replica: Option<Arc<Replica>>,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -72,6 +104,7 @@ pub fn spawn(
                 endpoint: Arc::new(endpoint),
                 http: http.clone(),
                 metrics: metrics.clone(),
+                health: health.clone(),
                 replica: replica.clone(),
                 stop: stop.clone(),
             };
@@ -85,6 +118,7 @@ struct Task {
     endpoint: Arc<Endpoint>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     replica: Option<Arc<Replica>>,
     stop: watch::Receiver<bool>,
 }
@@ -318,29 +352,27 @@ impl Task {
                 sent = request.body(body.clone()).send() => sent,
                 _ = self.stop.wait_for(|s| *s) => return None,
             };
-            let delivered = match sent {
-                Ok(answer) if answer.status().is_success() => true,
-                Ok(answer) if answer.status().is_redirection() => {
-                    tracing::warn!(endpoint = %endpoint.name, delivery = %id, attempt,
-                        "the endpoint redirects ({}): give its final URL; retrying in {backoff:?}",
-                        answer.status());
-                    false
+            let failure = match sent {
+                Ok(answer) if answer.status().is_success() => None,
+                Ok(answer) if answer.status().is_redirection() => Some(format!(
+                    "the endpoint redirects ({}): give its final URL",
+                    answer.status()
+                )),
+                Ok(answer) => Some(format!("answered {}", answer.status())),
+                Err(e) if e.is_timeout() => {
+                    Some(format!("no answer within {:?}", endpoint.timeout))
                 }
-                Ok(answer) => {
-                    tracing::warn!(endpoint = %endpoint.name, delivery = %id, attempt,
-                        "notification refused with {}; retrying in {backoff:?}", answer.status());
-                    false
-                }
-                Err(e) => {
-                    tracing::warn!(endpoint = %endpoint.name, delivery = %id, attempt,
-                        "notification not delivered: {e}; retrying in {backoff:?}");
-                    false
-                }
+                Err(e) => Some(format!("not reached: {e}")),
             };
-            self.metrics.notification_attempt(&endpoint.name, delivered);
-            if delivered {
+            self.metrics
+                .notification_attempt(&endpoint.name, failure.is_none());
+            let Some(failure) = failure else {
+                self.health.delivered(&endpoint.name);
                 return Some(id);
-            }
+            };
+            tracing::warn!(endpoint = %endpoint.name, delivery = %id, attempt,
+                "notification not delivered: {failure}; retrying in {backoff:?}");
+            self.health.failed(&endpoint.name, failure);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = self.stop.wait_for(|s| *s) => return None,
