@@ -335,5 +335,37 @@ async fn every_outcome_is_told_once_signed_retried_and_survives_a_kill() {
     server
         .wait_for("hello", 30, "the endpoint recovered", |s| !failing(s))
         .await;
+
+    // A newer release supersedes v5; then drift on the serving environment is told too.
+    server.cli_ok(&["release", "hello", "v6", "--no-follow"]);
+    server.wait_for_promote("v6's canary").await;
+    server.cli_ok(&["promote", "hello", "--full"]);
+    let serving = server
+        .wait_for("hello", 30, "v6 to serve", |s| {
+            s["stable_version"] == "v6" && s["rollout"].is_null()
+        })
+        .await;
+    let instance = serving["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["version"] == "v6")
+        .and_then(|e| e["instance_ids"][0].as_str())
+        .expect("an instance of v6")
+        .to_string();
+    server.cli_ok(&["sim", "deregister", &instance]);
+    wait_until("the superseded and drift notifications", 30, || {
+        let by_kind = kinds(&state);
+        by_kind.contains_key("superseded") && by_kind.contains_key("drift_detected")
+    })
+    .await;
+    let by_kind = kinds(&state);
+    assert_eq!(by_kind["superseded"][0]["version"], "v5", "{by_kind:#?}");
+    assert!(
+        by_kind["drift_detected"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&instance)),
+        "{by_kind:#?}"
+    );
     eprintln!("v1 took {v1_took:?} with its notifications failing");
 }
