@@ -90,6 +90,13 @@ try {
   await page.click("#tab-events");
   await page.waitForSelector("#events tbody tr", { timeout: 15000 });
   await page.check("#people-only");
+  // The list is drawn again for the filter: wait for a person's row rather than reading it
+  // mid-draw (an empty list was read once on a loaded machine).
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#events tbody tr")].some((r) => r.innerText.includes("admin via token")),
+    null,
+    { timeout: 15000 },
+  );
   seen.peopleEvents = await page.locator("#events tbody tr").allInnerTexts();
   await page.locator("#events tbody tr details summary").first().click();
   seen.rawEvent = await text(page, "#events tbody tr details pre");
