@@ -177,13 +177,16 @@ async fn settle(
 ) -> Result<(), Error> {
     for _ in 0..60 {
         roller.pass().await?;
-        if services.iter().all(|s| roller.state(s).is_some_and(&done)) {
+        if services
+            .iter()
+            .all(|s| roller.with_state(s, &done).unwrap_or(false))
+        {
             return Ok(());
         }
     }
     let stuck = services
         .iter()
-        .filter(|s| !roller.state(s).is_some_and(&done))
+        .filter(|s| !roller.with_state(s, &done).unwrap_or(false))
         .count();
     Err(format!("{stuck} services never reached {what}").into())
 }
@@ -312,7 +315,7 @@ async fn measure(
         roller.pass().await?;
         if names
             .iter()
-            .all(|s| roller.state(s).is_some_and(rolled_back))
+            .all(|s| roller.with_state(s, rolled_back).unwrap_or(false))
         {
             break;
         }
@@ -338,9 +341,8 @@ async fn measure(
     // And every service's load balancer holds v1 only.
     for name in &names {
         let config = roller
-            .state(name)
-            .and_then(|s| s.latest_config())
-            .map(|c| c.config.clone())
+            .with_state(name, |s| s.latest_config().map(|c| c.config.clone()))
+            .flatten()
             .ok_or("no config")?;
         let view = sim.observe(name, &config).await?;
         let v1: Vec<&String> = view

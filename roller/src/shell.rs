@@ -11,13 +11,15 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::store::lease::Fence;
 use ionroller_shared::store::{EventStore, Position, StoreError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::cloud::Cloud;
@@ -33,15 +35,16 @@ pub use crate::log::{RollerError, ROLLER_ACTOR};
 const DECISION_ROUNDS: usize = 4;
 
 pub struct Roller {
-    deps: Deps,
-    services: BTreeMap<String, Slot>,
+    deps: Arc<Deps>,
+    services: BTreeMap<String, Arc<Cell>>,
     discovered_until: Option<Position>,
-    /// At most this many services reconcile at once.
-    workers: usize,
-    /// A service's reconcile that takes longer is abandoned until the next pass, so a hung or
-    /// throttled cloud call delays no other service's pass beyond it. Abandoning is the same
-    /// as a crash at that point: an intent without an outcome is executed on the next pass.
+    /// At most this many services reconcile at once: a reconcile holds a permit throughout.
+    workers: Arc<Semaphore>,
+    /// A service's reconcile that takes longer is abandoned until its next turn. Abandoning is
+    /// the same as a crash at that point: an intent without an outcome is executed next time.
     service_timeout: Duration,
+    /// Reconciles started and not finished, whichever pass started them.
+    running: JoinSet<()>,
 }
 
 /// What every service's reconcile shares.
@@ -53,6 +56,18 @@ struct Deps {
     metrics: Arc<Metrics>,
     /// With replicas on one log: the leases that say which services are this one's.
     replica: Option<Arc<Replica>>,
+}
+
+/// One service's place in the roller. Its slot's lock is held for the whole of a reconcile,
+/// so a service is reconciled strictly one pass at a time, and a pass that finds it locked
+/// knows it is still being reconciled and leaves it to that reconcile.
+struct Cell {
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+    /// Set when a wake found the service mid-reconcile: the command it announces was
+    /// recorded after that reconcile read the log, so it reconciles once more right after.
+    again: AtomicBool,
+    /// Whether the service had a rollout under way when its last reconcile ended.
+    rolling: AtomicBool,
 }
 
 /// One service's cached fold, and the revision it was last snapshotted (or loaded) at.
@@ -70,30 +85,51 @@ impl Slot {
     }
 }
 
+impl Cell {
+    fn new(service: &str) -> Arc<Self> {
+        Arc::new(Cell {
+            slot: Arc::new(tokio::sync::Mutex::new(Slot::new(service))),
+            again: AtomicBool::new(false),
+            rolling: AtomicBool::new(false),
+        })
+    }
+}
+
 /// Defaults: services reconcile eight at a time, each within 60 s.
 pub const DEFAULT_WORKERS: usize = 8;
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
+/// On shutdown, reconciles under way get this long to finish before they are abandoned
+/// (safe at any point, as above), so that a graceful stop hands leases over within seconds
+/// even while a cloud call hangs.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 impl Roller {
     pub fn new(store: Arc<dyn EventStore>, cloud: Arc<dyn Cloud>, clock: Arc<dyn Clock>) -> Self {
         Roller {
-            deps: Deps {
+            deps: Arc::new(Deps {
                 store,
                 cloud,
                 clock,
                 metrics: Arc::default(),
                 replica: None,
-            },
+            }),
             services: BTreeMap::new(),
             discovered_until: None,
-            workers: DEFAULT_WORKERS,
+            workers: Arc::new(Semaphore::new(DEFAULT_WORKERS)),
             service_timeout: DEFAULT_SERVICE_TIMEOUT,
+            running: JoinSet::new(),
         }
+    }
+
+    /// For the builder methods, called before any pass: no reconcile holds the deps yet, so
+    /// this copies nothing.
+    fn deps_mut(&mut self) -> &mut Deps {
+        Arc::make_mut(&mut self.deps)
     }
 
     /// Shares counters with the API's `/metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.deps.metrics = metrics;
+        self.deps_mut().metrics = metrics;
         self
     }
 
@@ -101,20 +137,22 @@ impl Roller {
     /// every append and action with it. Without, the roller owns every service (a lone
     /// roller on its own log).
     pub fn with_replica(mut self, replica: Arc<Replica>) -> Self {
-        self.deps.replica = Some(replica);
+        self.deps_mut().replica = Some(replica);
         self
     }
 
     /// Reconciles up to `workers` services at once (at least one), each within `timeout`.
     pub fn with_concurrency(mut self, workers: usize, timeout: Duration) -> Self {
-        self.workers = workers.max(1);
+        self.workers = Arc::new(Semaphore::new(workers.max(1)));
         self.service_timeout = timeout;
         self
     }
 
-    /// Passes every `interval`, and at once when `wake` is notified (a command was recorded:
-    /// a promote or an abort should not wait for the interval). A notification during a pass
-    /// is kept, so the change it announces gets a pass of its own.
+    /// Starts a pass every `interval`, and at once when `wake` is notified (a command was
+    /// recorded: a promote or an abort should not wait for the interval). A pass starts the
+    /// reconcile of every service that is not still being reconciled and does not wait for
+    /// them: a service whose cloud calls hang holds up only itself (until its timeout), never
+    /// the next pass of any other service.
     pub async fn run(
         mut self,
         interval: Duration,
@@ -122,83 +160,122 @@ impl Roller {
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        let mut woken = false;
         loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "reconcile pass failed");
+            match self.start_pass(woken).await {
+                Ok(pass) => {
+                    tokio::spawn(pass);
+                }
+                Err(e) => tracing::warn!(error = %e, "reconcile pass failed"),
             }
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tokio::time::sleep(interval) => {}
-                _ = wake.notified() => {}
+            let next = tokio::time::sleep(interval);
+            tokio::pin!(next);
+            let waited = loop {
+                tokio::select! {
+                    _ = &mut shutdown => break None,
+                    _ = &mut next => break Some(false),
+                    _ = wake.notified() => break Some(true),
+                    // Reaps reconciles as they end, so the set holds only running ones.
+                    Some(_) = self.running.join_next(), if !self.running.is_empty() => {}
+                }
+            };
+            match waited {
+                Some(w) => woken = w,
+                None => break,
             }
+        }
+        self.stop().await;
+    }
+
+    /// Waits a moment for the reconciles under way, then abandons the rest.
+    async fn stop(&mut self) {
+        let all_done = async { while self.running.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.running.len(),
+                "reconciles still running at shutdown are abandoned; their intents are executed on the next start"
+            );
+            self.running.shutdown().await;
         }
     }
 
-    /// One reconcile pass over every known service: up to `workers` at once, each service
-    /// strictly serial (one reconcile of it at a time) and bounded by the service timeout.
+    /// One reconcile pass over every known service, waiting for all of it: up to `workers`
+    /// at once, each service strictly serial and bounded by the service timeout.
     pub async fn pass(&mut self) -> Result<(), RollerError> {
-        let started = std::time::Instant::now();
-        self.discover().await?;
-        let deps = &self.deps;
-        let timeout = self.service_timeout;
-        let mine: Vec<(&String, &mut Slot, Option<Fence>)> = self
-            .services
-            .iter_mut()
-            .filter_map(|(name, slot)| match &deps.replica {
-                None => Some((name, slot, None)),
-                Some(replica) => replica.fence(name).map(|fence| (name, slot, Some(fence))),
-            })
-            .collect();
-        Metrics::set(&deps.metrics.queue_depth, mine.len() as u64);
-        // Boxed as `Send` futures first: a stream mapping borrowed slots straight into async
-        // blocks trips the compiler's higher-ranked `Send` check when the pass is spawned.
-        let reconciles: Vec<std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>> = mine
-            .into_iter()
-            .map(
-                |(name, slot, fence)| -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-                    Box::pin(async move {
-                        deps.metrics.queue_depth.dec();
-                        let started = std::time::Instant::now();
-                        let result = tokio::time::timeout(
-                            timeout,
-                            reconcile(deps, name, slot, fence.as_ref()),
-                        )
-                        .await;
-                        deps.metrics.service_took(name, started.elapsed());
-                        let failure = match result {
-                            Ok(Ok(())) => None,
-                            Ok(Err(e)) => Some(e.to_string()),
-                            Err(_) => Some(format!(
-                                "took longer than {timeout:?}; abandoned until the next pass"
-                            )),
-                        };
-                        if let Some(error) = failure {
-                            deps.metrics.reconcile_failed(name);
-                            tracing::warn!(service = %name, error, "reconcile failed");
-                        }
-                    })
-                },
-            )
-            .collect();
-        futures::stream::iter(reconciles)
-            .buffer_unordered(self.workers)
-            .collect::<Vec<()>>()
-            .await;
-        let m = &self.deps.metrics;
-        Metrics::add(&m.passes, 1);
-        Metrics::set(&m.services, self.services.len() as u64);
-        let rolling = self
-            .services
-            .values()
-            .filter(|s| s.state.rollout.is_some())
-            .count();
-        Metrics::set(&m.rollouts_in_progress, rolling as u64);
-        m.pass_took(started.elapsed());
+        let pass = self.start_pass(false).await?;
+        pass.await;
+        while self.running.try_join_next().is_some() {}
         Ok(())
     }
 
-    pub fn state(&self, service: &str) -> Option<&ServiceState> {
-        self.services.get(service).map(|s| &s.state)
+    /// Discovers new services and starts the reconcile of every service of this replica's that
+    /// is not being reconciled already. The future it returns ends when they have all ended,
+    /// and records the pass in the metrics.
+    async fn start_pass(
+        &mut self,
+        woken: bool,
+    ) -> Result<impl Future<Output = ()> + Send + 'static, RollerError> {
+        let started = std::time::Instant::now();
+        self.discover().await?;
+        let mut ends = Vec::new();
+        for (name, cell) in &self.services {
+            let fence = match &self.deps.replica {
+                None => None,
+                Some(replica) => match replica.fence(name) {
+                    Some(fence) => Some(fence),
+                    None => continue,
+                },
+            };
+            let Ok(slot) = cell.slot.clone().try_lock_owned() else {
+                // Still being reconciled (by an earlier pass): that reconcile is this pass's
+                // for the service. After a wake it must look again when it ends.
+                if woken {
+                    cell.again.store(true, Ordering::Relaxed);
+                }
+                continue;
+            };
+            let (done, ended) = tokio::sync::oneshot::channel::<()>();
+            ends.push(ended);
+            self.deps.metrics.queue_depth.inc();
+            let (deps, name, cell) = (self.deps.clone(), name.clone(), cell.clone());
+            let (workers, timeout) = (self.workers.clone(), self.service_timeout);
+            self.running.spawn(async move {
+                let _done = done;
+                reconcile_turn(&deps, &workers, timeout, &name, &cell, slot, fence).await;
+            });
+        }
+        let deps = self.deps.clone();
+        let cells: Vec<Arc<Cell>> = self.services.values().cloned().collect();
+        Ok(async move {
+            // An abandoned reconcile drops its sender too: the pass ends either way.
+            futures::future::join_all(ends).await;
+            let m = &deps.metrics;
+            Metrics::add(&m.passes, 1);
+            Metrics::set(&m.services, cells.len() as u64);
+            let rolling = cells
+                .iter()
+                .filter(|c| c.rolling.load(Ordering::Relaxed))
+                .count();
+            Metrics::set(&m.rollouts_in_progress, rolling as u64);
+            m.pass_took(started.elapsed());
+        })
+    }
+
+    /// The service's state as its last reconcile left it; `None` if the service is unknown
+    /// or being reconciled right now.
+    pub fn state(&self, service: &str) -> Option<ServiceState> {
+        self.with_state(service, ServiceState::clone)
+    }
+
+    /// `read` of the service's state as its last reconcile left it, without copying it;
+    /// `None` as for [`Roller::state`].
+    pub fn with_state<R>(&self, service: &str, read: impl FnOnce(&ServiceState) -> R) -> Option<R> {
+        let cell = self.services.get(service)?;
+        let slot = cell.slot.try_lock().ok()?;
+        Some(read(&slot.state))
     }
 
     /// Finds services that saved a config since the last look.
@@ -208,7 +285,7 @@ impl Roller {
         for name in names {
             self.services
                 .entry(name.clone())
-                .or_insert_with(|| Slot::new(&name));
+                .or_insert_with(|| Cell::new(&name));
         }
         self.discovered_until = next;
         Ok(())
@@ -224,11 +301,54 @@ impl Roller {
                 None => return Ok(()),
             },
         };
-        let slot = self
+        let cell = self
             .services
             .entry(service.to_string())
-            .or_insert_with(|| Slot::new(service));
-        reconcile(&self.deps, service, slot, fence.as_ref()).await
+            .or_insert_with(|| Cell::new(service))
+            .clone();
+        let mut slot = cell.slot.lock().await;
+        reconcile(&self.deps, service, &mut slot, fence.as_ref()).await
+    }
+}
+
+/// One service's turn in a pass: a worker, then its reconcile within the timeout, again while
+/// a wake came in the meantime. Holds the service's slot throughout.
+async fn reconcile_turn(
+    deps: &Deps,
+    workers: &Semaphore,
+    timeout: Duration,
+    name: &str,
+    cell: &Cell,
+    mut slot: tokio::sync::OwnedMutexGuard<Slot>,
+    fence: Option<Fence>,
+) {
+    let permit = workers.acquire().await;
+    deps.metrics.queue_depth.dec();
+    if permit.is_err() {
+        return; // the semaphore is never closed
+    }
+    loop {
+        cell.again.store(false, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let result =
+            tokio::time::timeout(timeout, reconcile(deps, name, &mut slot, fence.as_ref())).await;
+        deps.metrics.service_took(name, started.elapsed());
+        let failure = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "took longer than {timeout:?}; abandoned until its next turn"
+            )),
+        };
+        if let Some(error) = failure {
+            deps.metrics.reconcile_failed(name);
+            tracing::warn!(service = %name, error, "reconcile failed");
+        }
+        cell.rolling
+            .store(slot.state.rollout.is_some(), Ordering::Relaxed);
+        if !cell.again.load(Ordering::Relaxed) {
+            break;
+        }
     }
 }
 

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use ionroller_roller::cloud::sim::SimCloud;
+use ionroller_roller::cloud::sim::{SimCloud, SimSettings};
 use ionroller_roller::cloud::{Cloud, CloudError};
+use ionroller_roller::shell::Roller;
 use ionroller_shared::cloud::CloudView;
 use ionroller_shared::config::ServiceConfig;
-use ionroller_shared::events::Action;
+use ionroller_shared::events::{Action, AlarmState};
 use support::*;
 use uuid::Uuid;
 
@@ -98,6 +99,19 @@ async fn three_services(w: &World) {
     }
 }
 
+async fn release_v1_of_all_three(w: &World) {
+    for name in ["alpha", "beta", "gamma"] {
+        let (status, body) = w
+            .call(
+                "POST",
+                &format!("/v1/services/{name}/releases"),
+                r#"{"version":"v1"}"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_reconcile_up_to_the_worker_count_at_once() {
     for (workers, expected) in [(3, 3), (2, 2), (1, 1)] {
@@ -114,16 +128,7 @@ async fn a_service_whose_cloud_hangs_delays_no_other_beyond_its_timeout() {
     let most = Arc::new(AtomicUsize::new(0));
     let mut w = world(2, Duration::from_millis(200), Some("beta"), most);
     three_services(&w).await;
-    for name in ["alpha", "beta", "gamma"] {
-        let (status, body) = w
-            .call(
-                "POST",
-                &format!("/v1/services/{name}/releases"),
-                r#"{"version":"v1"}"#,
-            )
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    }
+    release_v1_of_all_three(&w).await;
     // Each pass returns (beta abandoned at its timeout), and the others go on releasing.
     for _ in 0..20 {
         w.tick(2).await;
@@ -134,4 +139,98 @@ async fn a_service_whose_cloud_hangs_delays_no_other_beyond_its_timeout() {
     }
     let beta = w.roller.state("beta").expect("known");
     assert_eq!(beta.stable_version(), None, "beta's cloud never answered");
+}
+
+/// The roller as `up` runs it (a pass every interval), with one service's cloud calls hanging
+/// and a service timeout far longer than the test: the other services release, and an alarm
+/// rolls one of them back, within a few intervals. Passes do not wait for the hung service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_service_does_not_delay_another_services_rollback() {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    const WITHIN: Duration = Duration::from_secs(20);
+    let most = Arc::new(AtomicUsize::new(0));
+    // 2 workers: beta's hung reconcile holds one of them throughout.
+    let mut w = world(2, Duration::from_secs(600), Some("beta"), most);
+    w.sim
+        .set_settings(SimSettings {
+            launch_secs: 0.0,
+            healthy_secs: 0.0,
+        })
+        .expect("sim settings");
+    three_services(&w).await;
+    let mut alpha: serde_json::Value = serde_json::from_str(HELLO).expect("example config");
+    alpha["endpoint"]["load_balancer"]["name"] = "alpha-lb".into();
+    alpha["rollout"]["alarms"] = serde_json::json!(["alpha-5xx"]);
+    let (status, body) = w
+        .call("PUT", "/v1/services/alpha/config", &alpha.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let idle = Roller::new(w.store.clone(), Arc::new(w.sim.clone()), w.clock.clone());
+    let roller = std::mem::replace(&mut w.roller, idle);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(roller.run(INTERVAL, wake, async move {
+        let _ = stopped.await;
+    }));
+
+    let started = Instant::now();
+    let status_of = |name: &'static str| {
+        let w = &w;
+        async move {
+            let (status, body) = w.call("GET", &format!("/v1/services/{name}"), "").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let wait_until =
+        |name: &'static str, what: &'static str, done: fn(&serde_json::Value) -> bool| {
+            let status_of = &status_of;
+            async move {
+                loop {
+                    let body = status_of(name).await;
+                    if done(&body) {
+                        return;
+                    }
+                    assert!(started.elapsed() < WITHIN, "{name}: {what}: {body:#}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+    release_v1_of_all_three(&w).await;
+    let v1_serving = |s: &serde_json::Value| s["rollout"].is_null() && s["stable_version"] == "v1";
+    wait_until("alpha", "v1 serving", v1_serving).await;
+    wait_until("gamma", "v1 serving", v1_serving).await;
+
+    let (status, body) = w
+        .call("POST", "/v1/services/alpha/releases", r#"{"version":"v2"}"#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_until("alpha", "v2 at its canary", |s| {
+        s["rollout"]["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("promote"))
+    })
+    .await;
+    w.clock.advance(chrono::Duration::seconds(1));
+    w.sim
+        .set_alarm("alpha-5xx", AlarmState::Alarm, None, Some(12.0))
+        .expect("alarm");
+    wait_until("alpha", "rolled back to v1", |s| {
+        s["rollout"].is_null()
+            && s["stable_version"] == "v1"
+            && s["history"][0]["outcome"] == "rolled_back"
+    })
+    .await;
+    let beta = status_of("beta").await;
+    assert!(
+        beta["stable_version"].is_null(),
+        "beta's cloud never answered: {beta:#}"
+    );
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the roller stops within its shutdown grace, beta hung or not")
+        .expect("the roller's task");
 }
