@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::StateValue;
-use ionroller_aws::testkit::{emulators_or_skip, Fixture};
+use ionroller_aws::testkit::{emulators_or_skip, Fixture, PrivateBeanstalk};
 use serde_json::{json, Value};
 use support::fault_proxy::{Fault, FaultProxy};
 use support::{environment_of, example_config, metrics_text, share, Server};
@@ -397,4 +397,116 @@ async fn aws_kill_between_intent_and_outcome_and_injected_faults_converge() {
     assert!(!events.contains("action-intended"), "{events}");
     let status = second.cli_ok(&["status", &service]);
     assert!(status.contains("not created by this log"), "{status}");
+}
+
+/// A quiet pass over several services in one account-region reads the region once (each API
+/// in batches, DescribeEnvironments page by page) and each service's load balancer once,
+/// counted on the wire by pass-through proxies in front of the emulators: the real binary, the
+/// real driver, calls that grow with endpoints and pages, not with services × calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_a_quiet_pass_reads_the_region_once_for_all_its_services() {
+    if !emulators_or_skip("aws_a_quiet_pass_reads_the_region_once_for_all_its_services") {
+        return;
+    }
+    const SERVICES: usize = 6;
+    // Four environments a page: the six services' environments take two pages.
+    const PAGE: u32 = 4;
+    const PASSES: u64 = 4;
+    // Each service with its own load balancer (an endpoint is one service's) and alarm.
+    let mut fixtures = Vec::new();
+    for _ in 0..SERVICES {
+        fixtures.push(Fixture::new().await.expect("fixture"));
+    }
+    // Its own EB stand-in: a region-wide listing sees this test's environments only.
+    let eb = PrivateBeanstalk::start(PAGE).await.expect("EB stand-in");
+    let eb_proxy = FaultProxy::start(&eb.url).await;
+    let moto_proxy = FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL").expect("moto")).await;
+    let cloudwatch_proxy =
+        FaultProxy::start(&std::env::var("AWS_ENDPOINT_URL_CLOUDWATCH").expect("CloudWatch")).await;
+    let calls = || {
+        let mut all = std::collections::BTreeMap::new();
+        for p in [&eb_proxy, &moto_proxy, &cloudwatch_proxy] {
+            for (op, n) in p.calls() {
+                *all.entry(op).or_insert(0u64) += n;
+            }
+        }
+        all
+    };
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start_with(
+        dir.path(),
+        &["--cloud", "aws", "--interval-ms", "1000"],
+        &[
+            ("AWS_ENDPOINT_URL", moto_proxy.url.as_str()),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", cloudwatch_proxy.url.as_str()),
+            ("AWS_ENDPOINT_URL_ELASTIC_BEANSTALK", eb_proxy.url.as_str()),
+        ],
+    );
+    let mut services = Vec::new();
+    for f in &fixtures {
+        let service = format!("quiet{}", f.id);
+        let alarm = format!("{service}-errors");
+        f.create_alarm(&alarm, &format!("errors{}", f.id), 5.0)
+            .await
+            .expect("alarm");
+        let mut config = config_for(f, &[&alarm]);
+        config["instances"]["min"] = json!(1);
+        config["instances"]["max"] = json!(1);
+        save_config(&server, dir.path(), &service, &config);
+        server.cli_ok(&["release", &service, "v1", "--no-follow"]);
+        services.push(service);
+    }
+    for service in &services {
+        server
+            .wait_for(service, 120, "v1 serving", |s| {
+                s["rollout"].is_null() && share(s, "v1") == 100
+            })
+            .await;
+    }
+
+    // Counted from just after a pass ends to just after the PASSES-th pass from then ends: the
+    // interval (1 s) between passes leaves the counts settled at both ends.
+    let server = &server;
+    let pass_ended = |after: f64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let passes = support::metric(server, "ionroller_reconcile_passes_total").await;
+            if passes > after {
+                return passes;
+            }
+            assert!(std::time::Instant::now() < deadline, "no pass ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let now = support::metric(server, "ionroller_reconcile_passes_total").await;
+    let first = pass_ended(now).await;
+    let before = calls();
+    let last = pass_ended(first + PASSES as f64 - 1.0).await;
+    let after = calls();
+    let passes = (last - first) as u64;
+    assert_eq!(passes, PASSES, "passes counted");
+    let made: std::collections::BTreeMap<String, u64> = after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let pages = SERVICES.div_ceil(PAGE as usize) as u64;
+    assert_eq!(
+        made,
+        [
+            ("DescribeAlarms".to_string(), passes),
+            ("DescribeAutoScalingGroups".to_string(), passes),
+            ("DescribeEnvironments".to_string(), passes * pages),
+            (
+                "DescribeInstanceHealth".to_string(),
+                passes * SERVICES as u64
+            ),
+        ]
+        .into_iter()
+        .collect(),
+        "calls in {passes} quiet passes over {SERVICES} services"
+    );
+    // Against what observing each service on its own costs: four calls a service.
+    let per_pass = made.values().sum::<u64>() / passes;
+    assert!(per_pass < 4 * SERVICES as u64, "{per_pass} calls a pass");
 }
