@@ -9,12 +9,13 @@
 //! made at, so a concurrent command makes the roller re-read and re-decide instead of acting
 //! on a stale state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ionroller_shared::config::ServiceConfig;
 use ionroller_shared::events::ServiceEvent;
 use ionroller_shared::store::lease::Fence;
 use ionroller_shared::store::{EventStore, Position, StoreError};
@@ -38,8 +39,8 @@ pub struct Roller {
     deps: Arc<Deps>,
     services: BTreeMap<String, Arc<Cell>>,
     discovered_until: Option<Position>,
-    /// At most this many services reconcile at once: a reconcile holds a permit throughout.
-    workers: Arc<Semaphore>,
+    /// At most this many services of one account-region reconcile at once.
+    workers: Arc<Bulkheads>,
     /// A service's reconcile that takes longer is abandoned until its next turn. Abandoning is
     /// the same as a crash at that point: an intent without an outcome is executed next time.
     service_timeout: Duration,
@@ -115,7 +116,7 @@ impl Roller {
             }),
             services: BTreeMap::new(),
             discovered_until: None,
-            workers: Arc::new(Semaphore::new(DEFAULT_WORKERS)),
+            workers: Arc::new(Bulkheads::new(DEFAULT_WORKERS)),
             service_timeout: DEFAULT_SERVICE_TIMEOUT,
             running: JoinSet::new(),
         }
@@ -141,9 +142,10 @@ impl Roller {
         self
     }
 
-    /// Reconciles up to `workers` services at once (at least one), each within `timeout`.
+    /// Reconciles up to `workers` services of each account-region at once (at least one),
+    /// each within `timeout`.
     pub fn with_concurrency(mut self, workers: usize, timeout: Duration) -> Self {
-        self.workers = Arc::new(Semaphore::new(workers.max(1)));
+        self.workers = Arc::new(Bulkheads::new(workers));
         self.service_timeout = timeout;
         self
     }
@@ -311,21 +313,67 @@ impl Roller {
     }
 }
 
-/// One service's turn in a pass: a worker, then its reconcile within the timeout, again while
-/// a wake came in the meantime. Holds the service's slot throughout.
+/// Worker permits, `per` for each account-region (a service's region and the role it is
+/// reached through, as its config names them): services of an account whose calls are slow,
+/// throttled or held by the rate limit take workers from that account-region only, never from
+/// the services of another.
+struct Bulkheads {
+    per: usize,
+    by_target: std::sync::Mutex<HashMap<AccountRegion, Arc<Semaphore>>>,
+}
+
+/// A config's `aws.region` and `aws.role_arn`: where the driver sends its calls.
+type AccountRegion = (Option<String>, Option<String>);
+
+impl Bulkheads {
+    fn new(per: usize) -> Self {
+        Bulkheads {
+            per: per.max(1),
+            by_target: std::sync::Mutex::default(),
+        }
+    }
+
+    fn of(&self, config: Option<&ServiceConfig>) -> Arc<Semaphore> {
+        let target = config.map_or((None, None), |c| {
+            (c.aws.region.clone(), c.aws.role_arn.clone())
+        });
+        let mut by_target = self
+            .by_target
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        by_target
+            .entry(target)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per)))
+            .clone()
+    }
+}
+
+/// One service's turn in a pass: a worker of its account-region, then its reconcile within
+/// the timeout, again while a wake came in the meantime. Holds the service's slot throughout.
 async fn reconcile_turn(
     deps: &Deps,
-    workers: &Semaphore,
+    workers: &Bulkheads,
     timeout: Duration,
     name: &str,
     cell: &Cell,
     mut slot: tokio::sync::OwnedMutexGuard<Slot>,
     fence: Option<Fence>,
 ) {
-    let permit = workers.acquire().await;
+    // Its account-region is in its config: a service not folded yet (its first turn) is
+    // folded first, or it would wait in the wrong account-region's queue.
+    if slot.state.revision.is_none() {
+        if let Err(e) = catch_up(deps, name, &mut slot).await {
+            deps.metrics.queue_depth.dec();
+            deps.metrics.reconcile_failed(name);
+            tracing::warn!(service = %name, error = %e, "reconcile failed");
+            return;
+        }
+    }
+    let bulkhead = workers.of(slot.state.latest_config().map(|c| &c.config));
+    let permit = bulkhead.acquire().await;
     deps.metrics.queue_depth.dec();
     if permit.is_err() {
-        return; // the semaphore is never closed
+        return; // never closed
     }
     loop {
         cell.again.store(false, Ordering::Relaxed);

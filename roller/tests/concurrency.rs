@@ -141,16 +141,79 @@ async fn a_service_whose_cloud_hangs_delays_no_other_beyond_its_timeout() {
     assert_eq!(beta.stable_version(), None, "beta's cloud never answered");
 }
 
-/// The roller as `up` runs it (a pass every interval), with one service's cloud calls hanging
-/// and a service timeout far longer than the test: the other services release, and an alarm
-/// rolls one of them back, within a few intervals. Passes do not wait for the hung service.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_service_does_not_delay_another_services_rollback() {
-    const INTERVAL: Duration = Duration::from_millis(50);
-    const WITHIN: Duration = Duration::from_secs(20);
+/// The roller of `w`, run as `up` runs it (a pass every 50 ms), and how to stop it.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+/// Everything these tests wait for happens within this, far less than the service timeout.
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn run(w: &mut World) -> Running {
+    let idle = Roller::new(w.store.clone(), Arc::new(w.sim.clone()), w.clock.clone());
+    let roller = std::mem::replace(&mut w.roller, idle);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(roller.run(
+        Duration::from_millis(50),
+        Arc::new(tokio::sync::Notify::new()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        stop,
+        task,
+        started: Instant::now(),
+    }
+}
+
+impl Running {
+    /// Stops the roller; it must stop within its shutdown grace, whatever still hangs.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the roller stops within its shutdown grace")
+            .expect("the roller's task");
+    }
+}
+
+async fn status_of(w: &World, name: &str) -> serde_json::Value {
+    let (status, body) = w.call("GET", &format!("/v1/services/{name}"), "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Waits until `done` holds for `name`'s status, failing once `WITHIN` has passed since the
+/// roller started.
+async fn wait_until(
+    w: &World,
+    r: &Running,
+    name: &str,
+    what: &str,
+    done: fn(&serde_json::Value) -> bool,
+) {
+    loop {
+        let body = status_of(w, name).await;
+        if done(&body) {
+            return;
+        }
+        assert!(r.started.elapsed() < WITHIN, "{name}: {what}: {body:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn v1_serving(s: &serde_json::Value) -> bool {
+    s["rollout"].is_null() && s["stable_version"] == "v1"
+}
+
+/// A world of three services whose simulated environments launch at once, and whose cloud
+/// never answers for beta; `service_timeout` is far longer than the test.
+async fn beta_hangs(workers: usize) -> World {
     let most = Arc::new(AtomicUsize::new(0));
-    // 2 workers: beta's hung reconcile holds one of them throughout.
-    let mut w = world(2, Duration::from_secs(600), Some("beta"), most);
+    let w = world(workers, Duration::from_secs(600), Some("beta"), most);
     w.sim
         .set_settings(SimSettings {
             launch_secs: 0.0,
@@ -158,55 +221,46 @@ async fn a_hung_service_does_not_delay_another_services_rollback() {
         })
         .expect("sim settings");
     three_services(&w).await;
-    let mut alpha: serde_json::Value = serde_json::from_str(HELLO).expect("example config");
-    alpha["endpoint"]["load_balancer"]["name"] = "alpha-lb".into();
-    alpha["rollout"]["alarms"] = serde_json::json!(["alpha-5xx"]);
+    w
+}
+
+async fn save(w: &World, name: &str, config: serde_json::Value) {
     let (status, body) = w
-        .call("PUT", "/v1/services/alpha/config", &alpha.to_string())
+        .call(
+            "PUT",
+            &format!("/v1/services/{name}/config"),
+            &config.to_string(),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
 
-    let idle = Roller::new(w.store.clone(), Arc::new(w.sim.clone()), w.clock.clone());
-    let roller = std::mem::replace(&mut w.roller, idle);
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(roller.run(INTERVAL, wake, async move {
-        let _ = stopped.await;
-    }));
+fn hello_on(load_balancer: &str) -> serde_json::Value {
+    let mut config: serde_json::Value = serde_json::from_str(HELLO).expect("example config");
+    config["endpoint"]["load_balancer"]["name"] = load_balancer.into();
+    config
+}
 
-    let started = Instant::now();
-    let status_of = |name: &'static str| {
-        let w = &w;
-        async move {
-            let (status, body) = w.call("GET", &format!("/v1/services/{name}"), "").await;
-            assert_eq!(status, StatusCode::OK, "{body}");
-            body
-        }
-    };
-    let wait_until =
-        |name: &'static str, what: &'static str, done: fn(&serde_json::Value) -> bool| {
-            let status_of = &status_of;
-            async move {
-                loop {
-                    let body = status_of(name).await;
-                    if done(&body) {
-                        return;
-                    }
-                    assert!(started.elapsed() < WITHIN, "{name}: {what}: {body:#}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
+/// The roller as `up` runs it, with one service's cloud calls hanging: the other services
+/// release, and an alarm rolls one of them back, within seconds. Passes do not wait for the
+/// hung service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_service_does_not_delay_another_services_rollback() {
+    // 2 workers: beta's hung reconcile holds one of them throughout.
+    let mut w = beta_hangs(2).await;
+    let mut alpha = hello_on("alpha-lb");
+    alpha["rollout"]["alarms"] = serde_json::json!(["alpha-5xx"]);
+    save(&w, "alpha", alpha).await;
+    let r = run(&mut w);
+
     release_v1_of_all_three(&w).await;
-    let v1_serving = |s: &serde_json::Value| s["rollout"].is_null() && s["stable_version"] == "v1";
-    wait_until("alpha", "v1 serving", v1_serving).await;
-    wait_until("gamma", "v1 serving", v1_serving).await;
-
+    wait_until(&w, &r, "alpha", "v1 serving", v1_serving).await;
+    wait_until(&w, &r, "gamma", "v1 serving", v1_serving).await;
     let (status, body) = w
         .call("POST", "/v1/services/alpha/releases", r#"{"version":"v2"}"#)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    wait_until("alpha", "v2 at its canary", |s| {
+    wait_until(&w, &r, "alpha", "v2 at its canary", |s| {
         s["rollout"]["waiting_for"]
             .as_str()
             .is_some_and(|w| w.starts_with("promote"))
@@ -216,21 +270,32 @@ async fn a_hung_service_does_not_delay_another_services_rollback() {
     w.sim
         .set_alarm("alpha-5xx", AlarmState::Alarm, None, Some(12.0))
         .expect("alarm");
-    wait_until("alpha", "rolled back to v1", |s| {
-        s["rollout"].is_null()
-            && s["stable_version"] == "v1"
-            && s["history"][0]["outcome"] == "rolled_back"
+    wait_until(&w, &r, "alpha", "rolled back to v1", |s| {
+        v1_serving(s) && s["history"][0]["outcome"] == "rolled_back"
     })
     .await;
-    let beta = status_of("beta").await;
+    let beta = status_of(&w, "beta").await;
     assert!(
         beta["stable_version"].is_null(),
         "beta's cloud never answered: {beta:#}"
     );
+    r.stop().await;
+}
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("the roller stops within its shutdown grace, beta hung or not")
-        .expect("the roller's task");
+/// Workers are counted per account-region: with one worker, beta (in an account of its own)
+/// hanging holds that account's worker, and the services of the other account go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_account_takes_no_worker_of_another_account() {
+    let mut w = beta_hangs(1).await;
+    let mut beta = hello_on("beta-lb");
+    beta["aws"]["role_arn"] = "arn:aws:iam::210987654321:role/ionroller-deployer".into();
+    save(&w, "beta", beta).await;
+    let r = run(&mut w);
+
+    release_v1_of_all_three(&w).await;
+    // In name order, beta's reconcile starts before gamma's: with one worker for all
+    // accounts, gamma would wait for beta's timeout.
+    wait_until(&w, &r, "alpha", "v1 serving", v1_serving).await;
+    wait_until(&w, &r, "gamma", "v1 serving", v1_serving).await;
+    r.stop().await;
 }

@@ -156,7 +156,8 @@ pub enum Command {
         /// How often each service is observed and reconciled, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
-        /// How many services reconcile at once (each one stays strictly serial).
+        /// How many services of one account-region reconcile at once (each one stays strictly
+        /// serial): an account whose calls hang or are throttled holds its own workers only.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: u16,
         /// Address for trail's API and dashboard. Default: where IONROLLER_TRAIL_URL (--trail)
