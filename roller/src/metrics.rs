@@ -90,7 +90,7 @@ pub struct Metrics {
     pub leases_lost: Counter,
     /// Appends refused because this replica's lease had passed to another.
     pub fenced_appends: Counter,
-    /// Services waiting for a reconcile slot in the current pass (0 between passes).
+    /// Services whose turn waits for a reconcile worker of their account-region.
     pub queue_depth: Level,
     last_pass_seconds: Gauge<f64, AtomicU64>,
     pass_seconds: Histogram,
@@ -250,7 +250,7 @@ impl Default for Metrics {
             queue_depth: register(
                 &mut r,
                 "ionroller_reconcile_queue_depth",
-                "Services waiting for a reconcile worker in the current pass",
+                "Services waiting for a reconcile worker of their account-region",
                 Level::default(),
             ),
             cloud_attempts: register(

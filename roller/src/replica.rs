@@ -39,6 +39,9 @@ pub struct Replica {
     ttl: Duration,
     held: Mutex<BTreeMap<u32, Held>>,
     metrics: Arc<Metrics>,
+    /// Cleared when the roller stopped with a reconcile cut off mid-call: the leases are then
+    /// left to expire instead of being handed over at once.
+    hand_over: std::sync::atomic::AtomicBool,
 }
 
 impl Replica {
@@ -49,6 +52,7 @@ impl Replica {
             ttl,
             held: Mutex::default(),
             metrics: Arc::default(),
+            hand_over: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -203,7 +207,19 @@ impl Replica {
                 _ = tokio::time::sleep(self.round_every()) => {}
             }
         }
-        self.leave().await;
+        if self.hand_over.load(std::sync::atomic::Ordering::SeqCst) {
+            self.leave().await;
+        } else {
+            tracing::warn!(
+                "leases left to expire: a cloud call cut off at shutdown may still land, and whoever takes over starts after it"
+            );
+        }
+    }
+
+    /// On shutdown, leave the leases to expire (as after a crash) rather than give them up.
+    pub fn let_leases_expire(&self) {
+        self.hand_over
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Gives up every lease and the membership.

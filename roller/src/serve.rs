@@ -110,6 +110,7 @@ pub async fn serve(
         replica.clone(),
         stop_rx.clone(),
     );
+    let replica_for_stop = replica.clone();
     let lease_task = replica.map(|replica| {
         tokio::spawn(replica.run(wake.clone(), async move {
             let _ = leases_stop_rx.await;
@@ -139,8 +140,14 @@ pub async fn serve(
     let server_task = tokio::spawn(async move { server.await });
     shutdown.await;
     let _ = stop_tx.send(true);
-    if let Err(e) = roller_task.await {
-        tracing::error!(error = %e, "the reconcile loop panicked");
+    match roller_task.await {
+        Ok(crate::shell::Stopped::Clean) => {}
+        Ok(crate::shell::Stopped::Abandoned(_)) => {
+            if let Some(replica) = &replica_for_stop {
+                replica.let_leases_expire();
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "the reconcile loop panicked"),
     }
     if let Some(follower) = follower {
         let _ = follower.await;

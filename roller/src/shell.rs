@@ -57,6 +57,8 @@ struct Deps {
     metrics: Arc<Metrics>,
     /// With replicas on one log: the leases that say which services are this one's.
     replica: Option<Arc<Replica>>,
+    /// Set when the roller stops: no reconcile starts and no cloud action begins after it.
+    stopping: Arc<AtomicBool>,
 }
 
 /// One service's place in the roller. Its slot's lock is held for the whole of a reconcile,
@@ -113,6 +115,7 @@ impl Roller {
                 clock,
                 metrics: Arc::default(),
                 replica: None,
+                stopping: Arc::default(),
             }),
             services: BTreeMap::new(),
             discovered_until: None,
@@ -160,7 +163,7 @@ impl Roller {
         interval: Duration,
         wake: Arc<tokio::sync::Notify>,
         shutdown: impl Future<Output = ()>,
-    ) {
+    ) -> Stopped {
         tokio::pin!(shutdown);
         let mut woken = false;
         loop {
@@ -178,7 +181,9 @@ impl Roller {
                     _ = &mut next => break Some(false),
                     _ = wake.notified() => break Some(true),
                     // Reaps reconciles as they end, so the set holds only running ones.
-                    Some(_) = self.running.join_next(), if !self.running.is_empty() => {}
+                    Some(ended) = self.running.join_next(), if !self.running.is_empty() => {
+                        report_panic(ended);
+                    }
                 }
             };
             match waited {
@@ -186,22 +191,29 @@ impl Roller {
                 None => break,
             }
         }
-        self.stop().await;
+        self.stop().await
     }
 
-    /// Waits a moment for the reconciles under way, then abandons the rest.
-    async fn stop(&mut self) {
-        let all_done = async { while self.running.join_next().await.is_some() {} };
-        if tokio::time::timeout(SHUTDOWN_GRACE, all_done)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                running = self.running.len(),
-                "reconciles still running at shutdown are abandoned; their intents are executed on the next start"
-            );
-            self.running.shutdown().await;
+    /// Starts nothing more (no reconcile, no cloud action), waits a moment for the reconciles
+    /// under way, then abandons the rest.
+    async fn stop(&mut self) -> Stopped {
+        self.deps.stopping.store(true, Ordering::SeqCst);
+        let running = &mut self.running;
+        let all_done = async {
+            while let Some(ended) = running.join_next().await {
+                report_panic(ended);
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all_done).await.is_ok() {
+            return Stopped::Clean;
         }
+        let abandoned = self.running.len();
+        tracing::warn!(
+            abandoned,
+            "reconciles still running at shutdown are abandoned; their intents are executed by whoever reconciles the services next"
+        );
+        self.running.shutdown().await;
+        Stopped::Abandoned(abandoned)
     }
 
     /// One reconcile pass over every known service, waiting for all of it: up to `workers`
@@ -209,7 +221,9 @@ impl Roller {
     pub async fn pass(&mut self) -> Result<(), RollerError> {
         let pass = self.start_pass(false).await?;
         pass.await;
-        while self.running.try_join_next().is_some() {}
+        while let Some(ended) = self.running.try_join_next() {
+            report_panic(ended);
+        }
         Ok(())
     }
 
@@ -224,29 +238,28 @@ impl Roller {
         self.discover().await?;
         let mut ends = Vec::new();
         for (name, cell) in &self.services {
-            let fence = match &self.deps.replica {
-                None => None,
-                Some(replica) => match replica.fence(name) {
-                    Some(fence) => Some(fence),
-                    None => continue,
-                },
-            };
+            if let Some(replica) = &self.deps.replica {
+                if replica.fence(name).is_none() {
+                    continue;
+                }
+            }
+            // Set before the lock is tried: a reconcile that holds it reads `again` only after
+            // letting the lock go, so it cannot miss this wake.
+            if woken {
+                cell.again.store(true, Ordering::SeqCst);
+            }
             let Ok(slot) = cell.slot.clone().try_lock_owned() else {
                 // Still being reconciled (by an earlier pass): that reconcile is this pass's
-                // for the service. After a wake it must look again when it ends.
-                if woken {
-                    cell.again.store(true, Ordering::Relaxed);
-                }
+                // for the service, and after a wake it looks once more when it ends.
                 continue;
             };
             let (done, ended) = tokio::sync::oneshot::channel::<()>();
             ends.push(ended);
-            self.deps.metrics.queue_depth.inc();
             let (deps, name, cell) = (self.deps.clone(), name.clone(), cell.clone());
             let (workers, timeout) = (self.workers.clone(), self.service_timeout);
             self.running.spawn(async move {
                 let _done = done;
-                reconcile_turn(&deps, &workers, timeout, &name, &cell, slot, fence).await;
+                reconcile_turns(&deps, &workers, timeout, &name, &cell, slot).await;
             });
         }
         let deps = self.deps.clone();
@@ -348,56 +361,124 @@ impl Bulkheads {
     }
 }
 
-/// One service's turn in a pass: a worker of its account-region, then its reconcile within
-/// the timeout, again while a wake came in the meantime. Holds the service's slot throughout.
-async fn reconcile_turn(
+/// How [`Roller::run`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every reconcile had ended: nothing of this roller's is under way in the cloud.
+    Clean,
+    /// This many reconciles were cut off, possibly in the middle of a cloud call: whoever
+    /// takes the services over should wait for the leases to expire rather than be handed
+    /// them, so that a call already sent lands first.
+    Abandoned(usize),
+}
+
+fn report_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended {
+        if e.is_panic() {
+            tracing::error!(error = %e, "a service's reconcile panicked");
+        }
+    }
+}
+
+/// Counts a turn in `ionroller_reconcile_queue_depth` while it waits for a worker, however
+/// the wait ends (a worker, an error, or the task abandoned at shutdown).
+struct Queued<'a>(&'a Metrics);
+
+impl<'a> Queued<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.queue_depth.inc();
+        Queued(metrics)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queue_depth.dec();
+    }
+}
+
+/// A service's turn in a pass: a worker of its account-region, then its reconcile within the
+/// timeout. A wake that came while it ran (`again`) gives it one more turn, queued behind the
+/// services already waiting for a worker.
+async fn reconcile_turns(
     deps: &Deps,
     workers: &Bulkheads,
     timeout: Duration,
     name: &str,
     cell: &Cell,
     mut slot: tokio::sync::OwnedMutexGuard<Slot>,
-    fence: Option<Fence>,
 ) {
+    loop {
+        if !reconcile_turn(deps, workers, timeout, name, cell, &mut slot).await {
+            return;
+        }
+        drop(slot);
+        if !cell.again.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        slot = match cell.slot.clone().try_lock_owned() {
+            Ok(slot) => slot,
+            // A new pass's turn has the service already.
+            Err(_) => return,
+        };
+    }
+}
+
+/// One turn; false when it did not reconcile (the roller stops, the lease is gone, or the
+/// service's log could not be read).
+async fn reconcile_turn(
+    deps: &Deps,
+    workers: &Bulkheads,
+    timeout: Duration,
+    name: &str,
+    cell: &Cell,
+    slot: &mut Slot,
+) -> bool {
+    let queued = Queued::new(&deps.metrics);
     // Its account-region is in its config: a service not folded yet (its first turn) is
     // folded first, or it would wait in the wrong account-region's queue.
     if slot.state.revision.is_none() {
-        if let Err(e) = catch_up(deps, name, &mut slot).await {
-            deps.metrics.queue_depth.dec();
+        if let Err(e) = catch_up(deps, name, slot).await {
             deps.metrics.reconcile_failed(name);
             tracing::warn!(service = %name, error = %e, "reconcile failed");
-            return;
+            return false;
         }
     }
     let bulkhead = workers.of(slot.state.latest_config().map(|c| &c.config));
-    let permit = bulkhead.acquire().await;
-    deps.metrics.queue_depth.dec();
-    if permit.is_err() {
-        return; // never closed
+    let Ok(_permit) = bulkhead.acquire().await else {
+        return false; // never closed
+    };
+    drop(queued);
+    if deps.stopping.load(Ordering::SeqCst) {
+        return false;
     }
-    loop {
-        cell.again.store(false, Ordering::Relaxed);
-        let started = std::time::Instant::now();
-        let result =
-            tokio::time::timeout(timeout, reconcile(deps, name, &mut slot, fence.as_ref())).await;
-        deps.metrics.service_took(name, started.elapsed());
-        let failure = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!(
-                "took longer than {timeout:?}; abandoned until its next turn"
-            )),
-        };
-        if let Some(error) = failure {
-            deps.metrics.reconcile_failed(name);
-            tracing::warn!(service = %name, error, "reconcile failed");
-        }
-        cell.rolling
-            .store(slot.state.rollout.is_some(), Ordering::Relaxed);
-        if !cell.again.load(Ordering::Relaxed) {
-            break;
-        }
+    // The lease as it is now, after what may have been a long wait for the worker.
+    let fence = match &deps.replica {
+        None => None,
+        Some(replica) => match replica.fence(name) {
+            Some(fence) => Some(fence),
+            None => return false,
+        },
+    };
+    // What this turn reads of the log from here on includes any command a wake announced.
+    cell.again.store(false, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, reconcile(deps, name, slot, fence.as_ref())).await;
+    deps.metrics.service_took(name, started.elapsed());
+    let failure = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!(
+            "took longer than {timeout:?}; abandoned until its next turn"
+        )),
+    };
+    if let Some(error) = failure {
+        deps.metrics.reconcile_failed(name);
+        tracing::warn!(service = %name, error, "reconcile failed");
     }
+    cell.rolling
+        .store(slot.state.rollout.is_some(), Ordering::Relaxed);
+    true
 }
 
 /// One service: finish recorded intents, observe, decide, act.
@@ -462,6 +543,11 @@ async fn execute_pending(
         return Ok(());
     };
     for (action_id, attempt, action) in pending {
+        // Stopping: the intent stays without an outcome, for whoever reconciles the service
+        // next (this process after a restart, or the replica that takes its shard).
+        if deps.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         // The last word before the cloud: a replica whose lease lapsed (or was taken over)
         // while it was deciding or frozen stops here.
         if let (Some(replica), Some(fence)) = (&deps.replica, fence) {

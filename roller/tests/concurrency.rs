@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use axum::http::StatusCode;
 use ionroller_roller::cloud::sim::{SimCloud, SimSettings};
 use ionroller_roller::cloud::{Cloud, CloudError};
-use ionroller_roller::shell::Roller;
+use ionroller_roller::shell::{Roller, Stopped};
 use ionroller_shared::cloud::CloudView;
 use ionroller_shared::config::ServiceConfig;
 use ionroller_shared::events::{Action, AlarmState};
@@ -27,6 +27,15 @@ struct Gated {
     together: usize,
     linger: Duration,
     stuck: Option<&'static str>,
+    /// The first observation of this service says so and waits for a go.
+    held: Option<Held>,
+}
+
+struct Held {
+    service: &'static str,
+    entered: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+    once: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -40,6 +49,12 @@ impl Cloud for Gated {
         self.most.fetch_max(now, Ordering::SeqCst);
         if self.stuck == Some(service) {
             std::future::pending::<()>().await;
+        }
+        if let Some(held) = self.held.as_ref().filter(|h| h.service == service) {
+            if !held.once.swap(true, Ordering::SeqCst) {
+                held.entered.notify_one();
+                held.go.notified().await;
+            }
         }
         let until = Instant::now() + self.linger;
         while self.in_flight.load(Ordering::SeqCst) < self.together && Instant::now() < until {
@@ -67,6 +82,16 @@ fn world(
     stuck: Option<&'static str>,
     most: Arc<AtomicUsize>,
 ) -> World {
+    world_held(workers, timeout, stuck, most, None)
+}
+
+fn world_held(
+    workers: usize,
+    timeout: Duration,
+    stuck: Option<&'static str>,
+    most: Arc<AtomicUsize>,
+    held: Option<Held>,
+) -> World {
     World::create_with(
         |sim| {
             Arc::new(Gated {
@@ -76,6 +101,7 @@ fn world(
                 together: 3,
                 linger: Duration::from_millis(300),
                 stuck,
+                held,
             })
         },
         |roller| roller.with_concurrency(workers, timeout),
@@ -144,7 +170,7 @@ async fn a_service_whose_cloud_hangs_delays_no_other_beyond_its_timeout() {
 /// The roller of `w`, run as `up` runs it (a pass every 50 ms), and how to stop it.
 struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<ionroller_roller::shell::Stopped>,
     started: Instant,
 }
 
@@ -152,16 +178,17 @@ struct Running {
 const WITHIN: Duration = Duration::from_secs(20);
 
 fn run(w: &mut World) -> Running {
+    run_every(w, Duration::from_millis(50))
+}
+
+/// The roller of `w` with passes every `interval`, and at once when the API records a command.
+fn run_every(w: &mut World, interval: Duration) -> Running {
     let idle = Roller::new(w.store.clone(), Arc::new(w.sim.clone()), w.clock.clone());
     let roller = std::mem::replace(&mut w.roller, idle);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(roller.run(
-        Duration::from_millis(50),
-        Arc::new(tokio::sync::Notify::new()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(roller.run(interval, w.wake.clone(), async move {
+        let _ = stopped.await;
+    }));
     Running {
         stop,
         task,
@@ -171,12 +198,12 @@ fn run(w: &mut World) -> Running {
 
 impl Running {
     /// Stops the roller; it must stop within its shutdown grace, whatever still hangs.
-    async fn stop(self) {
+    async fn stop(self) -> Stopped {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("the roller stops within its shutdown grace")
-            .expect("the roller's task");
+            .expect("the roller's task")
     }
 }
 
@@ -279,7 +306,11 @@ async fn a_hung_service_does_not_delay_another_services_rollback() {
         beta["stable_version"].is_null(),
         "beta's cloud never answered: {beta:#}"
     );
-    r.stop().await;
+    assert_eq!(
+        r.stop().await,
+        Stopped::Abandoned(1),
+        "beta's reconcile, cut off"
+    );
 }
 
 /// Workers are counted per account-region: with one worker, beta (in an account of its own)
@@ -297,5 +328,42 @@ async fn a_hung_account_takes_no_worker_of_another_account() {
     // accounts, gamma would wait for beta's timeout.
     wait_until(&w, &r, "alpha", "v1 serving", v1_serving).await;
     wait_until(&w, &r, "gamma", "v1 serving", v1_serving).await;
-    r.stop().await;
+    assert_eq!(
+        r.stop().await,
+        Stopped::Abandoned(1),
+        "beta's reconcile, cut off"
+    );
+}
+
+/// A command recorded while its service is being reconciled (here: its observation held
+/// until the command is in) is acted on as soon as that reconcile ends, not at the next
+/// interval (a minute here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_recorded_mid_reconcile_is_acted_on_without_waiting_for_the_interval() {
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let go = Arc::new(tokio::sync::Notify::new());
+    let held = Held {
+        service: "alpha",
+        entered: entered.clone(),
+        go: go.clone(),
+        once: std::sync::atomic::AtomicBool::new(false),
+    };
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut w = world_held(3, Duration::from_secs(600), None, most, Some(held));
+    three_services(&w).await;
+    let r = run_every(&mut w, Duration::from_secs(60));
+    entered.notified().await;
+    let (status, body) = w
+        .call("POST", "/v1/services/alpha/releases", r#"{"version":"v1"}"#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    go.notify_one();
+    while w.sim.creations() == 0 {
+        assert!(
+            r.started.elapsed() < Duration::from_secs(10),
+            "alpha's environment was not created"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(r.stop().await, Stopped::Clean);
 }

@@ -26,6 +26,8 @@ pub struct World {
     pub router: axum::Router,
     /// The admin token every call sends, created on the first call.
     pub token: tokio::sync::OnceCell<String>,
+    /// Notified by the API when it records a command, as `up` wires it.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 pub fn start() -> DateTime<Utc> {
@@ -61,8 +63,11 @@ impl World {
             Roller::new(store.clone(), cloud(sim.clone()), dyn_clock.clone())
                 .with_metrics(metrics.clone()),
         );
+        let wake = Arc::new(tokio::sync::Notify::new());
         let router = app(
-            AppState::new(store.clone(), dyn_clock).with_metrics(metrics),
+            AppState::new(store.clone(), dyn_clock)
+                .with_metrics(metrics)
+                .with_wake(wake.clone()),
             ionroller_roller::api::sim::routes(sim.clone()),
         );
         World {
@@ -73,6 +78,7 @@ impl World {
             roller,
             router,
             token: tokio::sync::OnceCell::new(),
+            wake,
         }
     }
 
