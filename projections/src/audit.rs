@@ -300,6 +300,9 @@ pub fn summary(event: &ServiceEvent) -> String {
         ),
         StepStarted { step, percent, .. } => format!("step {} started: {percent}%", step + 1),
         StepCompleted { step, .. } => format!("step {} completed", step + 1),
+        WaitingForPromote { step, .. } => {
+            format!("waiting after step {} for a person to promote", step + 1)
+        }
         RolloutCompleted { .. } => "rollout completed".into(),
         RollbackStarted { cause, .. } => format!("rollback started: {}", cause.summary()),
         RollbackStepStarted { percent, .. } => format!("rollback stepping down to {percent}%"),

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use ionroller_shared::config::Pause;
 use ionroller_shared::events::{RollbackCause, RolloutId, ServiceEvent};
 
 /// The kinds of notification, as endpoints choose them (`kinds` in the notifications file).
@@ -125,8 +124,8 @@ impl Notification {
     }
 }
 
-/// What the fold remembers per service between events: the rollouts in flight (their version
-/// and which steps wait for a person). Bounded: a rollout is forgotten when it ends.
+/// What the fold remembers per service between events: the rollouts in flight (their
+/// version). Bounded: a rollout is forgotten when it ends.
 #[derive(Default)]
 pub struct Notifications {
     rollouts: HashMap<(String, RolloutId), InFlight>,
@@ -134,8 +133,6 @@ pub struct Notifications {
 
 struct InFlight {
     version: String,
-    /// Steps (0-based, as events number them) whose pause waits for a promote.
-    waits_after: Vec<usize>,
 }
 
 /// What the fold needs of a recorded event besides its decoded body.
@@ -205,18 +202,6 @@ impl Notifications {
                     ),
                 )]
             }
-            ServiceEvent::PlanComputed { rollout_id, plan } => {
-                if let Some(r) = self.rollouts.get_mut(&(service.clone(), *rollout_id)) {
-                    r.waits_after = plan
-                        .steps
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, s)| s.pause == Some(Pause::UntilPromoted))
-                        .map(|(i, _)| i)
-                        .collect();
-                }
-                Vec::new()
-            }
             ServiceEvent::TestEndpointReady { rollout_id, url } => {
                 let version = version_of(self, rollout_id);
                 vec![make(
@@ -231,9 +216,8 @@ impl Notifications {
                 )]
             }
             ServiceEvent::StepCompleted { rollout_id, step } => {
-                let key = (service.clone(), *rollout_id);
                 let version = version_of(self, rollout_id);
-                let mut out = vec![make(
+                vec![make(
                     Kind::StepCompleted,
                     Some(*rollout_id),
                     version.clone(),
@@ -242,25 +226,23 @@ impl Notifications {
                         version.as_deref().unwrap_or("the release"),
                         step + 1
                     ),
-                )];
-                if self
-                    .rollouts
-                    .get(&key)
-                    .is_some_and(|r| r.waits_after.contains(step))
-                {
-                    out.push(make(
-                        Kind::WaitingForPerson,
-                        Some(*rollout_id),
-                        version.clone(),
-                        format!(
-                            "{} waits after step {} for a promote (ionroller promote {})",
-                            version.as_deref().unwrap_or("the release"),
-                            step + 1,
-                            meta.service
-                        ),
-                    ));
-                }
-                out
+                )]
+            }
+            // Told when the roller decides to wait, not when the plan said a step might: a
+            // step that moved nothing is not waited after.
+            ServiceEvent::WaitingForPromote { rollout_id, step } => {
+                let version = version_of(self, rollout_id);
+                vec![make(
+                    Kind::WaitingForPerson,
+                    Some(*rollout_id),
+                    version.clone(),
+                    format!(
+                        "{} waits after step {} for a promote (ionroller promote {})",
+                        version.as_deref().unwrap_or("the release"),
+                        step + 1,
+                        meta.service
+                    ),
+                )]
             }
             ServiceEvent::PauseRequested { reason } => vec![make(
                 Kind::WaitingForPerson,
@@ -337,7 +319,6 @@ impl Notifications {
             (service.to_string(), id),
             InFlight {
                 version: version.to_string(),
-                waits_after: Vec::new(),
             },
         );
     }
@@ -359,7 +340,7 @@ fn because(reason: &Option<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ionroller_shared::events::{AlarmState, AlarmView, Plan, PlanStep};
+    use ionroller_shared::events::{AlarmState, AlarmView};
 
     fn meta(actor: &str) -> Meta<'_> {
         Meta {
@@ -368,12 +349,6 @@ mod tests {
             occurred_at: DateTime::<Utc>::UNIX_EPOCH,
             actor,
         }
-    }
-
-    fn step(pause: Option<Pause>) -> PlanStep {
-        serde_json::from_value(json!({ "label": "step", "percent": 10 }))
-            .map(|s: PlanStep| PlanStep { pause, ..s })
-            .expect("a step")
     }
 
     fn kinds(n: &[Notification]) -> Vec<Kind> {
@@ -398,24 +373,7 @@ mod tests {
             started[0].text,
             "release of v2 requested by ana via token 1234 (fix login)"
         );
-        let plan: Plan = serde_json::from_value(json!({
-            "environment": "hello-v2", "reuses_warm_environment": false, "test_endpoint": false,
-            "steps": [], "progress_deadline": "10m"
-        }))
-        .map(|p: Plan| Plan {
-            steps: vec![step(Some(Pause::UntilPromoted)), step(None)],
-            ..p
-        })
-        .expect("a plan");
-        assert!(fold
-            .on(
-                &meta("roller"),
-                &ServiceEvent::PlanComputed {
-                    rollout_id: id,
-                    plan
-                }
-            )
-            .is_empty());
+        // A step is told as such; a wait only when the roller records one.
         let canary = fold.on(
             &meta("roller"),
             &ServiceEvent::StepCompleted {
@@ -423,28 +381,26 @@ mod tests {
                 step: 0,
             },
         );
-        assert_eq!(
-            kinds(&canary),
-            [Kind::StepCompleted, Kind::WaitingForPerson]
-        );
-        assert!(
-            canary[1].text.starts_with("v2 waits after step 1 "),
-            "{}",
-            canary[1].text
-        );
-        assert!(
-            canary[1].text.contains("ionroller promote hello"),
-            "{}",
-            canary[1].text
-        );
-        let step2 = fold.on(
+        assert_eq!(kinds(&canary), [Kind::StepCompleted]);
+        assert_eq!(canary[0].text, "v2 finished step 1");
+        let waiting = fold.on(
             &meta("roller"),
-            &ServiceEvent::StepCompleted {
+            &ServiceEvent::WaitingForPromote {
                 rollout_id: id,
-                step: 1,
+                step: 0,
             },
         );
-        assert_eq!(kinds(&step2), [Kind::StepCompleted]);
+        assert_eq!(kinds(&waiting), [Kind::WaitingForPerson]);
+        assert!(
+            waiting[0].text.starts_with("v2 waits after step 1 "),
+            "{}",
+            waiting[0].text
+        );
+        assert!(
+            waiting[0].text.contains("ionroller promote hello"),
+            "{}",
+            waiting[0].text
+        );
         let done = fold.on(
             &meta("roller"),
             &ServiceEvent::RolloutCompleted { rollout_id: id },

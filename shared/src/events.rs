@@ -157,6 +157,14 @@ pub enum ServiceEvent {
         rollout_id: RolloutId,
         step: usize,
     },
+    /// The rollout holds after `step` (0-based) until a person promotes it: recorded once, when
+    /// the roller decides to wait, so that what is told ("waiting for you") is what the roller
+    /// does, not what the plan said it might (a pause after a step that moved nothing, or one
+    /// promoted in advance, is never waited for).
+    WaitingForPromote {
+        rollout_id: RolloutId,
+        step: usize,
+    },
     RolloutCompleted {
         rollout_id: RolloutId,
     },
@@ -284,6 +292,7 @@ stored_types! {
     TestEndpointReady => "test-endpoint-ready",
     StepStarted => "step-started",
     StepCompleted => "step-completed",
+    WaitingForPromote => "waiting-for-promote",
     RolloutCompleted => "rollout-completed",
     RollbackStarted => "rollback-started",
     RollbackStepStarted => "rollback-step-started",
@@ -353,6 +362,7 @@ impl ServiceEvent {
             | TestEndpointReady { rollout_id, .. }
             | StepStarted { rollout_id, .. }
             | StepCompleted { rollout_id, .. }
+            | WaitingForPromote { rollout_id, .. }
             | RolloutCompleted { rollout_id }
             | RollbackStarted { rollout_id, .. }
             | RollbackStepStarted { rollout_id, .. }
@@ -745,6 +755,10 @@ mod tests {
                 percent: 50,
             },
             E::StepCompleted {
+                rollout_id: id,
+                step: 1,
+            },
+            E::WaitingForPromote {
                 rollout_id: id,
                 step: 1,
             },

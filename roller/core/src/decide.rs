@@ -284,6 +284,13 @@ fn decide_rollout(
                 Some(Pause::UntilPromoted) => {
                     if rollout.promoted {
                         start_step(rollout, step + 1)
+                    } else if !rollout.awaiting_promote {
+                        // Recorded once, so that who is told to promote is told when the
+                        // roller really waits.
+                        vec![ServiceEvent::WaitingForPromote {
+                            rollout_id: id,
+                            step: *step,
+                        }]
                     } else {
                         Vec::new()
                     }

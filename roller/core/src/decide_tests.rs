@@ -318,6 +318,11 @@ fn canary_waits_for_promote_then_steps_follow_timed_pauses() {
     );
     h.registered(13, &["i-hello-v1-0", "i-hello-v1-1", &format!("i-{env}-0")]);
     assert_eq!(kinds(&h.decide_and_apply(13)), vec!["step 0 done"]);
+    assert_eq!(
+        kinds(&h.decide_and_apply(13)),
+        vec!["waiting-for-promote"],
+        "the wait is recorded, once"
+    );
     assert!(
         h.decide(60).is_empty(),
         "the canary waits for a promote, without a deadline"
@@ -348,6 +353,22 @@ fn timed_pause_then_next_step() {
     let h = v2_step_done(2, 50);
     assert!(h.decide(15).is_empty(), "3s pause not over");
     assert_eq!(kinds(&h.decide(16)), vec!["step 3 100%"]);
+}
+
+#[test]
+fn a_pause_for_a_promote_after_a_step_that_moved_nothing_is_neither_waited_nor_recorded() {
+    let mut config = example();
+    config.rollout.pause = Pause::UntilPromoted;
+    // 25% of two instances is one, as the 10% canary was.
+    let mut h = History::serving_v1_with(config.clone());
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2").step_done(13, id, 1, 25);
+    assert_eq!(kinds(&h.decide(13)), vec!["step 2 50%"]);
+    // 50% moves a second instance: that pause is waited, and told.
+    let mut h = History::serving_v1_with(config);
+    let (id, env) = h.release(10, "v2", false);
+    h.green(12, &env, "v2").step_done(13, id, 2, 50);
+    assert_eq!(kinds(&h.decide(13)), vec!["waiting-for-promote"]);
 }
 
 #[test]

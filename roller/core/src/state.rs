@@ -177,6 +177,9 @@ pub struct Rollout {
     pub pause_reason: Option<String>,
     /// A promote arrived for the current wait.
     pub promoted: bool,
+    /// The roller recorded that the current stage waits for a promote (`waiting-for-promote`).
+    #[serde(default)]
+    pub awaiting_promote: bool,
     /// A full promote arrived: the next step started is the last (100%).
     #[serde(default)]
     pub promoted_full: bool,
@@ -528,6 +531,7 @@ impl ServiceState {
             paused_by: None,
             pause_reason: None,
             promoted: false,
+            awaiting_promote: false,
             promoted_full: false,
         });
     }
@@ -557,6 +561,7 @@ impl ServiceState {
             r.stage = stage;
             r.stage_since = at;
             r.promoted = false;
+            r.awaiting_promote = false;
         }
     }
 }
@@ -788,6 +793,13 @@ pub fn evolve(
         ServiceEvent::StepCompleted { rollout_id, step } => {
             if current(state, rollout_id) {
                 state.set_stage(Stage::StepDone { step: *step, at }, at);
+            }
+        }
+        ServiceEvent::WaitingForPromote { rollout_id, .. } => {
+            if current(state, rollout_id) {
+                if let Some(r) = state.rollout.as_mut() {
+                    r.awaiting_promote = true;
+                }
             }
         }
         ServiceEvent::RolloutCompleted { rollout_id } => {
