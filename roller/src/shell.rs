@@ -98,7 +98,7 @@ impl Cell {
     }
 }
 
-/// Defaults: services reconcile eight at a time, each within 60 s.
+/// Defaults: services reconcile eight at a time in each account-region, each within 60 s.
 pub const DEFAULT_WORKERS: usize = 8;
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(60);
 /// On shutdown, reconciles under way get this long to finish before they are abandoned
