@@ -8,7 +8,9 @@
 //! Each service runs the example config (a canary that waits to be promoted, alarm
 //! `<service>-5xx`): v1 is released and served, v2 reaches its canary, then latency is turned on,
 //! every alarm fires right after a pass ends (so each waits a whole interval for the next pass,
-//! as the worst case does) and the roller runs pass, sleep interval, pass ... as `up` does.
+//! as the worst case does) and the roller runs pass, sleep interval, pass ... (`Roller::pass`
+//! waits for every turn; `up` starts a pass every interval without waiting, so where a pass is
+//! longer than the interval these times are an upper bound for it).
 //!
 //! `cargo bench -p ionroller-roller --bench scale -- [--services 100,1000,10000]
 //!  [--one-worker-up-to 1000] [--workers 64] [--latency-ms 50] [--interval-ms 5000]

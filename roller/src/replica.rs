@@ -193,7 +193,7 @@ impl Replica {
 
     /// Keeps the leases until `shutdown`, waking the reconcile loop whenever it takes a
     /// shard; then gives every lease up at once so the other replicas take over without
-    /// waiting for expiry.
+    /// waiting for expiry, unless `let_leases_expire` was called.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {

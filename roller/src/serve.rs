@@ -69,7 +69,8 @@ impl CloudDriver {
 }
 
 /// Runs the reconcile loop and serves the API on `listener` until `shutdown` resolves, then
-/// lets in-flight requests and the current pass finish.
+/// stops the loop (reconciles under way get a second), gives the leases up (or, if a reconcile
+/// was cut off, leaves them to expire) and lets in-flight requests finish.
 pub async fn serve(
     config: RollerConfig,
     store: Arc<dyn EventStore>,
