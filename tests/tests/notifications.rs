@@ -177,16 +177,7 @@ async fn every_outcome_is_told_once_signed_retried_and_survives_a_kill() {
     state.lock().expect("state").hang = 1;
     server.cli_ok(&["release", "hello", "v3", "--no-follow"]);
     server.wait_for_promote("v3's canary").await;
-    server.cli_ok(&[
-        "sim",
-        "alarm",
-        "hello-5xx",
-        "ALARM",
-        "--reason",
-        "5xx 12% > 5%",
-        "--value",
-        "12",
-    ]);
+    server.fire_alarm("hello-5xx", "5xx 12% > 5%", "12");
     server
         .wait_for("hello", 20, "v3 rolled back", |s| {
             s["rollout"].is_null() && s["stable_version"] == "v1"

@@ -107,16 +107,7 @@ async fn release_canary_promote_steps_then_alarm_rollback() {
             s["rollout"]["step"] == 3 && s["rollout"]["stage"] == "step_done"
         })
         .await;
-    server.cli_ok(&[
-        "sim",
-        "alarm",
-        "hello-5xx",
-        "ALARM",
-        "--reason",
-        "5xx rate 12% > 5%",
-        "--value",
-        "12",
-    ]);
+    server.fire_alarm("hello-5xx", "5xx rate 12% > 5%", "12");
     let (code, out) = finish(release);
     assert_eq!(code, 1, "a rolled-back release exits non-zero: {out}");
     assert!(

@@ -63,16 +63,7 @@ async fn trail_reports_exactly_what_happened() {
     // v3 rolls back on an alarm; v4 is aborted by hand.
     let release = server.cli_spawn(&["release", "hello", "v3"]);
     server.wait_for_promote("a wait for promote").await;
-    server.cli_ok(&[
-        "sim",
-        "alarm",
-        "hello-5xx",
-        "ALARM",
-        "--reason",
-        "5xx 12% > 5%",
-        "--value",
-        "12",
-    ]);
+    server.fire_alarm("hello-5xx", "5xx 12% > 5%", "12");
     assert_eq!(release.wait_with_output().unwrap().status.code(), Some(1));
     server.cli_ok(&["sim", "alarm", "hello-5xx", "OK"]);
     server

@@ -166,6 +166,14 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Puts the simulated alarm `alarm` into ALARM with `reason`, quoting the datapoint
+    /// `value`, through the CLI (`ionroller sim alarm`).
+    pub fn fire_alarm(&self, alarm: &str, reason: &str, value: &str) -> String {
+        self.cli_ok(&[
+            "sim", "alarm", alarm, "ALARM", "--reason", reason, "--value", value,
+        ])
+    }
+
     /// Spawns a CLI command (e.g. a following `release`) without waiting for it.
     pub fn cli_spawn(&self, args: &[&str]) -> Child {
         Command::new(binary())
